@@ -1,0 +1,5 @@
+import sys
+
+from condiff.cli.main import main
+
+sys.exit(main())

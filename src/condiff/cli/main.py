@@ -1,0 +1,49 @@
+"""`condiff` command line: one module per subcommand, each with `add_parser` and `run`.
+
+Nothing heavy is imported here or at the top of the subcommand modules, so `condiff --help`
+answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from condiff import __version__
+from condiff.cli import data, noise, sample, schedules, train
+from condiff.errors import CondiffError
+
+SUBCOMMANDS = (train, sample, noise, schedules, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="condiff",
+        description="Train and run small pixel-space diffusion models (DDPM), unconditional and conditional.",
+    )
+    parser.add_argument("--version", action="version", version=f"condiff {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        args.run(args)
+    except CondiffError as err:
+        print(f"condiff: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("condiff: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`condiff sample --model DIR`: a sample grid and, optionally, a denoising GIF."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample", help="generate images with a trained model",
+        description="Generate a grid of samples; --gif also writes the reverse process frame by frame "
+                    "(noisy image x_t beside the predicted clean image).",
+    )
+    parser.add_argument("--model", required=True, help="model folder written by `condiff train`")
+    parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
+    parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
+                        help="sampler (default: dpm = DPM-Solver++)")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps (default: 25)")
+    parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default: 0)")
+    parser.add_argument("--out", default="samples.png", help="grid PNG to write (default: samples.png)")
+    parser.add_argument("--gif", help="also write the denoising animation to this GIF")
+    parser.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling (default: 4)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from condiff.cli.common import check_output_path, check_positive, pick_device
+
+    for option, value in (("--num", args.num), ("--steps", args.steps), ("--scale", args.scale)):
+        check_positive(option, value)
+    check_output_path(args.out, (".png",))
+    if args.gif:
+        check_output_path(args.gif, (".gif",))
+
+    from condiff.images import save_image_atomic
+    from condiff.model import load_scheduler, load_unet, make_sampler
+    from condiff.sampling import generate
+    from condiff.visualize import denoising_gif_frames, make_grid, save_gif
+
+    device = pick_device(args.device)
+    unet = load_unet(args.model).to(device).eval()
+    sampler = make_sampler(load_scheduler(args.model), args.scheduler)
+    if args.steps > sampler.config.num_train_timesteps:
+        from condiff.errors import CondiffError
+
+        raise CondiffError(f"--steps {args.steps}: the model has only {sampler.config.num_train_timesteps} "
+                           "timesteps; use fewer steps")
+    samples = generate(unet, sampler, args.num, args.steps, seed=args.seed, record=bool(args.gif))
+    save_image_atomic(make_grid(samples.images, scale=args.scale), args.out)
+    print(f"condiff: wrote {args.num} samples to {args.out}")
+    if args.gif:
+        frames = denoising_gif_frames(samples.noisy + [samples.images], samples.predicted + [samples.images],
+                                      scale=args.scale, timesteps=samples.timesteps + [0])
+        save_gif(frames, args.gif)
+        print(f"condiff: wrote the denoising animation ({len(frames)} frames) to {args.gif}")

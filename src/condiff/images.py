@@ -1,0 +1,176 @@
+"""Reading and writing user images safely.
+
+Reading: `open_image` turns every way a user's file can be wrong (missing, empty, not an image,
+truncated, absurdly large) into a one-line `DataError` naming the file, and `to_rgb` converts any
+Pillow mode to 8-bit RGB without the silent clipping that `Image.convert` does for 16-bit images.
+
+Writing: `write_bytes_atomic` writes to a temporary file next to the target and renames it into
+place, so an interrupted or failed write never leaves a half-written file and never destroys an
+existing one. The rename is atomic against crashes of this process, not against power loss (no fsync).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from condiff.errors import DataError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# Pillow's format plugins raise many exception types on malformed data, not only OSError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError)
+
+# Modes whose alpha (or transparency entry) is composited over a background instead of dropped.
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------
+
+
+def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file, with EXIF orientation applied, in its original mode.
+
+    Raises `DataError` (one line, naming the file) when the file is missing, a directory, empty, not an
+    image, truncated or corrupt, or larger than `max_pixels`. The size is checked from the header before
+    any pixel is decoded, so a hostile header cannot make us allocate gigabytes.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found; check the path")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, not an image file; give the path of an image")
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: not a regular file; give the path of an image file")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: file is empty (0 bytes); re-export the image or remove the file")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own global limit; we enforce `max_pixels` ourselves below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as lazy:
+                width, height = lazy.size  # from the header: nothing is decoded yet
+                if width * height > max_pixels:
+                    raise DataError(_too_large(path, width, height, max_pixels))
+                lazy.load()  # decode everything now, so truncation is reported here and not later
+                return ImageOps.exif_transpose(lazy)  # a loaded copy that outlives the closed file
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{path}: image is too large to decode safely ({err}); downscale it") from err
+    except PermissionError as err:
+        raise DataError(f"{path}: permission denied; make the file readable") from err
+    except UnidentifiedImageError as err:
+        raise DataError(f"{path}: not an image Pillow can read; convert it to PNG or remove it") from err
+    except _DECODE_ERRORS as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: truncated or corrupt image ({reason}); re-export or remove it") from err
+
+
+def _too_large(path: str, width: int, height: int, max_pixels: int) -> str:
+    return (
+        f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+        f"{max_pixels:,}; downscale it or raise max_pixels"
+    )
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert an image of any common Pillow mode to 8-bit RGB.
+
+    - Transparency (alpha channels, and palette or greyscale images with a transparent entry) is
+      composited over `background` rather than dropped, so transparent pixels do not turn black.
+    - 16-bit integer modes (`I;16`, `I;16B`, ... and `I`, which Pillow uses for 16-bit PNGs) are scaled
+      from 0..65535 to 0..255; `Image.convert` would instead clip everything above 255 to white.
+    - `F` (32-bit float) is read as 0..1 if its maximum is at most 1, else as 0..255; values outside
+      the range are clipped and NaN becomes 0.
+    - `1`, `L`, `P`, `CMYK`, `YCbCr`, `HSV` use Pillow's own conversion.
+    """
+    if image.mode in _16BIT_MODES:
+        return _grey_to_rgb(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
+        return _grey_to_rgb(values * 255.0 if values.max(initial=0.0) <= 1.0 else values)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return _composite_over(image.convert("RGBA"), background)
+    try:
+        return image.convert("RGB")
+    except ValueError as err:
+        raise DataError(
+            f"image mode {image.mode!r} cannot be converted to RGB; save it as an RGB PNG"
+        ) from err
+
+
+def _grey_to_rgb(values: np.ndarray) -> Image.Image:
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey, grey, grey], axis=-1))
+
+
+def _composite_over(rgba: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------
+
+
+def write_bytes_atomic(
+    path: str | os.PathLike, write: Callable[[str], None], suffix: str | None = None
+) -> None:
+    """Create `path` atomically: `write(tmp_path)` writes a temporary file that then replaces `path`.
+
+    The temporary file sits in the same directory (so the rename cannot cross file systems) and ends
+    with `suffix` (default: the extension of `path`) so that writers that infer the format from the
+    name (Pillow, imageio, matplotlib) still do. If `write` raises, the temporary file is removed and
+    an existing `path` is left untouched. Parent directories are created.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is an existing directory; choose a file name for the output")
+    if suffix is None:
+        suffix = os.path.splitext(path)[1]
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+
+    tmp_path = _reserve_temp_file(directory, name, suffix)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:  # also on KeyboardInterrupt: never leave the temporary file behind
+        try:
+            os.remove(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _reserve_temp_file(directory: str, name: str, suffix: str) -> str:
+    # Created with mode 0o666 so the umask applies as for any normal file (mkstemp would give 0o600).
+    while True:
+        tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp_path
+        except FileExistsError:
+            continue
+
+
+def save_image_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+    """`image.save(path, **save_kwargs)`, but atomic (see `write_bytes_atomic`).
+
+    The format comes from the extension of `path` unless `format=` is given.
+    """
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    if "format" not in save_kwargs and extension not in Image.registered_extensions():
+        raise DataError(f"{path}: unknown image extension {extension!r}; use e.g. .png")
+    write_bytes_atomic(path, lambda tmp_path: image.save(tmp_path, **save_kwargs), suffix=extension)

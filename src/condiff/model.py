@@ -1,0 +1,137 @@
+"""The denoiser and its noise schedule: diffusers `UNet2DModel` + `DDPMScheduler`.
+
+A model folder is diffusers' own pipeline format (`model_index.json`, `unet/`, `scheduler/`), so
+`diffusers.DDPMPipeline.from_pretrained(folder)` loads what condiff writes. Local weights are read
+from safetensors only; a pickled weights file is refused without being unpickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from condiff.config import ModelConfig, SchedulerConfig
+from condiff.errors import CondiffError
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
+
+IMAGE_CHANNELS = 3
+
+
+def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0) -> UNet2DModel:
+    """A fresh UNet shaped by the recipe; `extra_in_channels` are condition channels concatenated
+    to the noisy image (the output always has the image's channels)."""
+    from diffusers import UNet2DModel
+
+    down = ["AttnDownBlock2D" if attn else "DownBlock2D" for attn in config.attention]
+    up = ["AttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(config.attention)]
+    return UNet2DModel(
+        sample_size=resolution,
+        in_channels=IMAGE_CHANNELS + extra_in_channels,
+        out_channels=IMAGE_CHANNELS,
+        block_out_channels=tuple(config.channels),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        layers_per_block=config.layers_per_block,
+        attention_head_dim=config.attention_head_dim,
+        norm_num_groups=config.norm_num_groups,
+        dropout=config.dropout,
+    )
+
+
+def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        prediction_type=config.prediction_type,
+        clip_sample=True,
+    )
+
+
+def make_sampler(train_scheduler: DDPMScheduler, kind: str):
+    """Swap the training scheduler for a sampler with the same noise schedule (diffusers `from_config`)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+    if kind not in classes:
+        raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++")
+    return classes[kind].from_config(train_scheduler.config)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _refuse_pickled_weights(folder: Path) -> None:
+    has_safetensors = any(folder.rglob("*.safetensors"))
+    pickled = [p for p in folder.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
+    if pickled and not has_safetensors:
+        raise CondiffError(
+            f"{folder}: weights are only in a pickle-based file ({pickled[0].name}); condiff loads "
+            "safetensors only. Convert it with diffusers' save_pretrained(safe_serialization=True)"
+        )
+
+
+def _unet_subfolder(path: Path) -> str | None:
+    """A pipeline folder keeps the UNet in `unet/`; a bare UNet folder has config.json at its root."""
+    if (path / "unet" / "config.json").exists():
+        return "unet"
+    if (path / "config.json").exists():
+        return None
+    raise CondiffError(
+        f"{path}: not a model folder (no unet/config.json or config.json); "
+        "pass a folder written by `condiff train` or a diffusers pipeline/UNet folder"
+    )
+
+
+def load_unet(source: str) -> UNet2DModel:
+    """Load a UNet from a local pipeline/UNet folder or a Hub id (pipeline repos keep it in `unet/`)."""
+    from diffusers import UNet2DModel
+
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CondiffError(f"{source}: a model must be a folder (diffusers format), not a file")
+        subfolder = _unet_subfolder(path)
+        _refuse_pickled_weights(path / (subfolder or ""))
+        try:
+            return UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise CondiffError(f"{source}: could not load the UNet ({_first_line(err)})") from None
+    errors = []
+    for subfolder in ("unet", None):  # Hub: a pipeline repo, then a bare UNet repo
+        try:
+            return UNet2DModel.from_pretrained(source, subfolder=subfolder)
+        except Exception as err:  # huggingface_hub raises many types: offline, not found, gated
+            errors.append(_first_line(err))
+    raise CondiffError(f"{source}: no such local folder, and loading it from the Hub failed ({errors[0]}); "
+                       "check the path, or the id and your internet connection")
+
+
+def load_scheduler(source: str) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
+    path = Path(source).expanduser()
+    folder = path / "scheduler" if (path / "scheduler").is_dir() else path
+    try:
+        return DDPMScheduler.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise CondiffError(f"{source}: could not read the scheduler config ({_first_line(err)})") from None
+
+
+def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler) -> None:
+    """Write a diffusers DDPMPipeline folder (safetensors weights)."""
+    from diffusers import DDPMPipeline
+
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

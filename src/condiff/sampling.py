@@ -1,0 +1,76 @@
+"""The reverse process: one loop for every scheduler, with or without condition channels.
+
+`generate` is a plain function (k-diffusion style): it is handed the UNet and a scheduler, and
+optionally condition channels that are concatenated to the noisy image at every step. The noise
+shape comes from the UNet's *output* channels, since its input may be wider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Samples:
+    images: torch.Tensor  # (N, C, H, W) in [-1, 1]
+    noisy: list[torch.Tensor] = field(default_factory=list)  # x_t before each step (record=True)
+    predicted: list[torch.Tensor] = field(default_factory=list)  # predicted x_0 at each step
+    timesteps: list[int] = field(default_factory=list)
+
+
+def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
+    """The clean image implied by the model output at timestep t (for the GIF's right-hand side)."""
+    alpha_bar = scheduler.alphas_cumprod[int(t)].to(x_t)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        x0 = (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()
+    elif prediction_type == "v_prediction":
+        x0 = alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * model_output
+    else:
+        x0 = model_output
+    return x0.clamp(-1, 1)
+
+
+@torch.no_grad()
+def generate(
+    unet,
+    scheduler,
+    num: int,
+    steps: int,
+    seed: int = 0,
+    condition: torch.Tensor | None = None,
+    record: bool = False,
+    resolution: int | None = None,
+) -> Samples:
+    """Sample `num` images in `steps` denoising steps.
+
+    Image i draws all its noise from its own CPU generator seeded with `seed + i`, so the same seed
+    gives the same images on every device, and a batch equals the same images drawn one by one.
+    """
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    size = resolution or unet.config.sample_size
+    shape = (num, unet.config.out_channels, size, size)
+    generator = [torch.Generator().manual_seed(seed + i) for i in range(num)]
+    x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
+    if condition is not None:
+        condition = condition.to(device=device, dtype=torch.float32)
+    scheduler.set_timesteps(steps)
+    x = x * scheduler.init_noise_sigma
+    result = Samples(images=x)
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(x, t)
+        if condition is not None:
+            model_input = torch.cat([model_input, condition], dim=1)
+        model_output = unet(model_input.to(dtype), t).sample.float()
+        if record:
+            result.noisy.append(x.cpu())
+            result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())
+            result.timesteps.append(int(t))
+        x = scheduler.step(model_output, t, x, generator=generator).prev_sample
+    result.images = x.clamp(-1, 1).cpu()
+    return result
