@@ -76,6 +76,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(partial), safe_serialization=True)
+        accelerator.wait_for_everyone()  # every rank has written its RNG state before the rename
         if accelerator.is_main_process:
             (partial / STATE_FILE).write_text(json.dumps(trainer_state), encoding="utf-8")
             _fsync_tree(partial)

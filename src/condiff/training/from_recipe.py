@@ -8,9 +8,12 @@ from condiff.training.trainer import ConditionFn, Trainer, TrainResult
 
 def build_parts(recipe: Recipe, extra_in_channels: int = 0):
     """(dataset, unet, scheduler) for a recipe; `extra_in_channels` widen the UNet for conditions."""
+    from accelerate.utils import set_seed
+
     from condiff.data.sources import build_dataset
     from condiff.model import build_scheduler, build_unet, load_unet
 
+    set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
     if recipe.model.init_from:
         unet = load_unet(recipe.model.init_from)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -114,7 +115,11 @@ class Trainer:
         cfg = self.recipe.train
         if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise CondiffError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on the CPU")
+        # Several processes on a machine without a GPU (torchrun / `accelerate launch --multi_gpu`):
+        # accelerate only picks gloo on the CPU when told so.
+        cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
         return Accelerator(
+            cpu=cpu_processes,
             mixed_precision=cfg.mixed_precision,
             gradient_accumulation_steps=cfg.grad_accum,
             log_with="tensorboard" if cfg.tensorboard else None,
@@ -219,7 +224,7 @@ class Trainer:
                     clean = random_flip(clean)
                 condition = self.condition_fn(clean) if self.condition_fn else None
                 with accelerator.accumulate(unet):
-                    loss = diffusion_loss(unet, self.scheduler, clean, condition)
+                    loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)

@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make demo` (pictures in minutes) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch; on a machine with a GPU, install the CUDA build of your choice first.
+TORCH_SPEC ?= torch==2.13.0
+DEMO := outputs/quickstart
+
+.PHONY: demo test install lint clean
+
+$(BIN)/condiff: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/condiff
+
+demo: install
+	$(BIN)/condiff train recipes/quickstart.yaml --overwrite
+	$(BIN)/condiff sample --model $(DEMO) --num 16 --steps 25 --out $(DEMO)/samples.png --gif $(DEMO)/denoise.gif
+	@echo
+	@echo "Model folder:   $(DEMO)  (loads with diffusers.DDPMPipeline.from_pretrained)"
+	@echo "Sample grid:    $(DEMO)/samples.png"
+	@echo "Denoising GIF:  $(DEMO)/denoise.gif"
+	@echo "TensorBoard:    $(BIN)/tensorboard --logdir $(DEMO)/logs"
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

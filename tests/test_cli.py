@@ -1,0 +1,156 @@
+"""The command line: fast help, user mistakes as one-line errors (exit 2, nothing written)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from condiff.cli.main import main
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "condiff", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = ("import sys, time; t = time.perf_counter(); from condiff.cli.main import build_parser; "
+            "build_parser(); print('torch' in sys.modules, time.perf_counter() - t)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.split()
+    assert out[0] == "False" and float(out[1]) < 1.0
+    for command in ([], ["train"], ["sample"], ["noise"], ["schedules"], ["data", "preview"], ["data", "export"]):
+        start = time.perf_counter()
+        done = run_cli(*command, "--help")
+        assert done.returncode == 0 and "usage: condiff" in done.stdout
+        assert time.perf_counter() - start < 5  # includes starting Python; the import itself is checked above
+
+
+def one_line_error(capsys, argv, fragment):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("condiff: error:") and "\n" not in err and "Traceback" not in err
+    assert fragment in err, err
+
+
+def test_train_errors(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  bach_size: 8\n")
+    one_line_error(capsys, ["train", str(recipe)], "did you mean 'batch_size'")
+    one_line_error(capsys, ["train", str(tmp_path / "missing.yaml")], "missing.yaml: recipe file not found")
+    recipe.write_text("train:\n  batch_size: eight\n")
+    one_line_error(capsys, ["train", str(recipe)], "train.batch_size = 'eight'")
+    recipe.write_text(f"data:\n  source: {tmp_path / 'nowhere'}\ntrain:\n  output_dir: {tmp_path / 'out'}\n")
+    one_line_error(capsys, ["train", str(recipe)], "no such folder or file")
+    one_line_error(capsys, ["train", str(recipe), "--set", "data.source=not a dataset"], "not a Hub id")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_image_in_folder_names_the_file(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), i * 40, np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data:\n  source: {folder}\ntrain:\n  output_dir: {tmp_path / 'out'}\n")
+    one_line_error(capsys, ["train", str(recipe)], "broken.png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sample_and_noise_errors(tmp_path, capsys):
+    one_line_error(capsys, ["sample", "--model", str(tmp_path / "nope")], "nope")
+    (tmp_path / "empty").mkdir()
+    one_line_error(capsys, ["sample", "--model", str(tmp_path / "empty")], "not a model folder")
+    one_line_error(capsys, ["sample", "--model", str(tmp_path), "--num", "0"], "--num 0")
+    one_line_error(capsys, ["sample", "--model", str(tmp_path), "--out", "grid.jpg"], "must end in .png")
+    one_line_error(capsys, ["noise", str(tmp_path / "missing.png")], "missing.png")
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    one_line_error(capsys, ["noise", str(text), "--out", str(tmp_path / "o.png")], "notes.png")
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    one_line_error(capsys, ["noise", str(image), "--t", "5000", "--out", str(tmp_path / "o.png")], "5000")
+    one_line_error(capsys, ["noise", str(image), "--out", str(image)], "refusing to overwrite the input")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_pickled_weights_are_refused(tmp_path, capsys):
+    import torch
+
+    folder = tmp_path / "model"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "config.json").write_text("{}")
+    marker = tmp_path / "unpickled"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Evil()}, folder / "unet" / "diffusion_pytorch_model.bin")
+    one_line_error(capsys, ["sample", "--model", str(folder)], "safetensors only")
+    assert not marker.exists()
+
+
+def test_data_preview_and_export(tmp_path, capsys):
+    assert main(["data", "preview", "nouns", "--num", "4", "--out", str(tmp_path / "p.png")]) == 0
+    width, height = Image.open(tmp_path / "p.png").size
+    assert width == height and 2 * 4 * 32 <= width < 2 * 4 * 32 + 10  # 2x2 grid, 4x nearest upscaling
+    assert main(["data", "export", "nouns", "--num", "5", "--out", str(tmp_path / "folder")]) == 0
+    files = sorted(p.name for p in (tmp_path / "folder").iterdir())
+    assert files == ["0.png", "1.png", "2.png", "3.png", "4.png", "metadata.jsonl"]
+    one_line_error(capsys, ["data", "export", "nouns", "--num", "5", "--out", str(tmp_path / "folder")],
+                   "already exists")
+
+
+@pytest.mark.slow
+def test_export_as_datasets_and_train_from_it(tmp_path):
+    import datasets
+
+    assert main(["data", "export", "nouns", "--num", "8", "--format", "datasets",
+                 "--out", str(tmp_path / "ds")]) == 0
+    loaded = datasets.load_from_disk(str(tmp_path / "ds"))
+    assert loaded.column_names[:2] == ["image", "text"] and len(loaded) == 8
+    assert "glasses" in loaded[0]["text"]
+    # The exported folder is itself a valid training source (image folder with metadata.jsonl too).
+    assert main(["data", "export", "nouns", "--num", "8", "--out", str(tmp_path / "imgs")]) == 0
+    for source in (tmp_path / "ds", tmp_path / "imgs"):
+        from condiff.config import recipe_from_dict
+        from condiff.data.sources import build_dataset
+
+        dataset = build_dataset(recipe_from_dict({"data": {"source": str(source)}}).data)
+        assert len(dataset) == 8 and dataset[0]["image"].shape == (32, 32, 3)
+
+
+@pytest.mark.slow
+def test_train_sample_noise_schedules_end_to_end(tmp_path):
+    import yaml
+
+    from tests.conftest import tiny_values
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_values(tmp_path / "run", max_steps=2)))
+    done = run_cli("train", str(recipe))
+    assert done.returncode == 0, done.stderr
+    assert "model in" in done.stdout
+    grid, gif = tmp_path / "grid.png", tmp_path / "denoise.gif"
+    done = run_cli("sample", "--model", str(tmp_path / "run"), "--num", "4", "--steps", "3",
+                   "--scheduler", "ddim", "--out", str(grid), "--gif", str(gif))
+    assert done.returncode == 0, done.stderr
+    assert Image.open(grid).size[0] > 4 * 32
+    frames = Image.open(gif)
+    assert frames.n_frames >= 3
+    done = run_cli("noise", str(grid), "--t", "0", "50", "99", "--out", str(tmp_path / "strip.png"))
+    assert done.returncode == 0, done.stderr
+    done = run_cli("schedules", "--out", str(tmp_path / "schedules.png"))
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "schedules.png").format == "PNG"

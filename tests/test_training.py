@@ -1,0 +1,114 @@
+"""Train -> save -> load -> sample, checkpoints and resume, on a tiny model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from condiff.config import recipe_from_dict
+from condiff.errors import CondiffError
+from condiff.training.checkpoints import list_checkpoints
+from condiff.training.from_recipe import train_recipe
+from tests.conftest import tiny_values
+
+
+def unet_weights(folder):
+    return load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_train_save_load_sample_round_trip(tiny_recipe):
+    from diffusers import DDPMPipeline
+
+    result = train_recipe(tiny_recipe)
+    out = result.output_dir
+    assert result.steps == 4 and np.isfinite(result.final_loss)
+    # The folder is a plain diffusers pipeline.
+    pipeline = DDPMPipeline.from_pretrained(out)
+    images = pipeline(batch_size=1, num_inference_steps=2, output_type="np").images
+    assert images.shape == (1, 32, 32, 3)
+    assert (out / "recipe.yaml").exists() and (out / "samples" / "final.png").exists()
+    # Only the last K complete checkpoints are kept.
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004"]
+
+    from condiff.model import load_scheduler, load_unet, make_sampler
+    from condiff.sampling import generate
+
+    unet = load_unet(str(out))
+    for kind in ("ddpm", "ddim", "dpm"):
+        samples = generate(unet, make_sampler(load_scheduler(str(out)), kind), 2, 3, seed=1, record=True)
+        assert samples.images.shape == (2, 3, 32, 32)
+        assert samples.images.min() >= -1 and samples.images.max() <= 1
+        assert len(samples.noisy) == len(samples.predicted) == 3
+
+
+def test_same_seed_same_losses_and_weights(tmp_path):
+    first = train_recipe(recipe_from_dict(tiny_values(tmp_path / "a")))
+    second = train_recipe(recipe_from_dict(tiny_values(tmp_path / "b")))
+    a = unet_weights(first.output_dir)
+    b = unet_weights(second.output_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("grad_accum, size", [(1, 32), (2, 24)])  # (2, 24): resumed mid-epoch, 2nd epoch
+def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, grad_accum, size):
+    import condiff.training.trainer as trainer_module
+
+    def values(name, **train):
+        values = tiny_values(tmp_path / name, max_steps=4, grad_accum=grad_accum, **train)
+        values["data"] = {**values["data"], "size": size}
+        return recipe_from_dict(values)
+
+    full = train_recipe(values("full"))
+    # The same run dies right after its step-2 checkpoint, then resumes to step 4.
+    real_save = trainer_module.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, step, *args):
+        real_save(accelerator, output_dir, step, *args)
+        if step == 2:
+            raise Killed
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train_recipe(values("split"))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    resumed = train_recipe(values("split", resume="latest"))
+    full_state = json.loads((full.output_dir / "checkpoints/step-00000004/trainer_state.json").read_text())
+    resumed_state = json.loads((resumed.output_dir / "checkpoints/step-00000004/trainer_state.json").read_text())
+    assert resumed_state["loss_history"] == full_state["loss_history"]
+    a, b = unet_weights(full.output_dir), unet_weights(resumed.output_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(CondiffError, match="no checkpoint"):
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "none", resume="latest")))
+    with pytest.raises(CondiffError, match="not a complete condiff checkpoint"):
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "x", resume=str(tmp_path / "typo"))))
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
+    changed = tiny_values(tmp_path / "run", max_steps=4, resume="latest", lr=5e-3)
+    with pytest.raises(CondiffError, match=r"train.lr: 0.001 -> 0.005"):
+        train_recipe(recipe_from_dict(changed))
+
+
+def test_refuses_to_train_over_an_earlier_run(tmp_path):
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
+    before = unet_weights(tmp_path / "run")
+    with pytest.raises(CondiffError, match="already holds a run"):
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
+    after = unet_weights(tmp_path / "run")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)), overwrite=True)
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_other_prediction_types_train(tmp_path, prediction_type):
+    values = tiny_values(tmp_path / "run", max_steps=2)
+    values["scheduler"] = {**values["scheduler"], "prediction_type": prediction_type}
+    result = train_recipe(recipe_from_dict(values))
+    assert np.isfinite(result.final_loss)
