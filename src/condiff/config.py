@@ -56,6 +56,8 @@ class ModelConfig:
     # A pretrained DDPM pipeline or UNet folder, or a Hub id (anton-l/ddpm-butterflies-128).
     # When set, the shape keys below are ignored and the pretrained UNet is used.
     init_from: str | None = None
+    # false: a missing local init_from folder means "train from scratch" (e.g. warm start when it exists)
+    init_required: bool = True
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # one entry per resolution level
     attention: list[bool] = field(default_factory=lambda: [False, False, True])  # self-attention per level
     layers_per_block: int = 1  # 1 halves CPU step time against 2 for a small loss in quality
@@ -109,9 +111,23 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Condition encoders, in channel order: [{name: sketch, dropout: 0.1, <encoder settings>}, ...].
+    # Names and settings are checked against the registered encoders when the model is built.
+    conditions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def flatten(recipe_dict: dict[str, Any]) -> dict[str, Any]:
+    """{"train.lr": 2e-4, ..., "conditions": [...]}: one entry per key, for checks and comparisons."""
+    flat: dict[str, Any] = {}
+    for section, values in recipe_dict.items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{key}": value for key, value in values.items()})
+        else:
+            flat[section] = values
+    return flat
 
 
 # --- value checks beyond the type ---------------------------------------------------------------
@@ -139,8 +155,20 @@ _NON_NEGATIVE = {
 _UPPER_BOUNDS = {"data.resolution": 1024, "train.batch_size": 65_536, "scheduler.num_train_timesteps": 100_000}
 
 
+def _validate_conditions(conditions: Any, origin: str) -> list[dict[str, Any]]:
+    if not isinstance(conditions, list):
+        raise RecipeError(f"{origin}: conditions must be a list, e.g. [{{name: grayscale, dropout: 0.1}}]")
+    for i, spec in enumerate(conditions):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise RecipeError(f"{origin}: conditions[{i}] must be a mapping with a name, e.g. {{name: sketch}}")
+        dropout = spec.get("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise RecipeError(f"{origin}: conditions[{i}].dropout = {dropout!r} must be a number in [0, 1)")
+    return [dict(spec) for spec in conditions]
+
+
 def _validate_values(recipe: Recipe, origin: str) -> None:
-    flat = {f"{s}.{k}": v for s, section in recipe.to_dict().items() for k, v in section.items()}
+    flat = flatten(recipe.to_dict())
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
             raise RecipeError(f"{origin}: {key} = {flat[key]!r} is not one of {', '.join(choices)}")
@@ -260,6 +288,9 @@ def recipe_from_dict(values: dict[str, Any], origin: str = "recipe") -> Recipe:
     for name, section_values in values.items():
         if name not in sections:
             raise RecipeError(f"{origin}: unknown section '{name}'{_did_you_mean(str(name), sections)}")
+        if name == "conditions":
+            recipe.conditions = _validate_conditions(section_values or [], origin)
+            continue
         _merge_section(getattr(recipe, name), section_values or {}, name, origin)
     _validate_values(recipe, origin)
     return recipe

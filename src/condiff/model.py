@@ -40,6 +40,26 @@ def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0)
     )
 
 
+def widen_unet_input(unet: UNet2DModel, extra_channels: int) -> UNet2DModel:
+    """Add condition input channels to a pretrained UNet's first convolution.
+
+    The new channels' weights start at zero and the original weights and bias are copied, so before
+    any training the widened model's output equals the original's whatever the condition.
+    """
+    import torch
+
+    old = unet.conv_in
+    new = torch.nn.Conv2d(old.in_channels + extra_channels, old.out_channels, old.kernel_size,
+                          old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new.to(old.weight)
+    unet.register_to_config(in_channels=old.in_channels + extra_channels)
+    return unet
+
+
 def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
     from diffusers import DDPMScheduler
 
@@ -125,11 +145,51 @@ def load_scheduler(source: str) -> DDPMScheduler:
         raise CondiffError(f"{source}: could not read the scheduler config ({_first_line(err)})") from None
 
 
-def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler) -> None:
-    """Write a diffusers DDPMPipeline folder (safetensors weights)."""
-    from diffusers import DDPMPipeline
+def model_kind(folder: str | Path) -> str:
+    """'conditional' or 'unconditional', from a model folder's model_index.json."""
+    import json
 
-    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
+    index = Path(folder).expanduser() / "model_index.json"
+    if not index.is_file():
+        return "unconditional"  # a bare UNet folder, checked when it is loaded
+    try:
+        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (ValueError, OSError):
+        raise CondiffError(f"{index}: unreadable model_index.json; is this a complete model folder?") from None
+    return "conditional" if class_name == "ConditionalDDPMPipeline" else "unconditional"
+
+
+def load_conditional_pipeline(source: str):
+    """A `ConditionalDDPMPipeline` from a local folder (safetensors only)."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise CondiffError(f"{source}: no such model folder; train one (condiff train recipes/colorize.yaml) "
+                           "or pass --model")
+    if model_kind(path) != "conditional":
+        raise CondiffError(f"{source}: an unconditional model; it takes no input image (use condiff sample)")
+    _refuse_pickled_weights(path)
+    from condiff.pipeline import ConditionalDDPMPipeline
+
+    try:
+        return ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True)
+    except CondiffError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise CondiffError(f"{source}: could not load the model ({_first_line(err)})") from None
+
+
+def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None) -> None:
+    """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
+    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels."""
+    if conditions is None or not conditions.channels:
+        from diffusers import DDPMPipeline
+
+        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
+        return
+    from condiff.pipeline import ConditionalDDPMPipeline
+
+    ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions).save_pretrained(
+        folder, safe_serialization=True)
 
 
 def _first_line(err: BaseException) -> str:

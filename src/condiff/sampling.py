@@ -33,6 +33,30 @@ def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int)
     return x0.clamp(-1, 1)
 
 
+def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[slice],
+                  guidance: list[float]) -> torch.Tensor:
+    """Classifier-free guidance with one scale per condition (Ho & Salimans 2022, arxiv 2207.12598).
+
+    `model_input` holds the noisy image followed by every condition's channels. For each condition
+    with a scale s != 1 the output is pushed away from the prediction made without that condition:
+    out = full + sum_i (s_i - 1) * (full - without_i). With one condition this is the usual
+    uncond + s * (cond - uncond); with all scales 1 it is the plain conditional output.
+    """
+    image_channels = unet.config.out_channels
+    guided = [(s, sl) for s, sl in zip(guidance, condition_slices, strict=True) if s != 1.0]
+    variants = [model_input]
+    for _, sl in guided:
+        dropped = model_input.clone()
+        dropped[:, image_channels + sl.start:image_channels + sl.stop] = 0  # zeros = "no condition"
+        variants.append(dropped)
+    outputs = unet(torch.cat(variants), t).sample.float().chunk(len(variants))
+    full = outputs[0]
+    result = full.clone()
+    for (scale, _), without in zip(guided, outputs[1:], strict=True):
+        result += (scale - 1.0) * (full - without)
+    return result
+
+
 @torch.no_grad()
 def generate(
     unet,
@@ -43,8 +67,11 @@ def generate(
     condition: torch.Tensor | None = None,
     record: bool = False,
     resolution: int | None = None,
+    guidance: list[float] | None = None,
+    condition_slices: list[slice] | None = None,
 ) -> Samples:
-    """Sample `num` images in `steps` denoising steps.
+    """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
+    (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
 
     Image i draws all its noise from its own CPU generator seeded with `seed + i`, so the same seed
     gives the same images on every device, and a batch equals the same images drawn one by one.
@@ -66,7 +93,10 @@ def generate(
         model_input = scheduler.scale_model_input(x, t)
         if condition is not None:
             model_input = torch.cat([model_input, condition], dim=1)
-        model_output = unet(model_input.to(dtype), t).sample.float()
+        if guidance is not None and any(scale != 1.0 for scale in guidance):
+            model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
+        else:
+            model_output = unet(model_input.to(dtype), t).sample.float()
         if record:
             result.noisy.append(x.cpu())
             result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser("data", help="preview or export a dataset (built-in Nouns or any source)",
                                    description="Preview or export a dataset.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from condiff import __version__
-from condiff.cli import data, noise, sample, schedules, train
+from condiff.cli import conditional, conditions, data, noise, sample, schedules, train
 from condiff.errors import CondiffError
 
-SUBCOMMANDS = (train, sample, noise, schedules, data)
+SUBCOMMANDS = (train, sample, conditional, conditions, noise, schedules, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"condiff {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
-        module.add_parser(subparsers)
+        module.add_parsers(subparsers)
     return parser
 
 

@@ -7,7 +7,7 @@ import argparse
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "noise", help="show an image noised at chosen timesteps (forward process)",
         description="Draw one row per beta schedule with the image noised to each timestep t "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "sample", help="generate images with a trained model",
         description="Generate a grid of samples; --gif also writes the reverse process frame by frame "
@@ -33,17 +33,18 @@ def run(args: argparse.Namespace) -> None:
     if args.gif:
         check_output_path(args.gif, (".gif",))
 
+    from condiff.errors import CondiffError
     from condiff.images import save_image_atomic
-    from condiff.model import load_scheduler, load_unet, make_sampler
+    from condiff.model import load_scheduler, load_unet, make_sampler, model_kind
     from condiff.sampling import generate
     from condiff.visualize import denoising_gif_frames, make_grid, save_gif
 
+    if model_kind(args.model) == "conditional":
+        raise CondiffError(f"{args.model}: this model needs an input image; use condiff colorize or condiff sketch2img")
     device = pick_device(args.device)
     unet = load_unet(args.model).to(device).eval()
     sampler = make_sampler(load_scheduler(args.model), args.scheduler)
     if args.steps > sampler.config.num_train_timesteps:
-        from condiff.errors import CondiffError
-
         raise CondiffError(f"--steps {args.steps}: the model has only {sampler.config.num_train_timesteps} "
                            "timesteps; use fewer steps")
     samples = generate(unet, sampler, args.num, args.steps, seed=args.seed, record=bool(args.gif))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "schedules", help="plot the linear, scaled-linear and squared-cosine noise schedules",
         description="Plot beta_t and the signal kept (alpha-bar_t) against t for each beta schedule.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model from a recipe YAML",
         description="Train a DDPM from a recipe. The model folder, sample grids, TensorBoard logs and "

@@ -62,5 +62,5 @@ def to_model_tensor(images: np.ndarray):
     """uint8 (N, H, W, 3) -> float32 torch tensor (N, 3, H, W) in [-1, 1], the model's pixel range."""
     import torch
 
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    tensor = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
     return tensor / 127.5 - 1.0

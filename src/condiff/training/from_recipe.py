@@ -1,27 +1,51 @@
-"""Assemble the trainer's parts from a recipe: data, UNet, noise schedule."""
+"""Assemble the trainer's parts from a recipe: data, conditions, UNet, noise schedule."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from condiff.config import Recipe
-from condiff.training.trainer import ConditionFn, Trainer, TrainResult
+from condiff.training.trainer import Trainer, TrainResult
 
 
-def build_parts(recipe: Recipe, extra_in_channels: int = 0):
-    """(dataset, unet, scheduler) for a recipe; `extra_in_channels` widen the UNet for conditions."""
+def _initial_unet(recipe: Recipe, condition_channels: int):
+    """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels)."""
+    from condiff.model import IMAGE_CHANNELS, build_unet, load_unet, widen_unet_input
+
+    init_from = recipe.model.init_from
+    if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
+        print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
+        init_from = None
+    if not init_from:
+        return build_unet(recipe.model, recipe.data.resolution, condition_channels)
+    unet = load_unet(init_from)
+    wanted = IMAGE_CHANNELS + condition_channels
+    if unet.config.in_channels == IMAGE_CHANNELS and condition_channels:
+        unet = widen_unet_input(unet, condition_channels)
+    elif unet.config.in_channels != wanted:
+        from condiff.errors import CondiffError
+
+        raise CondiffError(f"model.init_from {init_from}: its UNet takes {unet.config.in_channels} input "
+                           f"channels, but the image and conditions need {wanted}; start from an "
+                           "unconditional model or one trained with the same conditions")
+    return unet
+
+
+def build_parts(recipe: Recipe):
+    """(dataset, unet, scheduler, conditions) for a recipe."""
     from accelerate.utils import set_seed
 
+    from condiff.conditions.stack import ConditionStack
     from condiff.data.sources import build_dataset
-    from condiff.model import build_scheduler, build_unet, load_unet
+    from condiff.model import build_scheduler
 
+    conditions = ConditionStack(conditions=recipe.conditions)  # checks names and settings first
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
-    if recipe.model.init_from:
-        unet = load_unet(recipe.model.init_from)
-    else:
-        unet = build_unet(recipe.model, recipe.data.resolution, extra_in_channels)
-    return dataset, unet, build_scheduler(recipe.scheduler)
+    unet = _initial_unet(recipe, conditions.channels)
+    return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 
-def train_recipe(recipe: Recipe, overwrite: bool = False, condition_fn: ConditionFn | None = None) -> TrainResult:
-    dataset, unet, scheduler = build_parts(recipe)
-    return Trainer(recipe, unet, scheduler, dataset, condition_fn=condition_fn, overwrite=overwrite).train()
+def train_recipe(recipe: Recipe, overwrite: bool = False) -> TrainResult:
+    dataset, unet, scheduler, conditions = build_parts(recipe)
+    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, overwrite=overwrite).train()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from condiff.config import Recipe, save_recipe
+from condiff.config import Recipe, flatten, save_recipe
 from condiff.errors import CondiffError
 from condiff.training.checkpoints import (
     list_checkpoints,
@@ -29,8 +29,6 @@ from condiff.training.checkpoints import (
     save_checkpoint,
 )
 from condiff.training.loss import diffusion_loss
-
-ConditionFn = Callable[[torch.Tensor], torch.Tensor]
 
 # Recipe keys that may change between a checkpoint and its resumed run without changing what is trained.
 RESUME_SAFE_KEYS = {
@@ -48,13 +46,9 @@ class TrainResult:
     seconds: float
 
 
-def _flatten(recipe_dict: dict[str, Any]) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, section in recipe_dict.items() for k, v in section.items()}
-
-
 def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys whose change would make a resumed run train something else than the checkpointed one."""
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if key not in RESUME_SAFE_KEYS and old.get(key) != new.get(key)]
 
@@ -78,14 +72,16 @@ class Trainer:
         unet,
         scheduler,
         dataset,
-        condition_fn: ConditionFn | None = None,
+        conditions=None,
         overwrite: bool = False,
     ) -> None:
+        """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
+        that are concatenated to the noisy image; it is saved with the model."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
         self.dataset = dataset
-        self.condition_fn = condition_fn
+        self.conditions = conditions if conditions is not None and conditions.channels else None
         self.overwrite = overwrite
         self.output_dir = Path(recipe.train.output_dir)
 
@@ -222,7 +218,7 @@ class Trainer:
                 clean = images_from_batch(batch).to(accelerator.device)
                 if self.recipe.data.random_flip:
                     clean = random_flip(clean)
-                condition = self.condition_fn(clean) if self.condition_fn else None
+                condition = self.conditions.encode_training(clean) if self.conditions else None
                 with accelerator.accumulate(unet):
                     loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
                     accelerator.backward(loss)
@@ -289,14 +285,17 @@ class Trainer:
         from condiff.visualize import make_grid
 
         cfg = self.recipe.train
-        condition = None
-        if self.condition_fn is not None:
+        condition, guidance, slices = None, None, None
+        if self.conditions is not None:
             batch = next(iter(DataLoader(self.dataset, batch_size=cfg.sample_num)))
-            condition = self.condition_fn(images_from_batch(batch).to(next(model.parameters()).device))
+            clean = images_from_batch(batch).to(next(model.parameters()).device)
+            condition = torch.cat([e.encode_training(clean) for e in self.conditions.encoders], dim=1)
+            guidance, slices = [1.0] * len(self.conditions.encoders), self.conditions.channel_slices
         was_training = model.training
         model.eval()
-        samples = generate(model, make_sampler(self.scheduler, cfg.sample_sampler), cfg.sample_num,
-                           cfg.sample_steps, seed=cfg.seed, condition=condition)
+        samples = generate(model, make_sampler(self.scheduler, cfg.sample_sampler), len(condition)
+                           if condition is not None else cfg.sample_num, cfg.sample_steps, seed=cfg.seed,
+                           condition=condition, guidance=guidance, condition_slices=slices)
         model.train(was_training)
         grid = make_grid(samples.images, scale=max(1, 128 // self.recipe.data.resolution))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +324,7 @@ class Trainer:
             return
 
         def save(model) -> None:
-            save_model(self.output_dir, model, self.scheduler)
+            save_model(self.output_dir, model, self.scheduler, self.conditions)
             self._preview_grid(model, self.output_dir / "samples" / "final.png")
 
         with torch.random.fork_rng(devices=[]):

@@ -1,0 +1,113 @@
+"""`condiff colorize` and `condiff sketch2img`: one command shape for every image-conditioned task.
+
+A task is only a name, the condition its model must have been trained on, and a default model folder;
+the work is the same: encode the input, sample with guidance, save.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Task:
+    command: str
+    condition: str
+    default_model: str
+    help: str
+    output_suffix: str
+
+
+TASKS = (
+    Task("colorize", "grayscale", "outputs/colorize", "colour a grayscale image", "colorized"),
+    Task("sketch2img", "sketch", "outputs/sketch2img", "turn a line drawing into an image", "generated"),
+)
+
+
+def add_parsers(subparsers) -> None:
+    for task in TASKS:
+        parser = subparsers.add_parser(
+            task.command, help=task.help,
+            description=f"{task.help[0].upper()}{task.help[1:]} with a model trained on the "
+                        f"'{task.condition}' condition. Writes the output at the model's resolution; "
+                        "with --num N > 1, files OUT-0.png ... OUT-(N-1).png.")
+        parser.add_argument("input", help="input image (any size and mode)")
+        parser.add_argument("--model", default=task.default_model, help=f"model folder (default: {task.default_model})")
+        parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
+        parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
+        parser.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+        parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
+                            help="sampler (default: dpm = DPM-Solver++)")
+        parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",
+                            help="classifier-free guidance: one scale, or one per condition (default: 1)")
+        parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")
+        parser.add_argument("--gif", action="store_true", help="also write the denoising animation (OUT.gif)")
+        parser.add_argument("--full-res", action="store_true",
+                            help="also write OUT-fullres.png at the input's size" + (
+                                " (the input's own luminance with the model's colour, in Lab)"
+                                if task.condition == "grayscale" else " (nearest-neighbour enlarged)"))
+        parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
+        parser.set_defaults(run=run, task=task)
+
+
+def output_paths(out: Path, num: int) -> list[Path]:
+    return [out] if num == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(num)]
+
+
+def run(args: argparse.Namespace) -> None:
+    from condiff.cli.common import check_output_path, check_positive, pick_device
+    from condiff.errors import CondiffError
+
+    task: Task = args.task
+    check_positive("--num", args.num)
+    check_positive("--steps", args.steps)
+    source = Path(args.input)
+    out = Path(args.out) if args.out else source.with_name(f"{source.stem}-{task.output_suffix}.png")
+    for path in output_paths(out, args.num):
+        check_output_path(str(path), (".png",), inputs=(args.input,))
+
+    from condiff.images import open_image, save_image_atomic
+    from condiff.model import load_conditional_pipeline, make_sampler
+    from condiff.visualize import denoising_gif_frames, save_gif, to_uint8
+
+    image = open_image(args.input)  # errors about the input come before loading the model
+    pipeline = load_conditional_pipeline(args.model)
+    if task.condition not in pipeline.conditions.names:
+        raise CondiffError(f"{args.model}: this model was trained on conditions [{', '.join(pipeline.conditions.names)}]; "
+                           f"{task.command} needs {task.condition}")
+    pipeline.scheduler = make_sampler(pipeline.scheduler, args.scheduler)
+    pipeline.to(pick_device(args.device))
+    scales = pipeline.guidance_scales(args.guidance[0] if len(args.guidance) == 1 else args.guidance)
+    samples = pipeline(image, num_images_per_input=args.num, num_inference_steps=args.steps,
+                       guidance=scales, seed=args.seed, record=args.gif)
+    from PIL import Image
+
+    outputs = [Image.fromarray(array) for array in to_uint8(samples.images)]
+    for path, output in zip(output_paths(out, args.num), outputs, strict=True):
+        save_image_atomic(output, path)
+        print(f"condiff: wrote {path}")
+        if args.full_res:
+            full = full_resolution(task, image, output)
+            full_path = path.with_name(f"{path.stem}-fullres.png")
+            save_image_atomic(full, full_path)
+            print(f"condiff: wrote {full_path} ({full.width}x{full.height})")
+    if args.gif:
+        frames = denoising_gif_frames(samples.noisy + [samples.images], samples.predicted + [samples.images],
+                                      scale=4, timesteps=samples.timesteps + [0])
+        gif = out.with_suffix(".gif")
+        save_gif(frames, gif)
+        print(f"condiff: wrote {gif}")
+
+
+def full_resolution(task: Task, source, output):
+    from condiff.images import to_rgb
+
+    if task.condition == "grayscale":
+        from condiff.colorize import recombine_luminance
+
+        return recombine_luminance(source, output)
+    from PIL import Image
+
+    return output.resize(to_rgb(source).size, Image.Resampling.NEAREST)

@@ -1,0 +1,11 @@
+"""Condition encoders: what a model can be conditioned on, by name.
+
+Importing this package registers the built-in encoders: grayscale, canny, sketch, lowres, inpaint.
+Plugins from other packages are found by name through entry points (see `registry`).
+"""
+
+from condiff.conditions import canny, grayscale, inpaint, lowres, sketch  # noqa: F401  (they register)
+from condiff.conditions.base import ConditionEncoder
+from condiff.conditions.registry import get_condition, list_conditions, register_condition
+
+__all__ = ["ConditionEncoder", "get_condition", "list_conditions", "register_condition"]

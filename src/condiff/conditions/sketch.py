@@ -1,0 +1,217 @@
+"""The `sketch` condition: a line drawing, one channel, lines +1 on background -1.
+
+Training sketches are synthesised from the image itself: an outline along every boundary between two
+differently coloured regions, then per-sample augmentations (thicker strokes, gaps, a small offset) so
+that the model learns to follow a person's imperfect drawing rather than a pixel-exact edge map.
+
+A user's drawing is normalised into the same representation: either polarity (black on white or white
+on black), any size and mode, strokes of any width reduced to thin lines at the target resolution.
+
+Sizes are given in pixels at the Nouns' native 32 px and scale with the resolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from PIL import Image
+
+from condiff.conditions.base import ConditionEncoder
+from condiff.conditions.grayscale import luma
+from condiff.conditions.registry import register_condition
+from condiff.images import to_rgb
+
+REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
+DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
+
+
+def scaled(pixels: float, size: int) -> int:
+    """A length given at 32 px, in whole pixels at `size`."""
+    return round(pixels * size / REFERENCE_SIZE)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lines shared by training and user input
+# ---------------------------------------------------------------------------------------------------
+
+
+def thicken(lines: torch.Tensor, extra: int) -> torch.Tensor:
+    """(N, 1, H, W) bool lines made `extra` pixels wider (a max filter of width extra + 1, centred)."""
+    if extra == 0:
+        return lines
+    before, after = extra // 2, extra - extra // 2
+    padded = F.pad(lines.float(), (before, after, before, after))
+    return F.max_pool2d(padded, kernel_size=extra + 1, stride=1) > 0
+
+
+def input_thickness(size: int, thickness_jitter: float) -> int:
+    """Extra width for a user's thinned lines: the middle of the widths seen in training."""
+    return scaled(thickness_jitter, size) // 2
+
+
+def to_channel(lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return lines.to(dtype) * 2.0 - 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training: outlines of colour regions, then augmentations
+# ---------------------------------------------------------------------------------------------------
+
+
+def region_outlines(images: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> (N, 1, H, W) bool, 1 px lines between neighbours whose colours differ
+    by more than `threshold` (a fraction of the full range) in some channel.
+
+    Each line goes on the darker side of its boundary: marking one side keeps lines one pixel wide, and
+    the darker side is the figure's on the Nouns' light backgrounds and traces dark details (glasses,
+    mouths) as shapes rather than as double lines.
+    """
+    brightness = luma(images)
+    lines = torch.zeros_like(brightness, dtype=torch.bool)
+    for dim in (-1, -2):  # horizontal neighbours, then vertical ones
+        size = images.shape[dim]
+        first, second = images.narrow(dim, 0, size - 1), images.narrow(dim, 1, size - 1)
+        differs = (first - second).abs().amax(dim=1, keepdim=True) > 2.0 * threshold
+        first_darker = brightness.narrow(dim, 0, size - 1) <= brightness.narrow(dim, 1, size - 1)
+        lines.narrow(dim, 0, size - 1).logical_or_(differs & first_darker)
+        lines.narrow(dim, 1, size - 1).logical_or_(differs & ~first_darker)
+    return lines
+
+
+def jitter_thickness(lines: torch.Tensor, max_extra: int) -> torch.Tensor:
+    """Each sample's strokes widened by a uniform 0..max_extra pixels."""
+    extras = torch.randint(0, max_extra + 1, (lines.shape[0],)).tolist()
+    return torch.cat([thicken(line[None], extra) for line, extra in zip(lines, extras, strict=True)])
+
+
+def drop_strokes(lines: torch.Tensor, probability: float, segment: int) -> torch.Tensor:
+    """Remove squares of `segment` pixels with `probability`, leaving gaps as a hurried hand does."""
+    count, _, height, width = lines.shape
+    grid = (-(-height // segment), -(-width // segment))
+    keep = torch.rand(count, 1, *grid) >= probability
+    keep = keep.repeat_interleave(segment, dim=2).repeat_interleave(segment, dim=3)[..., :height, :width]
+    return lines & keep.to(lines.device)
+
+
+def shift(lines: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Each sample moved by up to `max_shift` pixels in x and y; pixels moved in are background."""
+    offsets = torch.randint(-max_shift, max_shift + 1, (lines.shape[0], 2)).tolist()
+    padded = F.pad(lines, (max_shift,) * 4)
+    height, width = lines.shape[-2:]
+    return torch.stack([
+        line[:, max_shift - dy : max_shift - dy + height, max_shift - dx : max_shift - dx + width]
+        for line, (dy, dx) in zip(padded, offsets, strict=True)
+    ])
+
+
+# ---------------------------------------------------------------------------------------------------
+# User input: any drawing -> thin lines at the target resolution
+# ---------------------------------------------------------------------------------------------------
+
+
+def drawing_to_gray(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8. Transparency is flattened onto whichever of white or black the strokes stand out
+    from, so both dark and light strokes on a transparent background survive."""
+    background = (255, 255, 255)
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        opaque = np.asarray(rgba.getchannel("A")) >= 128
+        strokes = np.asarray(rgba.convert("L"))[opaque]
+        if strokes.size and np.median(strokes) > 127:
+            background = (0, 0, 0)
+    return np.asarray(to_rgb(image, background=background).convert("L"))
+
+
+def stroke_mask(gray: np.ndarray) -> np.ndarray:
+    """(H, W) bool strokes: Otsu's threshold splits ink from paper, and the paper is the class that
+    covers most of the image's border (robust even when strokes cover much of the interior)."""
+    import cv2
+
+    if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:
+        return np.zeros(gray.shape, dtype=bool)
+    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    light = binary > 0
+    border = np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]])
+    return ~light if border.mean() >= 0.5 else light
+
+
+def center_square(mask: np.ndarray) -> np.ndarray:
+    height, width = mask.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return mask[top : top + side, left : left + side]
+
+
+def downsample_strokes(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """(S, S) bool -> (res, res) bool. A target pixel is ink when ink covers at least half of what a 1 px
+    source line crossing it would: thin lines of a large drawing survive, isolated specks do not."""
+    import cv2
+
+    scale = mask.shape[0] / resolution
+    coverage = cv2.resize(mask.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return coverage >= 0.5 / max(scale, 1.0)
+
+
+def drawing_lines(image: Image.Image, resolution: int) -> np.ndarray:
+    """A user's drawing -> (res, res) bool lines one pixel wide."""
+    from skimage.morphology import skeletonize
+
+    strokes = downsample_strokes(center_square(stroke_mask(drawing_to_gray(image))), resolution)
+    return skeletonize(strokes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The encoder
+# ---------------------------------------------------------------------------------------------------
+
+
+@register_condition("sketch")
+class SketchCondition(ConditionEncoder):
+    """Line drawings, +1 lines on -1 background.
+
+    - `thickness_jitter`: strokes get 0..this many extra pixels of width (at 32 px). Off by default:
+      a Noun's outlines are 1 px apart in places, so even 1 px more merges its details into blobs, and
+      users' strokes are thinned to 1 px anyway, so the model never meets thick ones. For art with
+      sparser lines, 1.0 teaches some tolerance of stroke width.
+    - `stroke_dropout`: probability that each 2x2 (at 32 px) square of stroke is erased.
+    - `max_shift`: the sketch moves by up to this many pixels (at 32 px) in x and y.
+    - `threshold`: colours differing by at most this fraction of the range in every channel count as
+      one region (no line between them).
+    """
+
+    channels = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        thickness_jitter: float = 0.0,
+        stroke_dropout: float = 0.1,
+        max_shift: float = 1.0,
+        threshold: float = 0.05,
+    ) -> None:
+        if thickness_jitter < 0 or max_shift < 0:
+            raise ValueError(f"sketch thickness_jitter and max_shift must not be negative, "
+                             f"got {thickness_jitter} and {max_shift}")
+        if not 0.0 <= stroke_dropout < 1.0:
+            raise ValueError(f"sketch stroke_dropout must be in [0, 1), got {stroke_dropout}")
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"sketch threshold must be in [0, 1), got {threshold}")
+
+    def encode_training(self, images: torch.Tensor) -> torch.Tensor:
+        size = images.shape[-1]
+        config = self.config
+        lines = region_outlines(images, config.threshold)
+        lines = jitter_thickness(lines, scaled(config.thickness_jitter, size))
+        lines = drop_strokes(lines, config.stroke_dropout, max(1, scaled(DROPOUT_SEGMENT, size)))
+        lines = shift(lines, scaled(config.max_shift, size))
+        return to_channel(lines, images.dtype)
+
+    def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
+        """A person's drawing: black on white or white on black, any size and mode (transparent pixels
+        are background). Lines are thinned to one pixel, then widened to a typical training width."""
+        lines = torch.from_numpy(drawing_lines(image, resolution))[None, None]
+        return to_channel(thicken(lines, input_thickness(resolution, self.config.thickness_jitter)))

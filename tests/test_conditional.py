@@ -1,0 +1,203 @@
+"""Conditions on the shared trainer: registry and plugins, warm start, guidance, pipeline, CLI."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from condiff.cli.main import main
+from condiff.config import recipe_from_dict
+from condiff.errors import CondiffError
+from tests.conftest import tiny_values
+
+ROOT = Path(__file__).parents[1]
+
+
+def conditional_values(output_dir, conditions, **train):
+    values = tiny_values(output_dir, **train)
+    values["conditions"] = conditions
+    return values
+
+
+@pytest.fixture(scope="module")
+def colorize_model(tmp_path_factory):
+    from condiff.training.from_recipe import train_recipe
+
+    out = tmp_path_factory.mktemp("colorize") / "model"
+    train_recipe(recipe_from_dict(conditional_values(out, [{"name": "grayscale", "dropout": 0.2}], max_steps=2)))
+    return out
+
+
+def test_registry_refuses_duplicates_and_lists_known_names():
+    from condiff import ConditionEncoder, get_condition, list_conditions, register_condition
+
+    assert {"grayscale", "canny", "sketch", "lowres", "inpaint"} <= set(list_conditions())
+    with pytest.raises(ValueError, match="already registered"):
+        register_condition("grayscale")(type("Other", (ConditionEncoder,), {}))
+    with pytest.raises(CondiffError, match="known conditions: .*grayscale"):
+        get_condition("graysale")
+
+
+def test_unknown_condition_setting_is_named():
+    from condiff.conditions.stack import ConditionStack
+
+    with pytest.raises(CondiffError, match=r"conditions\[0\]: unknown setting 'low_treshold'.*low_threshold"):
+        ConditionStack(conditions=[{"name": "canny", "low_treshold": 3}])
+
+
+def test_channel_arithmetic_and_order(tmp_path):
+    from condiff.training.from_recipe import build_parts
+
+    values = conditional_values(tmp_path, [{"name": "sketch"}, {"name": "grayscale"}, {"name": "inpaint"}])
+    _, unet, _, conditions = build_parts(recipe_from_dict(values))
+    assert conditions.names == ["sketch", "grayscale", "inpaint"]
+    assert conditions.channels == 1 + 1 + 4
+    assert unet.config.in_channels == 3 + 6 and unet.config.out_channels == 3
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert conditions.encode_training(images).shape == (2, 6, 32, 32)
+
+
+def test_warm_start_output_equals_the_unconditional_model():
+    from condiff.config import ModelConfig
+    from condiff.model import build_unet, widen_unet_input
+
+    torch.manual_seed(0)
+    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, True]), 32).eval()
+    for p in unet.parameters():  # a "trained" model: no zero-initialised layers
+        p.data.normal_(0, 0.05)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 500])
+    with torch.no_grad():
+        before = unet(x, t).sample
+        widened = widen_unet_input(unet, 2)
+        after = widened(torch.cat([x, torch.randn(2, 2, 32, 32) * 3], dim=1), t).sample
+    assert widened.config.in_channels == 5
+    assert (before - after).abs().max() < 1e-6
+
+
+def test_guidance_matches_the_textbook_formula():
+    from condiff.config import ModelConfig
+    from condiff.model import build_unet
+    from condiff.sampling import guided_output
+
+    torch.manual_seed(0)
+    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), 16, extra_in_channels=1).eval()
+    x = torch.randn(2, 4, 16, 16)
+    t = torch.tensor(7)
+    with torch.no_grad():
+        cond = unet(x, t).sample
+        uncond = unet(torch.cat([x[:, :3], torch.zeros(2, 1, 16, 16)], 1), t).sample
+        guided = guided_output(unet, x, t, [slice(0, 1)], [3.0])
+        plain = guided_output(unet, x, t, [slice(0, 1)], [1.0])
+    assert torch.allclose(guided, uncond + 3.0 * (cond - uncond), atol=1e-5)
+    assert torch.allclose(plain, cond, atol=1e-6)
+
+
+def test_pipeline_round_trip_with_every_scheduler(colorize_model):
+    from condiff.model import load_conditional_pipeline, make_sampler
+
+    pipeline = load_conditional_pipeline(str(colorize_model))
+    assert pipeline.conditions.names == ["grayscale"]
+    assert pipeline.conditions.dropouts == [0.2]
+    gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50), dtype=np.uint8), "L")
+    for kind in ("ddpm", "ddim", "dpm"):
+        pipeline.scheduler = make_sampler(pipeline.scheduler, kind)
+        first = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5).images
+        again = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5).images
+        assert first.shape == (2, 3, 32, 32) and torch.equal(first, again)
+    with pytest.raises(CondiffError, match="1 condition"):
+        pipeline(gray, guidance=[1.0, 2.0])
+
+
+def test_colorize_cli_and_task_mismatch(colorize_model, tmp_path, capsys):
+    source = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(source)
+    out = tmp_path / "out.png"
+    assert main(["colorize", str(source), "--model", str(colorize_model), "--out", str(out), "--steps", "2",
+                 "--full-res", "--num", "2", "--gif"]) == 0
+    assert Image.open(tmp_path / "out-0.png").size == (32, 32)
+    full = Image.open(tmp_path / "out-1-fullres.png")
+    assert full.size == (64, 48)
+    # The full-resolution output keeps the input's own lightness.
+    from skimage.color import rgb2lab
+
+    lightness_in = rgb2lab(np.asarray(Image.open(source)) / 255.0)[..., 0]
+    lightness_out = rgb2lab(np.asarray(full) / 255.0)[..., 0]
+    assert np.abs(lightness_in - lightness_out).mean() < 1.5
+    assert Image.open(tmp_path / "out.gif").n_frames >= 2
+    capsys.readouterr()
+    assert main(["sketch2img", str(source), "--model", str(colorize_model), "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "this model was trained on conditions [grayscale]; sketch2img needs sketch" in err
+    assert not (tmp_path / "s.png").exists()
+    assert main(["sample", "--model", str(colorize_model), "--out", str(tmp_path / "g.png")]) == 2
+    assert "needs an input image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image", None])
+def test_conditional_cli_rejects_bad_input(colorize_model, tmp_path, capsys, content):
+    source = tmp_path / "input.png"
+    if content is None:
+        source.mkdir()
+    else:
+        source.write_bytes(content)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"previous result")
+    assert main(["colorize", str(source), "--model", str(colorize_model), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("condiff: error:") and "input.png" in err and "\n" not in err
+    assert out.read_bytes() == b"previous result"
+
+
+def test_encode_and_list_commands(tmp_path, capsys):
+    drawing = Image.new("RGB", (200, 120), "white")
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(drawing).line([(10, 10), (190, 110)], fill="black", width=4)
+    drawing.save(tmp_path / "d.png")
+    assert main(["encode", "--condition", "sketch", str(tmp_path / "d.png"), "--out", str(tmp_path / "c.png")]) == 0
+    assert Image.open(tmp_path / "c.png").size == (128, 128)
+    assert main(["conditions", "list"]) == 0
+    assert "grayscale" in capsys.readouterr().out
+    assert main(["encode", "--condition", "nope", str(tmp_path / "d.png"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+@pytest.mark.slow
+def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path):
+    """The plugin of docs/plugins.md, installed as a distribution with an entry point, is found by name."""
+    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S).group(1)
+    package = tmp_path / "site" / "my_blur"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "condition.py").write_text(code)
+    dist = tmp_path / "site" / "my_blur-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[condiff.conditions]\nblur = my_blur.condition:BlurCondition\n")
+    script = textwrap.dedent(f"""
+        import sys
+        from condiff.config import recipe_from_dict
+        from condiff.conditions.registry import list_conditions
+        from condiff.model import load_conditional_pipeline
+        from condiff.training.from_recipe import train_recipe
+        from tests.conftest import tiny_values
+        assert "my_blur" not in sys.modules
+        values = tiny_values({str(tmp_path / 'run')!r}, max_steps=2)
+        values["conditions"] = [{{"name": "blur", "radius": 1}}]
+        train_recipe(recipe_from_dict(values))
+        pipeline = load_conditional_pipeline({str(tmp_path / 'run')!r})
+        assert pipeline.conditions.names == ["blur"], pipeline.conditions.names
+        assert pipeline.conditions.encoders[0].config.radius == 1
+        assert "blur" in list_conditions()
+        print("plugin ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "plugin ok" in done.stdout

@@ -1,0 +1,282 @@
+"""The built-in condition encoders: shapes and ranges, determinism, recorded settings, users' images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageOps
+
+from condiff.conditions import ConditionEncoder, get_condition, list_conditions
+from condiff.data.nouns import NounsDataset
+from condiff.data.preprocess import to_model_tensor
+
+BUILT_INS = {"grayscale": 1, "canny": 1, "sketch": 1, "lowres": 3, "inpaint": 4}
+NON_DEFAULT_SETTINGS = {
+    "grayscale": {"resize": "lanczos"},
+    "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
+    "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2},
+    "lowres": {"factor": 2},
+    "inpaint": {"min_size": 0.1, "max_size": 0.3},
+}
+RANDOM = ("sketch", "inpaint")
+RESOLUTION = 32
+
+
+@pytest.fixture(scope="module")
+def nouns() -> torch.Tensor:
+    dataset = NounsDataset(size=4)
+    return to_model_tensor(np.stack([dataset[i]["image"] for i in range(2)]))
+
+
+def encoder(name: str, **settings) -> ConditionEncoder:
+    return get_condition(name)(**settings)
+
+
+def assert_condition(channels: torch.Tensor, shape: tuple[int, ...]) -> None:
+    assert channels.shape == shape
+    assert channels.dtype == torch.float32
+    assert channels.min() >= -1.0 and channels.max() <= 1.0
+
+
+def lines_of(channel: torch.Tensor) -> np.ndarray:
+    return (channel[0, 0] > 0).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The contract every encoder keeps
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_built_ins_are_registered_with_their_channels():
+    assert set(BUILT_INS) <= set(list_conditions())
+    for name, channels in BUILT_INS.items():
+        cls = get_condition(name)
+        assert cls.name == name and cls().num_channels == channels
+
+
+@pytest.mark.parametrize("name", BUILT_INS)
+def test_training_channels_have_shape_range_and_dtype(name, nouns):
+    assert_condition(encoder(name).encode_training(nouns), (2, BUILT_INS[name], RESOLUTION, RESOLUTION))
+
+
+@pytest.mark.parametrize("name", BUILT_INS)
+def test_training_is_deterministic_under_the_global_seed(name, nouns):
+    enc = encoder(name)
+    torch.manual_seed(7)
+    first = enc.encode_training(nouns)
+    torch.manual_seed(7)
+    assert torch.equal(first, enc.encode_training(nouns))
+    if name in RANDOM:
+        torch.manual_seed(8)
+        assert not torch.equal(first, enc.encode_training(nouns))
+
+
+@pytest.mark.parametrize("name", BUILT_INS)
+def test_settings_survive_a_config_round_trip(name, nouns, tmp_path):
+    cls = get_condition(name)
+    original = cls(**NON_DEFAULT_SETTINGS[name])
+    original.save_config(tmp_path)
+    restored = cls.from_config(cls.load_config(tmp_path))
+    assert restored.to_dict() == original.to_dict() == {"name": name, **NON_DEFAULT_SETTINGS[name]}
+    torch.manual_seed(0)
+    expected = original.encode_training(nouns)
+    torch.manual_seed(0)
+    assert torch.equal(restored.encode_training(nouns), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("grayscale", {"resize": "smooth"}),
+        ("canny", {"low_threshold": 200, "high_threshold": 100}),
+        ("sketch", {"stroke_dropout": 1.0}),
+        ("sketch", {"max_shift": -1.0}),
+        ("lowres", {"factor": 0}),
+        ("inpaint", {"min_size": 0.7, "max_size": 0.5}),
+    ],
+)
+def test_bad_settings_are_refused(name, settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        encoder(name, **settings)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Users' images of every mode and size
+# ---------------------------------------------------------------------------------------------------
+
+
+def user_image(mode: str, width: int, height: int) -> Image.Image:
+    """A picture with shapes and a transparent corner, in `mode`."""
+    rgba = Image.new("RGBA", (width, height), (230, 220, 200, 255))
+    draw = ImageDraw.Draw(rgba)
+    draw.rectangle([width // 4, height // 4, 3 * width // 4, 3 * height // 4], fill=(200, 30, 40, 255))
+    draw.line([0, 0, width - 1, height - 1], fill=(20, 20, 120, 255), width=max(1, width // 16))
+    draw.rectangle([0, 0, width // 3, height // 5], fill=(0, 0, 0, 0))
+    if mode == "P":
+        paletted = rgba.convert("RGB").quantize(colors=8)
+        paletted.info["transparency"] = 0
+        return paletted
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(rgba.convert("L"), dtype=np.uint16) * 257)
+    return rgba if mode == "RGBA" else rgba.convert(mode)
+
+
+@pytest.mark.parametrize("name", BUILT_INS)
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"])
+@pytest.mark.parametrize("size", [(17, 23), (32, 32), (300, 200)])
+def test_users_images_of_any_mode_and_size_are_accepted(name, mode, size):
+    image = user_image(mode, *size)
+    assert image.mode == mode
+    channels = encoder(name).encode_input(image, RESOLUTION)
+    assert_condition(channels, (1, BUILT_INS[name], RESOLUTION, RESOLUTION))
+
+
+# ---------------------------------------------------------------------------------------------------
+# grayscale
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_grayscale_of_a_grey_image_equals_that_of_its_rgb_version():
+    grey = user_image("L", 300, 200)
+    enc = encoder("grayscale")
+    assert torch.equal(enc.encode_input(grey, RESOLUTION), enc.encode_input(grey.convert("RGB"), RESOLUTION))
+
+
+def test_grayscale_uses_the_luma_of_pil_l_mode():
+    image = user_image("RGB", 32, 32)
+    expected = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32)) / 127.5 - 1.0
+    assert torch.allclose(encoder("grayscale").encode_input(image, RESOLUTION)[0, 0], expected, atol=1 / 127.5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# canny
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_canny_finds_edges_on_a_noun_and_none_on_a_flat_image(nouns):
+    enc = encoder("canny")
+    assert (enc.encode_training(nouns) > 0).flatten(1).sum(1).min() > 20
+    flat = torch.full((1, 3, RESOLUTION, RESOLUTION), 0.3)
+    assert (enc.encode_training(flat) == -1).all()
+    assert (enc.encode_input(Image.new("RGB", (50, 40), (90, 160, 30)), RESOLUTION) == -1).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# sketch
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_sketch_outlines_a_square_and_leaves_a_flat_image_blank():
+    enc = encoder("sketch", stroke_dropout=0.0, max_shift=0.0)
+    image = torch.full((1, 3, RESOLUTION, RESOLUTION), 0.8)
+    assert (enc.encode_training(image) == -1).all()
+    image[:, :, 8:24, 8:24] = -0.5  # a dark square: its outline lies on its own border pixels
+    expected = np.zeros((RESOLUTION, RESOLUTION), bool)
+    expected[8:24, 8:24] = True
+    expected[9:23, 9:23] = False
+    assert (lines_of(enc.encode_training(image)) == expected).all()
+
+
+def test_sketch_training_augments_with_gaps_and_shifts(nouns):
+    clean = encoder("sketch", stroke_dropout=0.0, max_shift=0.0).encode_training(nouns)
+    gappy = encoder("sketch", stroke_dropout=0.5, max_shift=0.0).encode_training(nouns)
+    assert ((gappy > 0) <= (clean > 0)).all() and (gappy > 0).sum() < 0.8 * (clean > 0).sum()
+    shifted = encoder("sketch", stroke_dropout=0.0, max_shift=3.0).encode_training(nouns)
+    assert (shifted > 0).sum() <= (clean > 0).sum()
+    assert not torch.equal(shifted, clean)
+
+
+def drawing(size: int = 512, width: int = 3) -> Image.Image:
+    """A black-on-white line drawing: a face in a frame."""
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([60, 60, 450, 450], outline=0, width=width)
+    draw.ellipse([150, 120, 360, 380], outline=0, width=width)
+    draw.line([200, 300, 310, 300], fill=0, width=width)
+    return image
+
+
+def test_sketch_input_is_the_same_in_either_polarity():
+    enc = encoder("sketch")
+    black_on_white = enc.encode_input(drawing(), RESOLUTION)
+    white_on_black = enc.encode_input(ImageOps.invert(drawing()), RESOLUTION)
+    assert (black_on_white != white_on_black).float().mean() < 0.01
+    assert 60 < (black_on_white > 0).sum() < 300  # lines, not a filled or empty picture
+
+
+def test_sketch_input_on_a_transparent_background_matches_paper():
+    enc = encoder("sketch")
+    on_paper = enc.encode_input(drawing(), RESOLUTION)
+    ink = np.asarray(ImageOps.invert(drawing()))  # ink where the drawing is dark
+    dark_strokes = Image.fromarray(np.stack([np.zeros_like(ink)] * 3 + [ink], axis=-1), "RGBA")
+    light_strokes = Image.fromarray(np.stack([np.full_like(ink, 255)] * 3 + [ink], axis=-1), "RGBA")
+    assert torch.equal(enc.encode_input(dark_strokes, RESOLUTION), on_paper)
+    assert torch.equal(enc.encode_input(light_strokes, RESOLUTION), on_paper)
+
+
+def test_sketch_input_keeps_a_thin_line_and_thins_a_thick_one():
+    enc = encoder("sketch")
+    image = Image.new("L", (512, 512), 255)
+    draw = ImageDraw.Draw(image)
+    draw.line([40, 100, 470, 100], fill=0, width=1)  # 1 px: 1/16 of a 32 px pixel
+    draw.line([40, 300, 470, 300], fill=0, width=40)  # 40 px: 2.5 pixels at 32 px
+    lines = lines_of(enc.encode_input(image, RESOLUTION))
+    assert lines[6].sum() >= 20  # the thin line survived the downsampling
+    assert lines[16:22].sum(axis=0).max() == 1  # the thick one is one pixel wide
+    assert lines.sum() < 60
+
+
+def test_sketch_input_of_a_blank_page_has_no_lines():
+    assert (encoder("sketch").encode_input(Image.new("RGB", (200, 300), "white"), RESOLUTION) == -1).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# lowres
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_lowres_is_the_area_average_in_blocks(nouns):
+    channels = encoder("lowres", factor=4).encode_training(nouns)
+    averages = nouns.unflatten(2, (8, 4)).unflatten(4, (8, 4)).mean(dim=(3, 5))
+    assert torch.allclose(channels, averages.repeat_interleave(4, 2).repeat_interleave(4, 3), atol=1e-6)
+
+
+def test_lowres_input_at_the_low_size_is_blown_up_unchanged():
+    small = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    channels = encoder("lowres", factor=4).encode_input(small, RESOLUTION)
+    pixels = to_model_tensor(np.asarray(small)[None])
+    assert torch.equal(channels, pixels.repeat_interleave(4, 2).repeat_interleave(4, 3))
+
+
+# ---------------------------------------------------------------------------------------------------
+# inpaint
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_inpaint_training_holes_are_blank_rectangles_of_the_configured_size(nouns):
+    torch.manual_seed(3)
+    channels = encoder("inpaint", min_size=0.25, max_size=0.5).encode_training(nouns)
+    for mask, masked, image in zip(channels[:, 0] > 0, channels[:, 1:], nouns, strict=True):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        height, width = len(rows), len(cols)
+        assert mask.sum() == height * width  # one filled rectangle
+        assert rows[-1] - rows[0] + 1 == height and cols[-1] - cols[0] + 1 == width
+        assert 8 <= height <= 16 and 8 <= width <= 16
+        assert (masked[:, mask] == 0).all() and torch.equal(masked[:, ~mask], image[:, ~mask])
+
+
+def test_inpaint_input_hole_is_the_transparent_part():
+    image = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
+    ImageDraw.Draw(image).rectangle([16, 32, 47, 63], fill=(0, 255, 0, 0))
+    channels = encoder("inpaint").encode_input(image, RESOLUTION)
+    hole = np.zeros((RESOLUTION, RESOLUTION), bool)
+    hole[16:32, 8:24] = True
+    assert ((channels[0, 0] > 0).numpy() == hole).all()
+    assert (channels[0, 1:, torch.from_numpy(hole)] == 0).all()
+    assert (channels[0, 1:, ~torch.from_numpy(hole)] == torch.tensor([[1.0], [-1.0], [-1.0]])).all()
+
+
+def test_inpaint_input_without_transparency_has_no_hole():
+    channels = encoder("inpaint").encode_input(Image.new("RGB", (40, 40), "blue"), RESOLUTION)
+    assert (channels[0, 0] == -1).all()
