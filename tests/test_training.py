@@ -106,7 +106,7 @@ def test_refuses_to_train_over_an_earlier_run(tmp_path):
     train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)), overwrite=True)
 
 
-@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
 def test_other_prediction_types_train(tmp_path, prediction_type):
     values = tiny_values(tmp_path / "run", max_steps=2)
     values["scheduler"] = {**values["scheduler"], "prediction_type": prediction_type}

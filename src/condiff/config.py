@@ -72,7 +72,9 @@ class SchedulerConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 0.0001  # linear / scaled_linear only
     beta_end: float = 0.02
-    prediction_type: str = "epsilon"
+    # v-prediction (Salimans & Ho 2022, arxiv 2202.00512): in our side-by-side quickstart runs it got
+    # the flat Nouns backgrounds and the glasses right where epsilon-prediction left coloured noise.
+    prediction_type: str = "v_prediction"
 
 
 @dataclass

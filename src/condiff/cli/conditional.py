@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> None:
     image = open_image(args.input)  # errors about the input come before loading the model
     pipeline = load_conditional_pipeline(args.model)
     if task.condition not in pipeline.conditions.names:
-        raise CondiffError(f"{args.model}: this model was trained on conditions [{', '.join(pipeline.conditions.names)}]; "
+        trained_on = ", ".join(pipeline.conditions.names)
+        raise CondiffError(f"{args.model}: this model was trained on conditions [{trained_on}]; "
                            f"{task.command} needs {task.condition}")
     pipeline.scheduler = make_sampler(pipeline.scheduler, args.scheduler)
     pipeline.to(pick_device(args.device))
