@@ -201,3 +201,39 @@ def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "plugin ok" in done.stdout
+
+
+def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_path):
+    """init_from the core's output: the UNet is widened for sketch + grayscale, then trained and saved."""
+    from safetensors.torch import load_file
+
+    from condiff.model import load_conditional_pipeline
+    from condiff.training.from_recipe import build_parts, train_recipe
+
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "base", max_steps=2)))
+    base = load_file(str(tmp_path / "base" / "unet" / "diffusion_pytorch_model.safetensors"))
+    values = conditional_values(tmp_path / "cond", [{"name": "sketch", "dropout": 0.3}, {"name": "grayscale"}],
+                                max_steps=2)
+    values["model"] = {**values["model"], "init_from": str(tmp_path / "base")}
+    recipe = recipe_from_dict(values)
+    _, unet, _, _ = build_parts(recipe)
+    assert unet.config.in_channels == 5
+    assert torch.equal(unet.conv_in.weight[:, :3], base["conv_in.weight"])
+    assert torch.equal(unet.conv_in.weight[:, 3:], torch.zeros_like(unet.conv_in.weight[:, 3:]))
+    train_recipe(recipe)
+    pipeline = load_conditional_pipeline(str(tmp_path / "cond"))
+    assert pipeline.conditions.names == ["sketch", "grayscale"]
+    images = pipeline(Image.new("L", (64, 64), 200), num_inference_steps=2, guidance=[2.0, 1.0]).images
+    assert images.shape == (1, 3, 32, 32)
+
+
+def test_missing_optional_warm_start_trains_from_scratch(tmp_path):
+    from condiff.training.from_recipe import build_parts
+
+    values = conditional_values(tmp_path / "run", [{"name": "grayscale"}])
+    values["model"] = {**values["model"], "init_from": str(tmp_path / "absent"), "init_required": False}
+    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    assert unet.config.in_channels == 4
+    values["model"]["init_required"] = True
+    with pytest.raises(CondiffError, match="absent"):
+        build_parts(recipe_from_dict(values))
