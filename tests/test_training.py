@@ -112,3 +112,27 @@ def test_other_prediction_types_train(tmp_path, prediction_type):
     values["scheduler"] = {**values["scheduler"], "prediction_type": prediction_type}
     result = train_recipe(recipe_from_dict(values))
     assert np.isfinite(result.final_loss)
+
+
+def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch):
+    import condiff.training.trainer as trainer_module
+
+    real_loss = trainer_module.diffusion_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in (2, 3) else loss
+
+    monkeypatch.setattr(trainer_module, "diffusion_loss", sometimes_nan)
+    result = train_recipe(recipe_from_dict(tiny_values(tmp_path / "a", max_steps=4)))
+    summary = json.loads((result.output_dir / "training_summary.json").read_text())
+    assert result.steps == 4 and summary["skipped_updates"] == 2
+    assert all(np.isfinite(v) for v in json.loads(
+        (result.output_dir / "checkpoints/step-00000004/trainer_state.json").read_text())["loss_history"])
+
+    monkeypatch.setattr(trainer_module, "diffusion_loss", lambda *a, **k: real_loss(*a, **k) * float("inf"))
+    with pytest.raises(CondiffError, match="stopped at step 1: the loss was NaN or Inf 3 times in a row"):
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "b", max_steps=4, max_bad_updates=3)))
+    assert list_checkpoints(tmp_path / "b") == []

@@ -187,10 +187,14 @@ class Trainer:
             accelerator.register_for_checkpointing(ema)
 
         step, loss_history, seconds_before = 0, [], 0.0
+        bad_updates = {"skipped": 0, "in_a_row": 0}
+        batches_done = 0
         if resume_from is not None:
             accelerator.load_state(str(resume_from))
             state = read_trainer_state(resume_from)
             step, loss_history, seconds_before = state["step"], state["loss_history"], state["seconds"]
+            bad_updates["skipped"] = state.get("skipped_updates", 0)
+            batches_done = state.get("batches_done", step * cfg.grad_accum)
             accelerator.print(f"condiff: resumed from {resume_from} at step {step}")
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +204,6 @@ class Trainer:
 
         iterable = isinstance(self.dataset, IterableDataset)
         batches_per_epoch = math.inf if iterable else len(dataloader)
-        batches_done = step * cfg.grad_accum
         epoch = 0 if iterable else batches_done // batches_per_epoch
         skip = batches_done if iterable else batches_done % batches_per_epoch
 
@@ -219,11 +222,20 @@ class Trainer:
                 if self.recipe.data.random_flip:
                     clean = random_flip(clean)
                 condition = self.conditions.encode_training(clean) if self.conditions else None
+                batches_done += 1
                 with accelerator.accumulate(unet):
                     loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
+                    if not self._all_finite(accelerator, loss):
+                        optimizer.zero_grad(set_to_none=True)
+                        bad_updates = self._count_bad_update(bad_updates, step, "loss")
+                        continue
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
+                        norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
+                        if not self._all_finite(accelerator, norm):
+                            optimizer.zero_grad(set_to_none=True)
+                            bad_updates = self._count_bad_update(bad_updates, step, "gradient")
+                            continue
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -232,6 +244,7 @@ class Trainer:
                 window_images += clean.shape[0] * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue
+                bad_updates["in_a_row"] = 0
                 # One optimizer update completed.
                 step += 1
                 if ema is not None:
@@ -252,8 +265,10 @@ class Trainer:
                 if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
                     self._preview(accelerator, unet, ema, step)
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
+                    self._check_weights_finite(unet, step)
                     state = {"step": step, "loss_history": loss_history, "recipe": self.recipe.to_dict(),
-                             "seconds": seconds_before + time.perf_counter() - start}
+                             "seconds": seconds_before + time.perf_counter() - start,
+                             "batches_done": batches_done, "skipped_updates": bad_updates["skipped"]}
                     save_checkpoint(accelerator, self.output_dir, step, state, cfg.keep_checkpoints)
                 if step >= cfg.max_steps:
                     break
@@ -261,9 +276,41 @@ class Trainer:
         progress.close()
 
         seconds = seconds_before + time.perf_counter() - start
-        self._save_final(accelerator, unet, ema, step, seconds, loss_history)
+        self._check_weights_finite(unet, step)
+        if bad_updates["skipped"]:
+            accelerator.print(f"condiff: skipped {bad_updates['skipped']} update(s) with a NaN/Inf loss or gradient")
+        self._save_final(accelerator, unet, ema, step, seconds, loss_history, bad_updates["skipped"])
         accelerator.end_training()
         return TrainResult(self.output_dir, step, loss_history[-1] if loss_history else math.nan, seconds)
+
+    # --- numerical trouble ---------------------------------------------------------------------
+
+    @staticmethod
+    def _all_finite(accelerator, value: torch.Tensor) -> bool:
+        """True when `value` is finite on every process (all ranks must skip an update together)."""
+        finite = torch.isfinite(value.detach().float()).all().float().reshape(1)
+        if accelerator.num_processes > 1:
+            finite = accelerator.reduce(finite.to(accelerator.device), reduction="sum") / accelerator.num_processes
+        return bool(finite.item() == 1.0)
+
+    def _count_bad_update(self, bad_updates: dict[str, int], step: int, what: str) -> dict[str, int]:
+        """Skip an update whose loss or gradient is NaN/Inf; stop after train.max_bad_updates in a row."""
+        bad_updates["skipped"] += 1
+        bad_updates["in_a_row"] += 1
+        limit = self.recipe.train.max_bad_updates
+        if bad_updates["in_a_row"] >= limit:
+            raise CondiffError(
+                f"training stopped at step {step + 1}: the {what} was NaN or Inf {limit} times in a row "
+                "(train.max_bad_updates); lower train.lr or use train.mixed_precision: no, then resume from "
+                "the last checkpoint with --set train.resume=latest"
+            )
+        return bad_updates
+
+    def _check_weights_finite(self, unet, step: int) -> None:
+        """NaN weights must never reach a checkpoint or a saved model."""
+        if not all(torch.isfinite(p).all() for p in unet.parameters()):
+            raise CondiffError(f"training stopped at step {step}: the weights contain NaN or Inf and were not "
+                               "saved; lower train.lr and resume from the last checkpoint")
 
     # --- what the user gets ---------------------------------------------------------------------
 
@@ -316,7 +363,8 @@ class Trainer:
             tracker = accelerator.get_tracker("tensorboard", unwrap=True)
             tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
 
-    def _save_final(self, accelerator, unet, ema, step: int, seconds: float, loss_history: list[float]) -> None:
+    def _save_final(self, accelerator, unet, ema, step: int, seconds: float, loss_history: list[float],
+                    skipped_updates: int) -> None:
         from condiff.model import save_model
 
         accelerator.wait_for_everyone()
@@ -330,5 +378,5 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             self._with_ema_weights(accelerator, unet, ema, save)
         summary = {"steps": step, "seconds": round(seconds, 1), "final_loss": loss_history[-1] if loss_history
-                   else None, "ema": ema is not None}
+                   else None, "ema": ema is not None, "skipped_updates": skipped_updates}
         (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
