@@ -13,7 +13,8 @@ from PIL import Image
 
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
-from condiff.data.preprocess import _FILTERS, prepare_image, to_model_tensor
+from condiff.config import RESIZE_FILTERS
+from condiff.data.preprocess import prepare_image, to_model_tensor
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
 
@@ -25,8 +26,8 @@ def luma(images: torch.Tensor) -> torch.Tensor:
 
 
 def check_resize(resize: str) -> None:
-    if resize not in _FILTERS:
-        raise ValueError(f"unknown resize filter {resize!r}; choose one of {', '.join(_FILTERS)}")
+    if resize not in RESIZE_FILTERS:
+        raise ValueError(f"unknown resize filter {resize!r}; choose one of {', '.join(RESIZE_FILTERS)}")
 
 
 def prepare_input(image: Image.Image, resolution: int, resize: str) -> torch.Tensor:

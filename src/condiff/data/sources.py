@@ -27,9 +27,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class ArrayDataset:
     """Images already preprocessed into one uint8 array (map-style, works with torch DataLoader)."""
 
-    def __init__(self, images: np.ndarray, texts: list[str] | None = None) -> None:
+    def __init__(self, images: np.ndarray, texts: list[str] | None = None, skipped: list[Path] | None = None) -> None:
         self.images = images
         self.texts = texts
+        self.skipped = skipped or []  # unreadable files left out (data.bad_images: skip)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -131,9 +132,7 @@ def _folder_dataset(config: DataConfig) -> ArrayDataset:
         print(f"condiff: skipped {len(skipped)} unreadable image(s) in {folder}, e.g. {skipped[0]}")
     if not images:
         raise DataError(f"data.source {config.source!r}: none of the {len(files)} image files could be read")
-    dataset = ArrayDataset(np.stack(images))
-    dataset.skipped = skipped
-    return dataset
+    return ArrayDataset(np.stack(images), skipped=skipped)
 
 
 def _hf_dataset(config: DataConfig, kind: str) -> ArrayDataset:

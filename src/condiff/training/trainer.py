@@ -227,14 +227,14 @@ class Trainer:
                     loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
                     if not self._all_finite(accelerator, loss):
                         optimizer.zero_grad(set_to_none=True)
-                        bad_updates = self._count_bad_update(bad_updates, step, "loss")
+                        self._count_bad_update(bad_updates, step, "loss")
                         continue
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
                         if not self._all_finite(accelerator, norm):
                             optimizer.zero_grad(set_to_none=True)
-                            bad_updates = self._count_bad_update(bad_updates, step, "gradient")
+                            self._count_bad_update(bad_updates, step, "gradient")
                             continue
                     optimizer.step()
                     lr_scheduler.step()
@@ -293,7 +293,7 @@ class Trainer:
             finite = accelerator.reduce(finite.to(accelerator.device), reduction="sum") / accelerator.num_processes
         return bool(finite.item() == 1.0)
 
-    def _count_bad_update(self, bad_updates: dict[str, int], step: int, what: str) -> dict[str, int]:
+    def _count_bad_update(self, bad_updates: dict[str, int], step: int, what: str) -> None:
         """Skip an update whose loss or gradient is NaN/Inf; stop after train.max_bad_updates in a row."""
         bad_updates["skipped"] += 1
         bad_updates["in_a_row"] += 1
@@ -304,7 +304,6 @@ class Trainer:
                 "(train.max_bad_updates); lower train.lr or use train.mixed_precision: no, then resume from "
                 "the last checkpoint with --set train.resume=latest"
             )
-        return bad_updates
 
     def _check_weights_finite(self, unet, step: int) -> None:
         """NaN weights must never reach a checkpoint or a saved model."""
