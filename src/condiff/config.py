@@ -155,7 +155,9 @@ _NON_NEGATIVE = {
     "train.sample_every", "train.checkpoint_every", "model.dropout", "scheduler.beta_start",
 }
 # Sizes far beyond anything that fits in memory are mistakes, not recipes.
-_UPPER_BOUNDS = {"data.resolution": 1024, "train.batch_size": 65_536, "scheduler.num_train_timesteps": 100_000}
+_UPPER_BOUNDS = {"data.resolution": 1024, "train.batch_size": 65_536, "scheduler.num_train_timesteps": 100_000,
+                 "model.layers_per_block": 16, "train.grad_accum": 4096}
+MAX_CHANNELS = 4096  # per UNet level; wider is a typo, not a model that fits in memory
 
 
 def _validate_conditions(conditions: Any, origin: str) -> list[dict[str, Any]]:
@@ -198,7 +200,11 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
             f"{origin}: model.attention has {len(model.attention)} entries but model.channels has "
             f"{len(model.channels)}; give one true/false per level"
         )
+    if len(model.channels) > 8:
+        raise RecipeError(f"{origin}: model.channels has {len(model.channels)} levels; at most 8")
     for width in model.channels:
+        if width > MAX_CHANNELS:
+            raise RecipeError(f"{origin}: model.channels entry {width} is too large (at most {MAX_CHANNELS})")
         if width <= 0 or width % model.norm_num_groups:
             raise RecipeError(
                 f"{origin}: model.channels entry {width} must be a positive multiple of "
@@ -276,7 +282,7 @@ def _merge_section(section: Any, values: Any, name: str, origin: str) -> None:
     known = [f.name for f in dataclasses.fields(section)]
     for key, value in values.items():
         if key not in hints:
-            raise RecipeError(f"{origin}: unknown key '{name}.{key}'{_did_you_mean(str(key), known)}")
+            raise RecipeError(f"{origin}: unknown key {f'{name}.{key}'!r}{_did_you_mean(str(key), known)}")
         setattr(section, key, _coerce(value, hints[key], f"{origin}: {name}.{key}"))
 
 
@@ -290,7 +296,7 @@ def recipe_from_dict(values: dict[str, Any], origin: str = "recipe") -> Recipe:
     sections = [f.name for f in dataclasses.fields(recipe)]
     for name, section_values in values.items():
         if name not in sections:
-            raise RecipeError(f"{origin}: unknown section '{name}'{_did_you_mean(str(name), sections)}")
+            raise RecipeError(f"{origin}: unknown section {str(name)!r}{_did_you_mean(str(name), sections)}")
         if name == "conditions":
             recipe.conditions = _validate_conditions(section_values or [], origin)
             continue
