@@ -51,6 +51,22 @@ def test_same_seed_same_losses_and_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def assert_same(x, y):
+    """Recursive bitwise equality of nested state dicts."""
+    if isinstance(x, torch.Tensor):
+        assert torch.equal(x, y)
+    elif isinstance(x, dict):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert_same(x[key], y[key])
+    elif isinstance(x, list | tuple):
+        assert len(x) == len(y)
+        for u, v in zip(x, y, strict=True):
+            assert_same(u, v)
+    else:
+        assert x == y
+
+
 class Killed(Exception):
     pass
 
@@ -83,13 +99,20 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, grad_accum, 
     assert resumed_state["loss_history"] == full_state["loss_history"]
     a, b = unet_weights(full.output_dir), unet_weights(resumed.output_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Optimizer moments, LR scheduler and EMA weights match too (the checkpoints' own files).
+    for name in ("optimizer.bin", "scheduler.bin", "custom_checkpoint_0.pkl"):
+        x = torch.load(full.output_dir / "checkpoints/step-00000004" / name, weights_only=False)
+        y = torch.load(resumed.output_dir / "checkpoints/step-00000004" / name, weights_only=False)
+        assert_same(x, y)
 
 
 def test_resume_errors(tmp_path):
     with pytest.raises(CondiffError, match="no checkpoint"):
         train_recipe(recipe_from_dict(tiny_values(tmp_path / "none", resume="latest")))
     with pytest.raises(CondiffError, match="not a complete condiff checkpoint"):
-        train_recipe(recipe_from_dict(tiny_values(tmp_path / "x", resume=str(tmp_path / "typo"))))
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "x", resume=str(tmp_path / "x/checkpoints/typo"))))
+    with pytest.raises(CondiffError, match="not a checkpoint of this run"):
+        train_recipe(recipe_from_dict(tiny_values(tmp_path / "x", resume=str(tmp_path / "elsewhere"))))
     train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
     changed = tiny_values(tmp_path / "run", max_steps=4, resume="latest", lr=5e-3)
     with pytest.raises(CondiffError, match=r"train.lr: 0.001 -> 0.005"):
@@ -136,3 +159,26 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch):
     with pytest.raises(CondiffError, match="stopped at step 1: the loss was NaN or Inf 3 times in a row"):
         train_recipe(recipe_from_dict(tiny_values(tmp_path / "b", max_steps=4, max_bad_updates=3)))
     assert list_checkpoints(tmp_path / "b") == []
+
+
+def test_truncated_weights_give_a_clear_error(tiny_recipe):
+    from condiff.model import load_unet
+
+    out = train_recipe(tiny_recipe).output_dir
+    weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CondiffError, match="could not load the UNet"):
+        load_unet(str(out))
+
+
+def test_a_batch_equals_single_runs_and_seeds_repeat(tiny_recipe):
+    from condiff.model import load_scheduler, load_unet, make_sampler
+    from condiff.sampling import generate
+
+    out = train_recipe(tiny_recipe).output_dir
+    unet = load_unet(str(out)).eval()
+    sampler = make_sampler(load_scheduler(str(out)), "ddpm")
+    batch = generate(unet, sampler, 4, 5, seed=10).images
+    singles = torch.cat([generate(unet, sampler, 1, 5, seed=10 + i).images for i in range(4)])
+    assert torch.allclose(batch, singles, atol=1e-5)
+    assert torch.equal(batch, generate(unet, sampler, 4, 5, seed=10).images)

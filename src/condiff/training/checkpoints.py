@@ -45,6 +45,13 @@ def resolve_resume(output_dir: str | Path, resume: str) -> Path:
             )
         return found[-1]
     path = Path(resume).expanduser()
+    root = checkpoints_root(output_dir).resolve()
+    if path.resolve().parent != root:
+        # Optimizer and RNG states are pickles: only a run's own files are trusted.
+        raise CondiffError(
+            f"train.resume: {resume} is not a checkpoint of this run; training state is only read from "
+            f"{root}; use 'latest' or one of its step-* folders"
+        )
     if not (path / STATE_FILE).is_file():
         raise CondiffError(
             f"train.resume: {resume} is not a complete condiff checkpoint (no {STATE_FILE}); "
