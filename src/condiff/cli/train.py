@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parsers(subparsers) -> None:
@@ -27,5 +28,7 @@ def run(args: argparse.Namespace) -> None:
     from condiff.training.from_recipe import train_recipe
 
     result = train_recipe(recipe, overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch, one summary is enough
+        return
     print(f"condiff: trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(final loss {result.final_loss:.4f}); model in {result.output_dir}")
