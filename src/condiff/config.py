@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condiff.errors import RecipeError
+from condiff.errors import RecipeError, first_line
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -344,8 +344,7 @@ def read_recipe_dict(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        reason = str(err).splitlines()[0]
-        raise RecipeError(f"{path}: not valid YAML ({reason}); fix the syntax and try again") from None
+        raise RecipeError(f"{path}: not valid YAML ({first_line(err)}); fix the syntax and try again") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -14,6 +14,12 @@ class CondiffError(Exception):
     exit_code = 2
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line user errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class RecipeError(CondiffError):
     """A recipe (YAML file or --set override) is invalid."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from condiff.errors import DataError
+from condiff.errors import DataError, first_line
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -71,8 +71,7 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except UnidentifiedImageError as err:
         raise DataError(f"{path}: not an image Pillow can read; convert it to PNG or remove it") from err
     except _DECODE_ERRORS as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{path}: truncated or corrupt image ({reason}); re-export or remove it") from err
+        raise DataError(f"{path}: truncated or corrupt image ({first_line(err)}); re-export or remove it") from err
 
 
 def _too_large(path: str, width: int, height: int, max_pixels: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from condiff.config import ModelConfig, SchedulerConfig
-from condiff.errors import CondiffError
+from condiff.errors import CondiffError, first_line
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DModel
@@ -123,13 +123,13 @@ def load_unet(source: str) -> UNet2DModel:
         try:
             return UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
         except (OSError, ValueError, RuntimeError) as err:
-            raise CondiffError(f"{source}: could not load the UNet ({_first_line(err)})") from None
+            raise CondiffError(f"{source}: could not load the UNet ({first_line(err)})") from None
     errors = []
     for subfolder in ("unet", None):  # Hub: a pipeline repo, then a bare UNet repo
         try:
             return UNet2DModel.from_pretrained(source, subfolder=subfolder)
         except Exception as err:  # huggingface_hub raises many types: offline, not found, gated
-            errors.append(_first_line(err))
+            errors.append(first_line(err))
     raise CondiffError(f"{source}: no such local folder, and loading it from the Hub failed ({errors[0]}); "
                        "check the path, or the id and your internet connection")
 
@@ -142,7 +142,7 @@ def load_scheduler(source: str) -> DDPMScheduler:
     try:
         return DDPMScheduler.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise CondiffError(f"{source}: could not read the scheduler config ({_first_line(err)})") from None
+        raise CondiffError(f"{source}: could not read the scheduler config ({first_line(err)})") from None
 
 
 def model_kind(folder: str | Path) -> str:
@@ -175,7 +175,7 @@ def load_conditional_pipeline(source: str):
     except CondiffError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise CondiffError(f"{source}: could not load the model ({_first_line(err)})") from None
+        raise CondiffError(f"{source}: could not load the model ({first_line(err)})") from None
 
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None) -> None:
@@ -190,8 +190,3 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
 
     ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions).save_pretrained(
         folder, safe_serialization=True)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

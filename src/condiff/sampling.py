@@ -19,6 +19,13 @@ class Samples:
     predicted: list[torch.Tensor] = field(default_factory=list)  # predicted x_0 at each step
     timesteps: list[int] = field(default_factory=list)
 
+    def animation_frames(self, scale: int = 4) -> list:
+        """GIF frames of the recorded reverse process (x_t beside predicted x_0), ending on the result."""
+        from condiff.visualize import denoising_gif_frames
+
+        return denoising_gif_frames(self.noisy + [self.images], self.predicted + [self.images], scale=scale,
+                                    timesteps=self.timesteps + [0])
+
 
 def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
     """The clean image implied by the model output at timestep t (for the GIF's right-hand side)."""

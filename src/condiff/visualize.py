@@ -244,7 +244,9 @@ def forward_noised(
     pixels = to_uint8(image)
     if pixels.shape[0] != 1:
         raise ValueError(f"forward_noised takes one image, got a batch of {pixels.shape[0]}")
-    x0 = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    from condiff.data.preprocess import to_model_tensor
+
+    x0 = to_model_tensor(pixels)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     t = torch.tensor([operator.index(step) for step in timesteps], dtype=torch.long)
     batch_shape = (len(t), *x0.shape[1:])

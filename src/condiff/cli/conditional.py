@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
 
     from condiff.images import open_image, save_image_atomic
     from condiff.model import load_conditional_pipeline, make_sampler
-    from condiff.visualize import denoising_gif_frames, save_gif, to_uint8
+    from condiff.visualize import save_gif, to_uint8
 
     image = open_image(args.input)  # errors about the input come before loading the model
     pipeline = load_conditional_pipeline(args.model)
@@ -95,8 +95,7 @@ def run(args: argparse.Namespace) -> None:
             save_image_atomic(full, full_path)
             print(f"condiff: wrote {full_path} ({full.width}x{full.height})")
     if args.gif:
-        frames = denoising_gif_frames(samples.noisy + [samples.images], samples.predicted + [samples.images],
-                                      scale=4, timesteps=samples.timesteps + [0])
+        frames = samples.animation_frames(scale=4)
         gif = out.with_suffix(".gif")
         save_gif(frames, gif)
         print(f"condiff: wrote {gif}")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     from condiff.images import save_image_atomic
     from condiff.model import load_scheduler, load_unet, make_sampler, model_kind
     from condiff.sampling import generate
-    from condiff.visualize import denoising_gif_frames, make_grid, save_gif
+    from condiff.visualize import make_grid, save_gif
 
     if model_kind(args.model) == "conditional":
         raise CondiffError(f"{args.model}: this model needs an input image; use condiff colorize or condiff sketch2img")
@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> None:
     save_image_atomic(make_grid(samples.images, scale=args.scale), args.out)
     print(f"condiff: wrote {args.num} samples to {args.out}")
     if args.gif:
-        frames = denoising_gif_frames(samples.noisy + [samples.images], samples.predicted + [samples.images],
-                                      scale=args.scale, timesteps=samples.timesteps + [0])
+        frames = samples.animation_frames(scale=args.scale)
         save_gif(frames, args.gif)
         print(f"condiff: wrote the denoising animation ({len(frames)} frames) to {args.gif}")

@@ -72,13 +72,13 @@ class ConditionStack(ModelMixin, ConfigMixin):
             start += encoder.num_channels
         return slices
 
-    def encode_training(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_training(self, images: torch.Tensor, apply_dropout: bool = True) -> torch.Tensor:
         """Condition channels for a training batch, each condition dropped (zeroed) per sample with its
         probability, so the model also learns the unconditional case that guidance needs."""
         parts = []
         for encoder, dropout in zip(self.encoders, self.dropouts, strict=True):
             channels = encoder.encode_training(images).to(images)
-            if dropout > 0:
+            if apply_dropout and dropout > 0:
                 keep = (torch.rand(images.shape[0], device=images.device) >= dropout).to(images)
                 channels = channels * keep[:, None, None, None]
             parts.append(channels)

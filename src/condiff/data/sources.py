@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from condiff.config import DataConfig
-from condiff.errors import DataError
+from condiff.errors import DataError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -148,7 +148,7 @@ def _hf_dataset(config: DataConfig, kind: str) -> ArrayDataset:
         else:
             loaded = datasets.load_dataset(config.source, split=config.split)
     except Exception as err:  # datasets raises many types (connection, not found, schema)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         hint = " (check the id and your internet connection)" if kind == "hub" else ""
         raise DataError(f"data.source {config.source!r}: could not load the dataset: {reason}{hint}") from None
     if isinstance(loaded, datasets.DatasetDict):

@@ -61,8 +61,9 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
 
 def images_from_batch(batch: dict[str, Any]) -> torch.Tensor:
     """The collated uint8 (N, H, W, 3) images as float (N, 3, H, W) in [-1, 1]."""
-    images = batch["image"]
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    from condiff.data.preprocess import to_model_tensor
+
+    return to_model_tensor(batch["image"])
 
 
 class Trainer:
@@ -335,7 +336,7 @@ class Trainer:
         if self.conditions is not None:
             batch = next(iter(DataLoader(self.dataset, batch_size=cfg.sample_num)))
             clean = images_from_batch(batch).to(next(model.parameters()).device)
-            condition = torch.cat([e.encode_training(clean) for e in self.conditions.encoders], dim=1)
+            condition = self.conditions.encode_training(clean, apply_dropout=False)
             guidance, slices = [1.0] * len(self.conditions.encoders), self.conditions.channel_slices
         was_training = model.training
         model.eval()
