@@ -45,6 +45,9 @@ def test_int_accepted_for_float():
         ({"model": {"channels": [32, 64], "attention": [False]}}, "give one true/false per level"),
         ({"model": {"channels": [30, 64], "attention": [False, True]}}, "multiple of model.norm_num_groups"),
         ({"data": {"resolution": 30}}, "must be divisible by 4"),
+        # found by tests/test_recipe_fuzz.py: a 1x1 bottom with one channel per group cannot sample one image
+        ({"data": {"resolution": 4}, "model": {"channels": [32, 32, 32], "attention": [False] * 3}},
+         "leaves a 1x1 feature map where GroupNorm groups of model.channels 32 / model.norm_num_groups 32"),
         ({"train": {"lr": float("nan")}}, "finite"),
         ({"data": {"resolution": 10**9}}, "too large"),
         ({"train": "fast"}, "section 'train' must be a mapping"),

@@ -106,6 +106,52 @@ def test_exif_orientation_is_applied(tmp_path):
     assert shown.getexif().get(0x0112, 1) == 1
 
 
+# The EXIF spec's meaning of each Orientation value, as where the stored image's first row and first
+# column lie in the upright picture. `STORED[k](upright)` is what a camera writes for tag k; written
+# out with numpy here, independently of Pillow's transpose table.
+STORED = {
+    1: lambda u: u,  # row 0 top, column 0 left
+    2: lambda u: u[:, ::-1],  # top, right: mirrored
+    3: lambda u: u[::-1, ::-1],  # bottom, right: rotated 180
+    4: lambda u: u[::-1, :],  # bottom, left: flipped upside down
+    5: lambda u: u.transpose(1, 0, 2),  # left, top: transposed
+    6: lambda u: np.rot90(u, 1),  # right, top: stored[i, j] = upright[j, W-1-i]
+    7: lambda u: np.rot90(u, 1)[:, ::-1],  # right, bottom: stored[i, j] = upright[H-1-j, W-1-i]
+    8: lambda u: np.rot90(u, -1),  # left, bottom: stored[i, j] = upright[H-1-j, i]
+}
+
+
+def blocks(rows: int, cols: int, side: int = 8) -> np.ndarray:
+    """An asymmetric picture: rows x cols flat blocks of distinct colours (8 px: JPEG's block size)."""
+    colours = np.array([[(40 * r + 20) % 256, (70 * c + 30) % 256, (90 * (r * cols + c)) % 256]
+                        for r in range(rows) for c in range(cols)], np.uint8).reshape(rows, cols, 3)
+    return np.kron(colours, np.ones((side, side, 1), np.uint8))
+
+
+def save_with_orientation(path, upright: np.ndarray, orientation: int, **save_kwargs) -> None:
+    image = Image.fromarray(np.ascontiguousarray(STORED[orientation](upright)))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif, **save_kwargs)
+
+
+@pytest.mark.parametrize("extension, tolerance", [(".png", 0), (".jpg", 6)])
+def test_all_eight_exif_orientations_give_the_upright_image(tmp_path, extension, tolerance):
+    upright = blocks(2, 3)  # 16 high, 24 wide: a wrong rotation also gets the size wrong
+    assert len({tuple(c) for c in upright.reshape(-1, 3)}) == 6
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}{extension}"
+        save_with_orientation(path, upright, orientation, **({"quality": 95, "subsampling": 0}
+                                                             if extension == ".jpg" else {}))
+        with Image.open(path) as raw:
+            assert raw.getexif()[0x0112] == orientation  # the tag really is in the file
+        shown = open_image(path)
+        assert shown.size == (24, 16), orientation
+        difference = np.abs(np.asarray(to_rgb(shown)).astype(int) - upright).max()
+        assert difference <= tolerance, f"orientation {orientation}: off by {difference}"
+        assert shown.getexif().get(0x0112, 1) == 1  # applied once: the tag no longer asks for more
+
+
 # ---------------------------------------------------------------------------------------------------
 # to_rgb: every mode to the right 8-bit RGB values
 # ---------------------------------------------------------------------------------------------------

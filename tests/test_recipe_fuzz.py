@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from condiff.config import Recipe, recipe_from_dict
@@ -35,3 +35,103 @@ def test_mutated_recipes_fail_cleanly_or_validate(recipe, mutations):
     assert isinstance(result, Recipe)
     assert result.train.batch_size > 0 and result.data.resolution > 0 and result.train.max_steps > 0
     assert max(result.model.channels) <= 4096 and len(result.model.channels) == len(result.model.attention)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Mutated tiny recipes, trained for real through `condiff train`
+# ---------------------------------------------------------------------------------------------------
+
+# Each key gets a value that passes its own check (the first is the base recipe's); then at most one key
+# gets one that does not. Combinations can still be refused: channels 12 with 8 groups, resolution 12
+# with 3 levels, a batch larger than the dataset. Whatever is not refused must train.
+VALID = {
+    "train.batch_size": [4, 1, 2, 8],
+    "train.max_steps": [1, 2],
+    "train.grad_accum": [1, 2],
+    "data.resolution": [8, 16, 4, 12],
+    "data.size": [8, 16, 4],
+    "model.channels": [[8, 16], [8], [16, 16, 8], [8, 12]],
+    "model.attention": ["off", "on"],
+    "model.norm_num_groups": [8, 4, 2],
+}
+INVALID = {
+    "train.batch_size": [0, -1, "4", 2.5],
+    "train.max_steps": [0, -3, 1.5],
+    "train.grad_accum": [0, -2],
+    "data.resolution": [7, 0, 2048],
+    "data.size": [0, -8],
+    "model.channels": [[], [0], [-8, 8], [8] * 9],
+    "model.attention": ["wrong length"],
+    "model.norm_num_groups": [0, 3],
+}
+KEYS = sorted(VALID)
+
+
+def base(**changes) -> dict:
+    """The base recipe's values (each key's first valid one), with `changes`."""
+    return {**{key: VALID[key][0] for key in KEYS}, **changes}
+
+
+VALID_VALUES = st.fixed_dictionaries({key: st.sampled_from(VALID[key]) for key in KEYS})
+INVALID_VALUES = st.lists(st.sampled_from(KEYS), max_size=1).flatmap(
+    lambda keys: st.fixed_dictionaries({key: st.sampled_from(INVALID[key]) for key in keys}))
+
+
+def tiny_trainable(output_dir) -> dict:
+    from tests.conftest import tiny_values
+
+    values = tiny_values(output_dir, max_steps=1, checkpoint_every=0, keep_checkpoints=1, sample_num=1, ema=True)
+    values["data"] = {"size": 8, "resolution": 8, "random_flip": True}
+    values["model"] = {"channels": [8, 16], "attention": [False, False], "norm_num_groups": 8,
+                       "attention_head_dim": 4, "layers_per_block": 1}
+    return values
+
+
+def test_mutated_tiny_recipes_train_or_fail_cleanly(tmp_path_factory):
+    """Each run ends in exit 0 with a saved model or exit 2 with one error line; nothing else escapes."""
+    import contextlib
+    import io
+
+    from condiff.cli.main import main
+
+    outcomes = []
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(valid=VALID_VALUES, invalid=INVALID_VALUES)
+    # Edges that random draws may miss, tried first in every run:
+    @example(valid=base(**{"model.channels": [8, 12]}), invalid={})  # not a multiple of the 8 groups
+    @example(valid=base(**{"train.batch_size": 8, "data.size": 4}), invalid={})  # no full batch
+    @example(valid=base(**{"data.resolution": 12, "model.channels": [16, 16, 8]}), invalid={})  # 12 / 4 levels
+    @example(valid=base(**{"data.resolution": 4, "model.channels": [16, 16, 8], "model.attention": "on"}),
+             invalid={})  # attention on a 1x1 bottleneck
+    @example(valid=base(**{"train.grad_accum": 2, "train.max_steps": 2, "train.batch_size": 1}), invalid={})
+    def train_mutated(valid, invalid):
+        folder = tmp_path_factory.mktemp("fuzz")
+        values = tiny_trainable(folder / "run")
+        mutated = {**valid, **invalid}
+        for key, value in mutated.items():
+            section, name = key.split(".")
+            values[section][name] = value
+        levels = len(values["model"]["channels"]) if isinstance(values["model"]["channels"], list) else 1
+        values["model"]["attention"] = {"off": [False] * levels, "on": [True] * levels,
+                                        "wrong length": [False] * (levels + 1)}[mutated.get("model.attention", "off")]
+        recipe = folder / "recipe.yaml"
+        recipe.write_text(yaml.safe_dump(values))
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(["train", str(recipe)])  # any exception but a CondiffError fails the test here
+        stderr = err.getvalue()
+        assert "Traceback" not in stderr
+        if code == 0:
+            run = folder / "run"
+            assert (run / "model_index.json").is_file() and (run / "unet/diffusion_pytorch_model.safetensors").is_file()
+            assert f"condiff: trained {values['train']['max_steps']} steps" in out.getvalue()
+        else:
+            assert code == 2, stderr
+            lines = stderr.strip().splitlines()
+            assert lines[-1].startswith("condiff: error:") and stderr.count("condiff: error:") == 1, stderr
+        outcomes.append(code)
+
+    train_mutated()
+    # Both ends are exercised: real trainings and clean refusals.
+    assert outcomes.count(0) >= 5 and outcomes.count(2) >= 5, outcomes

@@ -216,6 +216,17 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
             f"{origin}: data.resolution {recipe.data.resolution} must be divisible by {2**levels} "
             f"for a model with {levels + 1} levels"
         )
+    # At the bottom of the UNet, GroupNorm normalises groups of (channels / groups) x side x side values;
+    # a group of one value always becomes 0, and torch refuses it outright for a batch of one.
+    side = recipe.data.resolution // 2**levels
+    narrowest = min(model.channels[-2:])
+    if narrowest // model.norm_num_groups * side * side < 2:
+        raise RecipeError(
+            f"{origin}: data.resolution {recipe.data.resolution} with {levels + 1} levels leaves a {side}x{side} "
+            f"feature map where GroupNorm groups of model.channels {narrowest} / model.norm_num_groups "
+            f"{model.norm_num_groups} hold a single value; use fewer levels, a larger data.resolution or "
+            "fewer model.norm_num_groups"
+        )
 
 
 # --- typed merge of plain dicts into the dataclasses -------------------------------------------

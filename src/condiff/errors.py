@@ -7,6 +7,8 @@ Bugs stay ordinary exceptions so that they do show a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class CondiffError(Exception):
     """A problem with the user's input; the message names the file/key/value and how to fix it."""
@@ -26,3 +28,39 @@ class RecipeError(CondiffError):
 
 class DataError(CondiffError):
     """A dataset or image could not be read."""
+
+
+class StorageError(CondiffError):
+    """A file or folder could not be written: full disk, read-only folder, file size limit."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # the system's short reason, e.g. "No space left on device"
+
+
+# Markers of torch.save's C++ writer failing (full disk, file size limit): it raises RuntimeError.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container.cc", "file write failed")
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """Whether `err` is a failed file write (full disk, read-only or vanished folder, size limit).
+
+    Python raises OSError; safetensors' Rust writer raises SafetensorError (matched by name, so that
+    this module stays free of heavy imports) and torch.save's C++ writer a RuntimeError.
+    """
+    if isinstance(err, OSError) or type(err).__name__ == "SafetensorError":
+        return True
+    return isinstance(err, RuntimeError) and any(marker in str(err) for marker in _TORCH_WRITE_FAILURES)
+
+
+def write_failure_reason(err: BaseException) -> str:
+    """A short reason for a failed write, such as 'No space left on device'."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = first_line(err)
+    if type(err).__name__ == "SafetensorError":  # "Error while serializing: I/O error: <reason> (os error 28)"
+        match = re.search(r"I/O error: (.+?) \(os error \d+\)", text)
+        return match.group(1) if match else text
+    if isinstance(err, RuntimeError):  # torch's C++ writer does not say why ("unexpected pos 704 vs 598")
+        return "torch.save could not write the file"
+    return text

@@ -7,11 +7,13 @@ from safetensors only; a pickled weights file is refused without being unpickled
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from condiff.config import ModelConfig, SchedulerConfig
-from condiff.errors import CondiffError, first_line
+from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DModel
@@ -180,13 +182,36 @@ def load_conditional_pipeline(source: str):
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
-    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels."""
+    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels.
+
+    The pipeline is written whole into `folder/.partial-model` first and only then moved into place
+    (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
+    in `folder` untouched; it raises a one-line CondiffError naming the folder.
+    """
     if conditions is None or not conditions.channels:
         from diffusers import DDPMPipeline
 
-        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
-        return
-    from condiff.pipeline import ConditionalDDPMPipeline
+        pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
+    else:
+        from condiff.pipeline import ConditionalDDPMPipeline
 
-    ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions).save_pretrained(
-        folder, safe_serialization=True)
+        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions)
+    folder = Path(folder)
+    partial = folder / ".partial-model"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)  # debris of an earlier crash
+        folder.mkdir(parents=True, exist_ok=True)
+        pipeline.save_pretrained(partial, safe_serialization=True)
+        for entry in sorted(partial.iterdir(), key=lambda p: p.name == "model_index.json"):
+            target = folder / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        partial.rmdir()
+    except Exception as err:
+        if not is_write_failure(err):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = write_failure_reason(err)
+        raise StorageError(f"could not write the model to {folder} ({reason}); free disk space or choose a "
+                           "writable folder", reason) from None

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from condiff.errors import CondiffError
+from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
@@ -73,15 +73,19 @@ def _fsync_tree(folder: Path) -> None:
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any],
                     keep: int) -> Path:
-    """Save the full training state for `step` (every process takes part), then prune old ones."""
+    """Save the full training state for `step` (every process takes part), then prune old ones.
+
+    A failed write (full disk, read-only folder, file size limit) raises a one-line CondiffError: the
+    partial folder is removed and the earlier checkpoints stay untouched, the newest still `latest`.
+    """
     root = checkpoints_root(output_dir)
     final = root / f"step-{step:08d}"
     partial = root / f".partial-step-{step:08d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)  # debris of an earlier crash
-        root.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
     try:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)  # debris of an earlier crash
+            root.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
         accelerator.save_state(str(partial), safe_serialization=True)
         accelerator.wait_for_everyone()  # every rank has written its RNG state before the rename
         if accelerator.is_main_process:
@@ -90,12 +94,17 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
             if final.exists():  # re-saving the same step after a resume
                 shutil.rmtree(final)
             os.replace(partial, final)
-    except OSError as err:
+    except Exception as err:
+        if not is_write_failure(err):
+            raise
         if accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
-        raise CondiffError(
-            f"could not write checkpoint {final} ({err.strerror or err}); free disk space or fix the "
-            "folder's permissions; earlier checkpoints are intact"
+        earlier = list_checkpoints(output_dir)
+        kept = f"the latest checkpoint {earlier[-1]} is intact" if earlier else "no earlier checkpoint exists"
+        reason = write_failure_reason(err)
+        raise StorageError(
+            f"could not write checkpoint {final} ({reason}); free disk space or choose a writable "
+            f"train.output_dir; {kept}", reason
         ) from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

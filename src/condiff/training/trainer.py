@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from condiff.config import Recipe, flatten, save_recipe
-from condiff.errors import CondiffError
+from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 from condiff.training.checkpoints import (
     list_checkpoints,
     read_trainer_state,
@@ -198,8 +198,13 @@ class Trainer:
             batches_done = state.get("batches_done", step * cfg.grad_accum)
             accelerator.print(f"condiff: resumed from {resume_from} at step {step}")
         if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_recipe(self.recipe, self.output_dir / "recipe.yaml")
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                save_recipe(self.recipe, self.output_dir / "recipe.yaml")
+            except OSError as err:  # before any training: a read-only or full disk shows up here first
+                reason = write_failure_reason(err)
+                raise StorageError(f"train.output_dir {self.output_dir} is not writable ({reason}); free disk "
+                                   "space or choose a writable train.output_dir", reason) from None
         if cfg.tensorboard:
             accelerator.init_trackers("condiff")
 
@@ -213,68 +218,70 @@ class Trainer:
         start = time.perf_counter()
         window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
         step_loss, micro_batches = 0.0, 0
-        while step < cfg.max_steps:
-            if hasattr(dataloader, "set_epoch"):
-                dataloader.set_epoch(epoch)
-            epoch_loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-            skip = 0
-            for batch in epoch_loader:
-                clean = images_from_batch(batch).to(accelerator.device)
-                if self.recipe.data.random_flip:
-                    clean = random_flip(clean)
-                condition = self.conditions.encode_training(clean) if self.conditions else None
-                batches_done += 1
-                with accelerator.accumulate(unet):
-                    loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
-                    if not self._all_finite(accelerator, loss):
-                        optimizer.zero_grad(set_to_none=True)
-                        self._count_bad_update(bad_updates, step, "loss")
-                        continue
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
-                        if not self._all_finite(accelerator, norm):
+        try:  # on an error the bar is closed first, so the error message starts on a line of its own
+            while step < cfg.max_steps:
+                if hasattr(dataloader, "set_epoch"):
+                    dataloader.set_epoch(epoch)
+                epoch_loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+                skip = 0
+                for batch in epoch_loader:
+                    clean = images_from_batch(batch).to(accelerator.device)
+                    if self.recipe.data.random_flip:
+                        clean = random_flip(clean)
+                    condition = self.conditions.encode_training(clean) if self.conditions else None
+                    batches_done += 1
+                    with accelerator.accumulate(unet):
+                        loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
+                        if not self._all_finite(accelerator, loss):
                             optimizer.zero_grad(set_to_none=True)
-                            self._count_bad_update(bad_updates, step, "gradient")
+                            self._count_bad_update(bad_updates, step, "loss")
                             continue
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.item()
-                micro_batches += 1
-                window_images += clean.shape[0] * accelerator.num_processes
-                if not accelerator.sync_gradients:
-                    continue
-                bad_updates["in_a_row"] = 0
-                # One optimizer update completed.
-                step += 1
-                if ema is not None:
-                    ema.step(accelerator.unwrap_model(unet).parameters())
-                loss_history.append(step_loss / micro_batches)
-                window_loss += step_loss / micro_batches
-                window_steps += 1
-                step_loss, micro_batches = 0.0, 0
-                progress.update(1)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    elapsed = time.perf_counter() - window_start
-                    logs = {"loss": window_loss / window_steps,
-                            "lr": lr_scheduler.get_last_lr()[0], "img_per_s": window_images / elapsed}
-                    progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}",
-                                         img_s=f"{logs['img_per_s']:.0f}")
-                    accelerator.log(logs, step=step)
-                    window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
-                if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
-                    self._preview(accelerator, unet, ema, step)
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
-                    self._check_weights_finite(unet, step)
-                    state = {"step": step, "loss_history": loss_history, "recipe": self.recipe.to_dict(),
-                             "seconds": seconds_before + time.perf_counter() - start,
-                             "batches_done": batches_done, "skipped_updates": bad_updates["skipped"]}
-                    save_checkpoint(accelerator, self.output_dir, step, state, cfg.keep_checkpoints)
-                if step >= cfg.max_steps:
-                    break
-            epoch += 1
-        progress.close()
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                            norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
+                            if not self._all_finite(accelerator, norm):
+                                optimizer.zero_grad(set_to_none=True)
+                                self._count_bad_update(bad_updates, step, "gradient")
+                                continue
+                        optimizer.step()
+                        lr_scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    step_loss += loss.item()
+                    micro_batches += 1
+                    window_images += clean.shape[0] * accelerator.num_processes
+                    if not accelerator.sync_gradients:
+                        continue
+                    bad_updates["in_a_row"] = 0
+                    # One optimizer update completed.
+                    step += 1
+                    if ema is not None:
+                        ema.step(accelerator.unwrap_model(unet).parameters())
+                    loss_history.append(step_loss / micro_batches)
+                    window_loss += step_loss / micro_batches
+                    window_steps += 1
+                    step_loss, micro_batches = 0.0, 0
+                    progress.update(1)
+                    if step % cfg.log_every == 0 or step == cfg.max_steps:
+                        elapsed = time.perf_counter() - window_start
+                        logs = {"loss": window_loss / window_steps,
+                                "lr": lr_scheduler.get_last_lr()[0], "img_per_s": window_images / elapsed}
+                        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}",
+                                             img_s=f"{logs['img_per_s']:.0f}")
+                        accelerator.log(logs, step=step)
+                        window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+                    if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
+                        self._preview(accelerator, unet, ema, step)
+                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
+                        self._check_weights_finite(unet, step)
+                        state = {"step": step, "loss_history": loss_history, "recipe": self.recipe.to_dict(),
+                                 "seconds": seconds_before + time.perf_counter() - start,
+                                 "batches_done": batches_done, "skipped_updates": bad_updates["skipped"]}
+                        save_checkpoint(accelerator, self.output_dir, step, state, cfg.keep_checkpoints)
+                    if step >= cfg.max_steps:
+                        break
+                epoch += 1
+        finally:
+            progress.close()
 
         seconds = seconds_before + time.perf_counter() - start
         self._check_weights_finite(unet, step)
@@ -375,8 +382,20 @@ class Trainer:
             save_model(self.output_dir, model, self.scheduler, self.conditions)
             self._preview_grid(model, self.output_dir / "samples" / "final.png")
 
-        with torch.random.fork_rng(devices=[]):
-            self._with_ema_weights(accelerator, unet, ema, save)
         summary = {"steps": step, "seconds": round(seconds, 1), "final_loss": loss_history[-1] if loss_history
                    else None, "ema": ema is not None, "skipped_updates": skipped_updates}
-        (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        try:
+            with torch.random.fork_rng(devices=[]):
+                self._with_ema_weights(accelerator, unet, ema, save)
+            (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        except Exception as err:
+            if isinstance(err, StorageError):  # from save_model, which left no half-written model behind
+                reason = err.reason
+            elif is_write_failure(err):  # the preview grid or the summary
+                reason = write_failure_reason(err)
+            else:
+                raise
+            raise StorageError(
+                f"could not write the model to {self.output_dir} ({reason}); free disk space, then run again "
+                "with --set train.resume=latest to write it from the last checkpoint", reason
+            ) from None
