@@ -182,3 +182,14 @@ def test_a_batch_equals_single_runs_and_seeds_repeat(tiny_recipe):
     singles = torch.cat([generate(unet, sampler, 1, 5, seed=10 + i).images for i in range(4)])
     assert torch.allclose(batch, singles, atol=1e-5)
     assert torch.equal(batch, generate(unet, sampler, 4, 5, seed=10).images)
+
+
+def test_max_minutes_stops_early_and_still_saves_the_model(tmp_path):
+    # A limit already spent after the first update: one step, then a checkpoint and the model.
+    recipe = recipe_from_dict(tiny_values(tmp_path / "run", max_steps=50, max_minutes=1e-6))
+    result = train_recipe(recipe)
+    assert result.steps == 1
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["steps"] == 1
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000001"]
+    assert (tmp_path / "run" / "unet" / "diffusion_pytorch_model.safetensors").is_file()

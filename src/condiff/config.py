@@ -91,6 +91,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_bad_updates: int = 10  # NaN/Inf losses or gradients skipped in a row before training stops
+    # Stop after this many minutes of training (resumed time included) even before max_steps; the LR
+    # schedule still spans max_steps. A checkpoint and the model are written as at the end.
+    max_minutes: float | None = None
     min_snr_gamma: float | None = None  # e.g. 5.0: Min-SNR loss weighting, arxiv 2303.09556
     mixed_precision: str = "no"
     ema: bool = True
@@ -148,7 +151,7 @@ _POSITIVE = {
     "data.size", "data.resolution", "model.layers_per_block", "model.attention_head_dim",
     "model.norm_num_groups", "scheduler.num_train_timesteps", "train.max_steps", "train.batch_size",
     "train.grad_accum", "train.lr", "train.log_every", "train.sample_num", "train.sample_steps",
-    "train.keep_checkpoints", "train.min_snr_gamma", "train.max_bad_updates",
+    "train.keep_checkpoints", "train.min_snr_gamma", "train.max_bad_updates", "train.max_minutes",
 }
 _NON_NEGATIVE = {
     "data.num_workers", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",

@@ -34,7 +34,7 @@ from condiff.training.loss import diffusion_loss
 RESUME_SAFE_KEYS = {
     "train.max_steps", "train.log_every", "train.sample_every", "train.sample_num", "train.sample_sampler",
     "train.sample_steps", "train.checkpoint_every", "train.keep_checkpoints", "train.resume",
-    "train.tensorboard", "train.output_dir", "data.num_workers",
+    "train.tensorboard", "train.output_dir", "data.num_workers", "train.max_minutes",
 }
 
 
@@ -218,8 +218,18 @@ class Trainer:
         start = time.perf_counter()
         window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
         step_loss, micro_batches = 0.0, 0
+
+        def out_of_time() -> bool:
+            if cfg.max_minutes is None:
+                return False
+            over = seconds_before + time.perf_counter() - start >= 60 * cfg.max_minutes
+            if accelerator.num_processes > 1:  # every rank must stop at the same step
+                flag = torch.tensor([float(over)], device=accelerator.device)
+                over = bool(accelerator.reduce(flag, reduction="max").item())
+            return over
+
         try:  # on an error the bar is closed first, so the error message starts on a line of its own
-            while step < cfg.max_steps:
+            while step < cfg.max_steps and not out_of_time():
                 if hasattr(dataloader, "set_epoch"):
                     dataloader.set_epoch(epoch)
                 epoch_loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
@@ -271,13 +281,14 @@ class Trainer:
                         window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
                     if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
                         self._preview(accelerator, unet, ema, step)
-                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
+                    last = step >= cfg.max_steps or out_of_time()
+                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
                         self._check_weights_finite(unet, step)
                         state = {"step": step, "loss_history": loss_history, "recipe": self.recipe.to_dict(),
                                  "seconds": seconds_before + time.perf_counter() - start,
                                  "batches_done": batches_done, "skipped_updates": bad_updates["skipped"]}
                         save_checkpoint(accelerator, self.output_dir, step, state, cfg.keep_checkpoints)
-                    if step >= cfg.max_steps:
+                    if last:
                         break
                 epoch += 1
         finally:

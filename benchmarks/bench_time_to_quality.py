@@ -1,0 +1,98 @@
+"""Time to quality: the Fréchet distance training runs reach after 5, 15, 30 and 60 minutes.
+
+    python benchmarks/bench_time_to_quality.py RUN [RUN ...] [--minutes 5 15 30 60] [--json FILE]
+
+Each RUN is a training folder whose checkpoints were kept (`--set train.keep_checkpoints=100
+train.checkpoint_every=200`); `train.max_minutes` stops a run at a time budget. For every target the
+last checkpoint written within it is scored with its EMA weights (DPM-Solver++ 20 steps, the Nouns
+feature network, held-out references), so every run is measured the same way in one invocation.
+The runs compared in docs/benchmarks.md: recipes/unconditional.yaml, and recipes/bench-diffusers-defaults.yaml
+(the same UNet with the diffusers unconditional example's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from condiff.config import load_recipe
+from condiff.evaluation.features import load_feature_net
+from condiff.evaluation.tasks import EvalSettings, unconditional_report
+from condiff.model import build_scheduler, build_unet, make_sampler
+from condiff.training.checkpoints import list_checkpoints, read_trainer_state
+
+SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
+                  "scheduler.beta_schedule", "scheduler.prediction_type")
+
+
+def checkpoint_unet(run: Path, checkpoint: Path):
+    """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet."""
+    from diffusers.training_utils import EMAModel
+    from safetensors.torch import load_file
+
+    recipe = load_recipe(str(run / "recipe.yaml"))
+    unet = build_unet(recipe.model, recipe.data.resolution)
+    unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
+    ema_file = checkpoint / "custom_checkpoint_0.pkl"
+    if recipe.train.ema and ema_file.is_file():
+        ema = EMAModel(unet.parameters())
+        ema.load_state_dict(torch.load(ema_file, weights_only=True))  # tensors and numbers only
+        ema.copy_to(unet.parameters())
+    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe
+
+
+def pick(checkpoints: list[Path], minutes: float) -> Path | None:
+    """The last checkpoint written within `minutes` of training (2 % slack for the save itself)."""
+    within = [c for c in checkpoints if read_trainer_state(c)["seconds"] <= 60 * minutes * 1.02]
+    reached = checkpoints and read_trainer_state(checkpoints[-1])["seconds"] >= 60 * minutes * 0.9
+    return within[-1] if within and reached else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
+    parser.add_argument("--num", type=int, default=500)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    net = load_feature_net()
+    settings = EvalSettings(num=args.num, steps=20)
+    results = []
+    for run in map(Path, args.runs):
+        checkpoints = list_checkpoints(run)
+        row = {"run": str(run), "points": []}
+        for minutes in args.minutes:
+            checkpoint = pick(checkpoints, minutes)
+            if checkpoint is None:
+                row["points"].append({"minutes": minutes, "FD": None})
+                continue
+            unet, sampler, recipe = checkpoint_unet(run, checkpoint)
+            scores = unconditional_report(unet, sampler, settings, net, references=False).rows[0].metrics
+            state = read_trainer_state(checkpoint)
+            row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"], **scores})
+            print(f"{run}: {minutes:g} min -> step {state['step']}, FD {scores['FD']:.2f}", flush=True)
+        flat = recipe.to_dict() if checkpoints else {}
+        row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
+        results.append(row)
+
+    floor = unconditional_report(checkpoint_unet(Path(args.runs[0]), list_checkpoints(Path(args.runs[0]))[-1])[0],
+                                 make_sampler(build_scheduler(load_recipe(str(Path(args.runs[0]) / "recipe.yaml"))
+                                                              .scheduler), "dpm"), settings, net)
+    reference = {row.name: row.metrics["FD"] for row in floor.rows[1:]}
+    print(f"\nFD on the Nouns feature network, {args.num} images, DPM-Solver++ 20 steps, EMA weights")
+    print(f"{'run':40}" + "".join(f"{f'{m:g} min':>16}" for m in args.minutes))
+    for row in results:
+        cells = [f"{p['FD']:.2f} (step {p['step']})" if p["FD"] is not None else "not reached" for p in row["points"]]
+        print(f"{row['run']:40}" + "".join(f"{c:>16}" for c in cells))
+    print("references: " + ", ".join(f"{name} {value:.2f}" for name, value in reference.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"num": args.num, "runs": results, "references": reference},
+                                              indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Training throughput: condiff's trainer against a plain diffusers training loop, side by side.
+
+    python benchmarks/bench_training_throughput.py [--steps 40] [--batch 64] [--json FILE]
+
+Both train the identical UNet (recipes/unconditional.yaml's shape) on the identical rendered Nouns with
+the same batch, optimizer (AdamW), EMA and loss. The plain loop is the diffusers tutorial's style:
+a `datasets.Dataset` of PIL images, per-sample PIL transforms in `with_transform`, a DataLoader.
+Each runs in its own process (so peak RSS is its own) with torch's default threads. Also prints the
+achieved GFLOP/s of each (FLOPs of one step counted by torch's FlopCounterMode) against a float32
+matmul on the same machine, the ceiling for this CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "unconditional.yaml"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def unet_and_scheduler():
+    from condiff.config import load_recipe
+    from condiff.model import build_scheduler, build_unet
+
+    recipe = load_recipe(str(RECIPE))
+    return recipe, build_unet(recipe.model, recipe.data.resolution), build_scheduler(recipe.scheduler)
+
+
+def step_flops(batch: int) -> float:
+    """FLOPs of one training step (forward and backward) of the recipe's UNet."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, unet, _ = unet_and_scheduler()
+    images = torch.randn(batch, 3, unet.config.sample_size, unet.config.sample_size)
+    with FlopCounterMode(display=False) as counter:
+        unet(images, torch.randint(0, 1000, (batch,))).sample.square().mean().backward()
+    return float(counter.get_total_flops())
+
+
+def run_condiff(steps: int, batch: int) -> dict:
+    from condiff.config import load_recipe
+    from condiff.training.from_recipe import train_recipe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [f"train.max_steps={steps}", f"train.batch_size={batch}", "train.sample_every=0",
+                     "train.checkpoint_every=0", "train.tensorboard=false", f"train.output_dir={tmp}/run",
+                     "train.warmup_steps=1", f"data.size={steps * batch}"]
+        recipe = load_recipe(str(RECIPE), overrides)
+        result = train_recipe(recipe, overwrite=True)
+        seconds = json.loads((Path(tmp) / "run" / "training_summary.json").read_text())["seconds"]
+    del result
+    return {"seconds": seconds, "images": steps * batch}
+
+
+def run_plain(steps: int, batch: int) -> dict:
+    """The diffusers tutorial's loop, written plainly."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from diffusers.training_utils import EMAModel
+    from PIL import Image
+
+    from condiff.data.nouns import NounsDataset
+
+    torch.manual_seed(0)
+    recipe, unet, scheduler = unet_and_scheduler()
+    nouns = NounsDataset(steps * batch, seed=recipe.data.seed)
+    dataset = Dataset.from_dict({"image": [Image.fromarray(nouns[i]["image"]) for i in range(len(nouns))]})
+    size = recipe.data.resolution
+
+    def transform(examples):
+        images = []
+        for image in examples["image"]:
+            image = image.convert("RGB").resize((size, size), Image.Resampling.NEAREST)
+            if np.random.rand() < 0.5:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+            images.append(array.permute(2, 0, 1))
+        return {"input": images}
+
+    loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch, shuffle=True)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.train.lr)
+    ema = EMAModel(unet.parameters(), decay=recipe.train.ema_decay)
+    unet.train()
+    start = time.perf_counter()
+    for step, examples in enumerate(loader):
+        clean = examples["input"]
+        noise = torch.randn_like(clean)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),))
+        noisy = scheduler.add_noise(clean, noise, timesteps)
+        target = scheduler.get_velocity(clean, noise, timesteps)  # the same v-prediction loss as condiff
+        loss = torch.nn.functional.mse_loss(unet(noisy, timesteps).sample, target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(unet.parameters())
+        if step + 1 == steps:
+            break
+    return {"seconds": time.perf_counter() - start, "images": steps * batch}
+
+
+def run_matmul() -> dict:
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return {"gflops": 2 * 2048**3 / best / 1e9}
+
+
+def child(kind: str, steps: int, batch: int) -> dict:
+    result = {"condiff": run_condiff, "plain": run_plain}[kind](steps, batch) if kind != "matmul" else run_matmul()
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def in_subprocess(kind: str, steps: int, batch: int) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(steps), "--batch", str(batch)],
+                            check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", choices=("condiff", "plain", "matmul"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.steps, args.batch)))
+        return
+
+    import torch
+
+    flops = step_flops(args.batch)
+    matmul = in_subprocess("matmul", args.steps, args.batch)
+    results = {kind: in_subprocess(kind, args.steps, args.batch) for kind in ("condiff", "plain")}
+    print(f"{args.steps} steps of {args.batch} images, UNet of {RECIPE.name}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; one step = {flops / 1e9:.1f} GFLOP")
+    print(f"{'':10} {'img/s':>8} {'GFLOP/s':>8} {'% of matmul':>12} {'peak RSS MB':>12}")
+    for kind, result in results.items():
+        result["img_per_s"] = result["images"] / result["seconds"]
+        result["gflops"] = flops * args.steps / result["seconds"] / 1e9
+        print(f"{kind:10} {result['img_per_s']:8.1f} {result['gflops']:8.1f} "
+              f"{100 * result['gflops'] / matmul['gflops']:11.0f}% {result['peak_rss_mb']:12.0f}")
+    print(f"{'matmul':10} {'':8} {matmul['gflops']:8.1f} {'100%':>12}")
+    ratio = results["condiff"]["img_per_s"] / results["plain"]["img_per_s"]
+    print(f"condiff / plain diffusers loop: {ratio:.2f}x the images per second")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"steps": args.steps, "batch": args.batch, "step_gflop": flops / 1e9,
+                                               "matmul_gflops": matmul["gflops"], "ratio": ratio, **results},
+                                              indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

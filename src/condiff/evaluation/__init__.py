@@ -1,0 +1,1 @@
+"""Measuring quality: features, metrics and the reports `condiff eval` prints."""

@@ -1,0 +1,49 @@
+"""Optional Inception-v3 Fréchet distance (the FID of the literature), through torch-fidelity.
+
+Inception was trained on photographs, so on 32 px pixel art the Nouns feature network is the better
+ruler; this is for comparing with published numbers. It needs `pip install "condiff[inception]"` and
+its weights, which torch-fidelity downloads once; offline and uncached, the row is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from condiff.evaluation import metrics
+from condiff.evaluation.report import Report
+
+
+class InceptionUnavailable(Exception):
+    pass
+
+
+def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """(N, 2048) pool features of images in [-1, 1]; raises InceptionUnavailable with the reason."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError:
+        raise InceptionUnavailable('torch-fidelity is not installed (pip install "condiff[inception]")') from None
+    try:
+        extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).eval()
+    except Exception as err:  # a failed download surfaces as many exception types
+        raise InceptionUnavailable(f"its weights could not be loaded ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    as_uint8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    with torch.no_grad():
+        return torch.cat([extractor(batch)[0] for batch in as_uint8.split(batch_size)])
+
+
+def add_inception_distance(report: Report, model: str, settings) -> None:
+    """Adds an 'Inception FD' column to the model and real-vs-real rows, or a note why it could not."""
+    from condiff.evaluation.tasks import INPUT_SEED, REFERENCE_SEED, held_out_nouns
+
+    try:
+        reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))
+        other_real = inception_features(held_out_nouns(settings.num, INPUT_SEED))
+    except InceptionUnavailable as why:
+        report.notes.append(f"Inception FD skipped: {why}")
+        return
+    report.rows[0].metrics["Inception FD"] = metrics.frechet_distance(
+        inception_features(report.samples), reference)
+    for row in report.rows[1:2]:
+        row.metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)

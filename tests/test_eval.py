@@ -1,0 +1,192 @@
+"""Quality metrics on known cases, and `condiff eval` end to end on tiny untrained models."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from condiff.cli.main import main
+from condiff.config import ModelConfig, SchedulerConfig
+from condiff.evaluation import metrics
+from condiff.evaluation.features import NounsFeatureNet, extract
+from condiff.evaluation.report import Report, Row
+from condiff.evaluation.tasks import held_out_nouns
+
+
+def gaussian(n=400, dim=8, shift=0.0, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, dim)) + shift
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+    a = gaussian()
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    near = metrics.frechet_distance(a, gaussian(shift=0.5, seed=1))
+    far = metrics.frechet_distance(a, gaussian(shift=2.0, seed=1))
+    assert 1.0 < near < far
+    # The mean term alone: shifting every dimension by 2 adds 8 * 2^2 = 32 to the distance.
+    assert metrics.frechet_distance(a, a + 2.0) == pytest.approx(32.0, rel=1e-6)
+
+
+def test_frechet_distance_of_a_scaled_set_matches_the_closed_form():
+    a = gaussian(n=20000, dim=2, seed=3)
+    # N(0, I) against N(0, 4I) in 2 dimensions: tr(I) + tr(4I) - 2 tr(2I) = 2.
+    assert metrics.frechet_distance(a, 2 * gaussian(n=20000, dim=2, seed=4)) == pytest.approx(2.0, rel=0.05)
+
+
+def test_kid_is_near_zero_for_samples_of_one_distribution_and_positive_for_shifted_ones():
+    same, _ = metrics.kernel_inception_distance(gaussian(seed=0), gaussian(seed=1))
+    shifted, _ = metrics.kernel_inception_distance(gaussian(seed=0), gaussian(shift=1.0, seed=1))
+    assert abs(same) < 0.05 < shifted
+
+
+def test_psnr_of_identical_images_is_capped_and_falls_with_error():
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    assert metrics.psnr(images, images) == metrics.PSNR_CAP
+    # An error of 0.1 of the range everywhere: 10 log10(1 / 0.01) = 20 dB.
+    assert metrics.psnr((images + 0.2).clamp(-1, 1), images) < metrics.psnr(images, images)
+    flat = torch.zeros(2, 3, 8, 8)
+    assert metrics.psnr(flat + 0.2, flat) == pytest.approx(20.0, abs=1e-6)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
+    images = held_out_nouns(4, seed=7)
+    assert metrics.ssim(images, images) == pytest.approx(1.0)
+    noisy = (images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert metrics.ssim(noisy, images) < 0.9
+
+
+def test_luma_error_and_colourfulness():
+    images = held_out_nouns(8, seed=3)
+    gray = torch.from_numpy(metrics.luma(images) / 127.5 - 1).float()[:, None].expand(-1, 3, -1, -1)
+    assert metrics.luma_error(images, images) == 0.0
+    assert metrics.luma_error(gray, images) < 0.5  # gray as RGB keeps the luma (up to rounding)
+    assert metrics.colourfulness(gray) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.colourfulness(images) > 20
+
+
+def test_edge_f1_on_known_maps():
+    edges = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    edges[..., 2, 1:7] = True
+    assert metrics.edge_f1(edges, edges, tolerance=0) == 1.0
+    moved = edges.roll(1, dims=2)
+    assert metrics.edge_f1(moved, edges, tolerance=0) == 0.0
+    assert metrics.edge_f1(moved, edges, tolerance=1) == 1.0
+    half = edges.clone()
+    half[..., 2, 4:7] = False  # half the strokes found, nothing wrong drawn: precision 1, recall 1/2
+    assert metrics.edge_f1(half, edges, tolerance=0) == pytest.approx(2 / 3)
+    empty = torch.zeros_like(edges)
+    assert metrics.edge_f1(empty, empty) == 1.0 and metrics.edge_f1(empty, edges) == 0.0
+
+
+def test_held_out_nouns_are_deterministic_and_half_mirrored():
+    a, b = held_out_nouns(6, seed=11), held_out_nouns(6, seed=11)
+    assert torch.equal(a, b) and a.shape == (6, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    assert held_out_nouns(6, seed=11, resolution=16).shape == (6, 3, 16, 16)
+
+
+def test_feature_extraction_shapes_and_confidences():
+    net = NounsFeatureNet(feature_dim=16, width=8).eval()
+    features, labels, confidence = extract(net, held_out_nouns(5, seed=1), batch_size=2)
+    assert features.shape == (5, 16) and labels.shape == (5, 5)
+    assert ((confidence > 0) & (confidence <= 1)).all()
+
+
+def test_shipped_feature_network_recognises_held_out_nouns():
+    from condiff.data.nouns import NounsDataset
+    from condiff.evaluation.features import load_feature_net
+
+    dataset = NounsDataset(200, seed=4242)
+    images = held_out_nouns(200, seed=4242)
+    truth = torch.tensor(np.stack([dataset[i]["labels"] for i in range(200)]))
+    _, labels, _ = extract(load_feature_net(), images)
+    accuracy = (labels == truth).float().mean(0)
+    assert accuracy[0] > 0.95 and accuracy[1] > 0.8 and accuracy[4] > 0.8  # background, body, glasses
+
+
+def test_report_table_and_json_keep_every_row():
+    report = Report("demo", [Row("model", {"FD": 12.345, "PSNR": math.inf}, "m"), Row("floor", {"FD": 0.5})],
+                    {"images": 10})
+    table = report.table()
+    assert "demo (images 10)" in table and "12.35" in table and "inf" in table and "-" in table
+    assert [row["name"] for row in report.to_dict()["rows"]] == ["model", "floor"]
+
+
+# --- the command, on tiny untrained models -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from condiff.conditions.stack import ConditionStack
+    from condiff.model import build_scheduler, build_unet, save_model
+
+    root = tmp_path_factory.mktemp("models")
+    shape = ModelConfig(channels=[32, 32], attention=[False, False])
+    scheduler = build_scheduler(SchedulerConfig(num_train_timesteps=50))
+    torch.manual_seed(0)
+    save_model(root / "unconditional", build_unet(shape, 32), scheduler)
+    for name, condition in (("colorize", "grayscale"), ("sketch2img", "sketch")):
+        stack = ConditionStack([{"name": condition, "dropout": 0.1}])
+        save_model(root / name, build_unet(shape, 32, stack.channels), scheduler, stack)
+    return root
+
+
+@pytest.mark.parametrize("task,columns", [
+    ("unconditional", ["FD", "KID", "glasses ok"]),
+    ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD"]),
+    ("sketch2img", ["edge F1", "FD"]),
+])
+def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models, tmp_path, capsys, task, columns):
+    out = tmp_path / "report.json"
+    code = main(["eval", task, "--model", str(tiny_models / task), "--num", "20", "--steps", "2",
+                 "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert all(column in printed for column in columns)
+    (report,) = json.loads(out.read_text())
+    names = [row["name"] for row in report["rows"]]
+    assert names[0] == "model" and len(names) >= 3
+    floor = report["rows"][1]
+    model = report["rows"][0]
+    # An untrained model is far from real Nouns; the floor (real against real) is close.
+    assert floor["FD"] < model["FD"]
+    if task == "colorize":
+        assert floor["PSNR"] == metrics.PSNR_CAP and floor["luma err"] == 0.0
+    if task == "sketch2img":
+        assert floor["edge F1"] == 1.0
+
+
+def test_eval_refuses_a_model_of_another_task_in_one_line(tiny_models, capsys):
+    code = main(["eval", "sketch2img", "--model", str(tiny_models / "colorize"), "--num", "10", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sketch" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--model", "x"], "needs a task"),
+    (["eval", "unconditional", "--num", "3"], "--num 3"),
+    (["eval", "unconditional", "--model", "no/such/folder"], "no/such/folder"),
+    (["eval", "unconditional", "--json", "report.txt"], ".json"),
+])
+def test_eval_user_mistakes_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_inception_is_skipped_with_a_reason_when_unavailable(monkeypatch):
+    import builtins
+
+    from condiff.evaluation.inception import InceptionUnavailable, inception_features
+
+    real_import = builtins.__import__
+
+    def no_fidelity(name, *args, **kwargs):
+        if name.startswith("torch_fidelity"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fidelity)
+    with pytest.raises(InceptionUnavailable, match="condiff\\[inception\\]"):
+        inception_features(torch.zeros(1, 3, 8, 8))
