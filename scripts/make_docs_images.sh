@@ -45,3 +45,7 @@ $bin/condiff colorize docs/images/input-photo.jpg --model outputs/colorize-quick
 $bin/condiff encode --condition sketch docs/images/input-drawing.png --out docs/images/sketch-encoded.png
 $bin/condiff sketch2img docs/images/input-drawing.png --model outputs/sketch2img-quick --num 4 --seed 0 \
     --guidance 2 --out docs/images/sketch2img.png --gif
+
+# The web app (docs/app.md): tests/test_app.py drives it in Chromium and screenshots each tab.
+CONDIFF_APP_TEST_MODELS=outputs/quickstart:outputs/colorize-quick:outputs/sketch2img-quick \
+    $bin/python -m pytest tests/test_app.py -q

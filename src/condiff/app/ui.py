@@ -1,0 +1,231 @@
+"""The page: a model list on top and one tab per task (Generate, Colorize, Sketch).
+
+Every user mistake (an unreadable or over-large upload, an empty canvas) becomes a `gr.Error` with
+the one-line message the CLI would print; the app keeps serving. All model runs share one queue slot,
+so two browser tabs never run a model at the same time.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from condiff.app.models import (
+    MAX_FILE_SIZE,
+    MAX_UPLOAD_PIXELS,
+    TABS,
+    Catalog,
+    Tab,
+    apply_condition,
+    generate_grid,
+    open_upload,
+)
+from condiff.errors import CondiffError
+
+SCHEDULERS = ("ddpm", "ddim", "dpm")
+CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
+VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp
+CSS = """
+.pixelated img { image-rendering: pixelated; object-fit: contain; width: 100%; height: 100%; }
+"""
+# The editor starts with no tool chosen ("select the draw tool to start"); choose the brush for the user.
+PICK_BRUSH = """() => {
+  let tries = 0;
+  const pick = () => {
+    const brush = document.querySelector('#sketch-canvas button[aria-label="Brush"]');
+    if (!brush) { if (++tries < 50) setTimeout(pick, 100); return; }
+    if (!brush.classList.contains('highlight')) brush.click();
+  };
+  pick();
+}"""
+RUN = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time, in any tab
+KEEP_FILES = 3600  # seconds that result files are kept on disk for the page to fetch
+
+
+def user_errors(function):
+    """Show a `CondiffError` in the page as an error message instead of a generic 'Error'."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except CondiffError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    return wrapper
+
+
+def model_listing(catalog: Catalog) -> str:
+    lines = ["**Models found**"]
+    for model in catalog.models:
+        tabs = [tab.title for tab in TABS if model.fits(tab)] or ["no tab of this app"]
+        about = [f"conditions: {', '.join(model.conditions)}" if model.conditions else "unconditional"]
+        if model.label != str(model.path):
+            about.append(f"folder `{model.path}`")
+        lines.append(f"- `{model.label}` ({'; '.join(about)}) → {', '.join(tabs)}")
+    if not catalog.models:
+        lines.append("- none: start the app with `condiff app --model DIR` (a folder written by `condiff train`)")
+    return "\n".join(lines)
+
+
+def model_choice(catalog: Catalog, tab: Tab) -> gr.Dropdown:
+    labels = [model.label for model in catalog.for_tab(tab)]
+    return gr.Dropdown(labels, value=labels[0], label="Model", elem_id=f"{tab.key}-model")
+
+
+def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number]:
+    steps_slider = gr.Slider(1, 200, value=steps, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
+    scheduler = gr.Radio(list(SCHEDULERS), value="dpm", label="Scheduler (dpm = DPM-Solver++)",
+                         elem_id=f"{tab.key}-scheduler")
+    seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
+    return steps_slider, scheduler, seed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tabs
+# ---------------------------------------------------------------------------------------------------
+
+
+def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = model_choice(catalog, tab)
+            steps, scheduler, seed = sampling_options(tab, 25)
+            num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
+            button = gr.Button("Generate", variant="primary", elem_id="generate-run")
+        with gr.Column(scale=2):
+            grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, height=VIEW + 64,
+                            elem_id="generate-grid", elem_classes="pixelated")
+            gif = gr.Image(label="Denoising (x_t beside the predicted x_0)", type="filepath", interactive=False,
+                           height=VIEW + 64, elem_id="generate-gif", elem_classes="pixelated")
+
+    @user_errors
+    def run(label, steps, scheduler, seed, num):
+        from condiff.visualize import save_gif
+
+        image, frames = generate_grid(catalog.by_label(label), int(num), int(steps), scheduler, int(seed or 0))
+        for old in gif_folder.glob("*.gif"):
+            if time.time() - old.stat().st_mtime > KEEP_FILES:
+                old.unlink(missing_ok=True)
+        path = gif_folder / f"denoise-{uuid.uuid4().hex[:12]}.gif"
+        save_gif(frames, path)
+        return image, str(path)
+
+    button.click(run, [model, steps, scheduler, seed, num], [grid, gif], **RUN)
+
+
+def colorize_tab(catalog: Catalog, tab: Tab) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Image to colorize (grayscale or a photo; any size up to "
+                                   f"{MAX_UPLOAD_PIXELS // 1_000_000} MP)", file_types=["image"], type="filepath",
+                             elem_id="colorize-input")
+            preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id="colorize-preview",
+                               elem_classes="pixelated")
+            model = model_choice(catalog, tab)
+            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
+            full_res = gr.Checkbox(label="Also at the input's full resolution (its own lightness, the model's colour)")
+            with gr.Accordion("Sampling", open=False):
+                steps, scheduler, seed = sampling_options(tab, 50)
+            button = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
+        with gr.Column(scale=1):
+            result = gr.Image(label="Colorized (the model's resolution)", type="pil", format="png", height=VIEW,
+                              interactive=False, elem_id="colorize-output", elem_classes="pixelated")
+            full = gr.Image(label="Colorized, full resolution", type="pil", format="png", height=VIEW,
+                            interactive=False, visible=False, elem_id="colorize-fullres", elem_classes="pixelated")
+
+    @user_errors
+    def show(path):
+        from condiff.images import to_rgb
+
+        if path is None:
+            return None
+        image = to_rgb(open_upload(path))
+        image.thumbnail((VIEW, VIEW))
+        return image
+
+    @user_errors
+    def run(path, label, guidance, full_res, steps, scheduler, seed):
+        if path is None:
+            raise CondiffError("no image yet: upload one first")
+        output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), int(steps), scheduler,
+                                      float(guidance), int(seed or 0), full_res=full_res)
+        return output, gr.Image(value=big, visible=big is not None)
+
+    upload.change(show, upload, preview)
+    button.click(run, [upload, model, guidance, full_res, steps, scheduler, seed], [result, full], **RUN)
+
+
+def sketch_tab(catalog: Catalog, tab: Tab) -> None:
+    def brush(size: int) -> gr.Brush:
+        return gr.Brush(default_size=int(size), colors=["#000000"], color_mode="fixed")
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            canvas = gr.Sketchpad(label="Draw here (black on white)", type="pil", image_mode="RGBA",
+                                  canvas_size=(CANVAS, CANVAS), fixed_canvas=True, brush=brush(4),
+                                  layers=False, transforms=(), elem_id="sketch-canvas")
+            with gr.Row():
+                size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id="sketch-brush")
+                clear = gr.Button("Clear", elem_id="sketch-clear")
+        with gr.Column(scale=1):
+            model = model_choice(catalog, tab)
+            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
+            with gr.Accordion("Sampling", open=False):
+                steps, scheduler, seed = sampling_options(tab, 50)
+            button = gr.Button("Generate", variant="primary", elem_id="sketch-run")
+            result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
+                              interactive=False, elem_id="sketch-output", elem_classes="pixelated")
+
+    @user_errors
+    def run(drawing, label, guidance, steps, scheduler, seed):
+        from condiff.conditions.sketch import drawing_to_gray, stroke_mask
+
+        image = drawing.get("composite") if drawing else None
+        if image is None or not stroke_mask(drawing_to_gray(image)).any():  # what the sketch condition sees
+            raise CondiffError("the canvas is empty: draw something first")
+        output, _ = apply_condition(catalog.by_label(label), tab, image, int(steps), scheduler, float(guidance),
+                                    int(seed or 0))
+        return output
+
+    size.release(lambda value: gr.Sketchpad(brush=brush(value)), size, canvas).then(None, js=PICK_BRUSH)
+    clear.click(lambda: (None, None), None, [canvas, result]).then(None, js=PICK_BRUSH)
+    button.click(run, [canvas, model, guidance, steps, scheduler, seed], result, **RUN)
+
+
+def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
+    builders = {"generate": functools.partial(generate_tab, gif_folder=gif_folder),
+                "colorize": colorize_tab, "sketch": sketch_tab}
+    with gr.Blocks(title="condiff", analytics_enabled=False, delete_cache=(KEEP_FILES, KEEP_FILES)) as app:
+        gr.Markdown("# condiff\nSmall pixel-space diffusion models: generate, colorize, sketch to image.")
+        gr.Markdown(model_listing(catalog), elem_id="model-listing")
+        with gr.Tabs():
+            for tab in TABS:
+                with gr.Tab(tab.title, id=tab.key, elem_id=f"tab-{tab.key}") as block:
+                    if tab.key in catalog.notes:
+                        gr.Markdown(catalog.notes[tab.key], elem_id=f"{tab.key}-missing")
+                        continue
+                    builders[tab.key](catalog, tab)
+                if tab.key == "sketch":
+                    block.select(None, js=PICK_BRUSH)
+    return app
+
+
+def serve(catalog: Catalog, host: str, port: int) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    # System fonts: the default theme would fetch its fonts from the internet.
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    with tempfile.TemporaryDirectory(prefix="condiff-app-") as gif_folder:
+        app = build_app(catalog, Path(gif_folder))
+        app.queue()
+        try:
+            app.launch(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True,
+                       theme=theme, css=CSS, ssr_mode=False, footer_links=[], quiet=False)
+        except OSError:
+            raise CondiffError(f"--host {host} --port {port}: cannot listen there (the port is in use, or the "
+                               "address is not one of this machine's); choose another --port") from None

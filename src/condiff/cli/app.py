@@ -1,0 +1,50 @@
+"""`condiff app`: a local web app with Generate, Colorize and Sketch tabs (Gradio, `condiff[app]`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "app", help="start a local web app: generate, colorize, sketch to image",
+        description="Start a web app in the browser with three tabs: Generate (an unconditional model), "
+                    "Colorize (a model trained on 'grayscale') and Sketch (a model trained on 'sketch'). "
+                    "It uses the models shipped with condiff, plus every folder given with --model, each in "
+                    "the tab it fits. Needs the app extra: pip install \"condiff[app]\".")
+    parser.add_argument("--model", action="append", default=[], metavar="DIR",
+                        help="a model folder written by `condiff train`; repeat for several")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only; "
+                             "0.0.0.0 opens the app, which has no login, to the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--no-shipped", action="store_true", help="use only the --model folders")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    import os
+
+    from condiff.errors import CondiffError
+
+    if not 1 <= args.port <= 65535:
+        raise CondiffError(f"--port {args.port}: use a port number from 1 to 65535")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app: nothing sent anywhere
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CondiffError('the app needs Gradio, which is not installed: pip install "condiff[app]"') from None
+
+    from condiff.app.models import find_models
+    from condiff.app.ui import serve
+    from condiff.cli.common import pick_device
+
+    catalog = find_models(args.model, pick_device(args.device), shipped=not args.no_shipped)
+    if not catalog.models:
+        why = "no --model was given" + ("" if args.no_shipped else " and the shipped models are not installed")
+        raise CondiffError(f"no models: {why}; train one (condiff train recipes/quickstart.yaml) "
+                           "and pass --model outputs/quickstart")
+    for model in catalog.models:
+        print(f"condiff: model {model.label}")
+    serve(catalog, args.host, args.port)

@@ -1,0 +1,301 @@
+"""`condiff app` end to end: the real page in headless Chromium (Debian's, driven by Playwright).
+
+The app runs as a subprocess on a free port with tiny random models (the UI is tested, not the
+pictures), or with the shipped models when all three are installed, or with the folders listed in
+CONDIFF_APP_TEST_MODELS (separated by os.pathsep). With real models the screenshots of each tab are
+written to docs/images/app-*.png for docs/app.md; with the tiny random ones they go to a temporary folder.
+"""
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from condiff.cli.main import main
+
+ROOT = Path(__file__).parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+GRAY_INPUT = ROOT / "docs" / "images" / "input-gray-noun.png"
+PHOTO_INPUT = ROOT / "docs" / "images" / "input-photo.jpg"
+STARTUP_TIMEOUT = 60
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "condiff", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command without a browser
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_app_help_imports_neither_torch_nor_gradio():
+    done = run_cli("app", "--help")
+    assert done.returncode == 0 and "usage: condiff app" in done.stdout and "--model" in done.stdout
+    code = ("import sys; from condiff.cli.main import build_parser; build_parser().parse_args(['app']); "
+            "print('torch' in sys.modules, 'gradio' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.split() == [
+        "False", "False"]
+
+
+def test_missing_gradio_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    assert main(["app"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("condiff: error:") and 'pip install "condiff[app]"' in err
+
+
+def test_app_without_models_is_a_one_line_error(tmp_path, capsys):
+    pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
+    for argv, fragment in ((["app", "--no-shipped"], "no models: no --model was given"),
+                           (["app", "--model", str(tmp_path / "nowhere")], "nowhere: no such model folder")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("condiff: error:") and fragment in err, err
+
+
+def make_tiny_models(folder: Path) -> dict[str, Path]:
+    """A random tiny UNet per tab, saved as `condiff train` saves models: enough to drive the page."""
+    import torch
+
+    from condiff.conditions.stack import ConditionStack
+    from condiff.config import ModelConfig, SchedulerConfig
+    from condiff.model import build_scheduler, build_unet, save_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(channels=[32, 32], attention=[False, False], layers_per_block=1)
+    scheduler = build_scheduler(SchedulerConfig())
+    models = {"generate": folder / "unconditional"}
+    save_model(models["generate"], build_unet(config, 32), scheduler)
+    for tab, condition in (("colorize", "grayscale"), ("sketch", "sketch")):
+        stack = ConditionStack(conditions=[{"name": condition}])
+        models[tab] = folder / condition
+        save_model(models[tab], build_unet(config, 32, stack.channels), scheduler, stack)
+    return models
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    return make_tiny_models(tmp_path_factory.mktemp("app-models"))
+
+
+def test_models_go_to_their_tabs_and_missing_ones_are_explained(tiny_models, tmp_path):
+    from condiff.app.models import TABS, find_models
+
+    catalog = find_models([str(tiny_models["generate"]), str(tiny_models["sketch"])], shipped=False)
+    tabs = {tab.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
+    assert tabs == {"generate": [str(tiny_models["generate"])], "colorize": [], "sketch": [str(tiny_models["sketch"])]}
+    assert "colorize" in catalog.notes and "'grayscale' condition" in catalog.notes["colorize"]
+    with pytest.raises(Exception, match="no such model folder"):
+        find_models([str(tmp_path / "nowhere")], shipped=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page in a browser
+# ---------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def model_folders(tiny_models) -> tuple[list[Path], bool]:
+    """(the model folders the app gets, whether they are real models worth a screenshot in the docs)."""
+    from condiff.pretrained import SHIPPED, available_models
+
+    listed = os.environ.get("CONDIFF_APP_TEST_MODELS")
+    if listed:
+        return [Path(folder) for folder in listed.split(os.pathsep)], True
+    if set(available_models()) == set(SHIPPED):
+        return list(available_models().values()), True
+    return list(tiny_models.values()), False
+
+
+def model_sizes(folders: list[Path]) -> set[tuple[int, int]]:
+    sizes = set()
+    for folder in folders:
+        size = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))["sample_size"]
+        sizes.add((size, size))
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def app_server(tiny_models, tmp_path_factory):
+    pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
+    folders, real = model_folders(tiny_models)
+    arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))]]
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("app-log") / "app.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "condiff", "app", *arguments, "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"condiff app did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url, folders, real, log_path
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the app stops cleanly and removes its temporary files
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason='playwright is not installed (pip install "condiff[app]")')
+    with sync_api.sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def fetch_image(page, selector: str, timeout: float = 60_000) -> tuple[bytes, Image.Image]:
+    """The file behind an output image of the page, as the browser downloads it."""
+    image = page.locator(f"{selector} img")
+    image.wait_for(timeout=timeout)
+    source = image.get_attribute("src")
+    data = page.request.get(source if source.startswith("http") else page.url.rstrip("/") + source).body()
+    decoded = Image.open(io.BytesIO(data))
+    decoded.load()
+    return data, decoded
+
+
+def draw(page, selector: str) -> None:
+    """A Noun drawn with the mouse, as docs/images/input-drawing.png: head, glasses, body."""
+    from condiff.app.ui import CANVAS
+
+    canvas = page.locator(f"{selector} canvas").first
+    canvas.wait_for()
+    brush = page.locator(f'{selector} button[aria-label="Brush"]')  # the app chooses the brush itself
+    page.wait_for_function("b => b.classList.contains('highlight')", arg=brush.element_handle(), timeout=10_000)
+    # The drawing area is the app's CANVAS pixels at the editor's zoom, centred in the <canvas> element.
+    zoom = page.locator(selector).get_by_text(re.compile(r"^\s*\d+%\s*$")).first.inner_text()
+    side = CANVAS * int(zoom.strip().rstrip("%")) / 100
+    box = canvas.bounding_box()
+    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+
+    def stroke(*points):
+        page.mouse.move(left + points[0][0] * side, top + points[0][1] * side)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(left + x * side, top + y * side, steps=6)
+        page.mouse.up()
+
+    def rectangle(x0, y0, x1, y1):
+        stroke((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
+
+    rectangle(0.27, 0.18, 0.74, 0.59)  # head
+    rectangle(0.20, 0.33, 0.45, 0.47)  # left lens
+    rectangle(0.53, 0.33, 0.78, 0.47)  # right lens
+    stroke((0.45, 0.39), (0.53, 0.39))  # bridge
+    stroke((0.35, 0.97), (0.35, 0.59), (0.66, 0.59), (0.66, 0.97))  # body
+
+
+def screenshot(page, real: bool, tmp_path: Path, name: str) -> None:
+    folder = ROOT / "docs" / "images" if real else tmp_path
+    path = folder / f"app-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert Image.open(path).size[0] > 0
+
+
+@pytest.mark.slow
+def test_app_in_a_browser(app_server, browser, tmp_path):
+    url, folders, real, log_path = app_server
+    sizes = model_sizes(folders)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url)
+    listing = page.locator("#model-listing")
+    listing.wait_for()
+    assert "Generate" in listing.inner_text() and "Sketch" in listing.inner_text()
+
+    # Generate: a grid and the denoising GIF
+    page.locator("#generate-run").click()
+    data, grid = fetch_image(page, "#generate-grid")
+    assert data.startswith(b"\x89PNG") and grid.width > 32
+    gif, animation = fetch_image(page, "#generate-gif")
+    assert gif.startswith(b"GIF8") and animation.n_frames > 1
+    screenshot(page, real, tmp_path, "generate")
+
+    # Sketch: strokes drawn with the mouse, then Generate
+    page.get_by_role("tab", name="Sketch").click()
+    draw(page, "#sketch-canvas")
+    page.locator("#sketch-run").click()
+    data, output = fetch_image(page, "#sketch-output")
+    assert data.startswith(b"\x89PNG") and output.size in sizes
+    screenshot(page, real, tmp_path, "sketch")
+    page.locator("#sketch-clear").click()
+    page.locator("#sketch-output img").wait_for(state="detached")
+    page.locator("#sketch-run").click()
+    page.get_by_text("the canvas is empty: draw something first").first.wait_for()
+
+    # Colorize: an uploaded photograph, also at full resolution
+    page.get_by_role("tab", name="Colorize").click()
+    page.locator("#colorize-input input[type=file]").set_input_files(str(PHOTO_INPUT))
+    page.locator("#colorize-preview img").wait_for()
+    page.get_by_label("Also at the input's full resolution").check()
+    page.locator("#colorize-run").click()
+    data, output = fetch_image(page, "#colorize-output")
+    assert data.startswith(b"\x89PNG") and output.size in sizes
+    _, full = fetch_image(page, "#colorize-fullres")
+    assert full.size == Image.open(PHOTO_INPUT).size
+    screenshot(page, real, tmp_path, "colorize")
+
+    # Bad uploads: a message in the page, and the app goes on serving
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("these are notes, not an image\n")
+    huge = tmp_path / "huge.png"
+    Image.new("L", (5000, 4000)).save(huge)  # 20 MP in a few kB: over the app's pixel limit
+    heavy = tmp_path / "heavy.png"
+    with open(heavy, "wb") as file:
+        file.truncate(21 * 1024 * 1024)  # over the app's upload size limit (sparse: nothing is written)
+    for upload, message in ((not_image, "notes.png: not an image Pillow can read"),
+                            (huge, "huge.png: image is 5000x4000"),
+                            (heavy, "exceed the maximum allowed size")):
+        page.reload()
+        page.get_by_role("tab", name="Colorize").click()
+        page.locator("#colorize-input input[type=file]").set_input_files(str(upload))
+        page.get_by_text(message).first.wait_for(timeout=20_000)
+    page.reload()
+    page.get_by_role("tab", name="Colorize").click()
+    page.locator("#colorize-input input[type=file]").set_input_files(str(GRAY_INPUT))
+    page.locator("#colorize-run").click()
+    assert fetch_image(page, "#colorize-output")[1].size in sizes
+    assert not errors, errors
+    assert "Traceback" not in log_path.read_text()
+    page.close()
