@@ -190,3 +190,59 @@ def test_inception_is_skipped_with_a_reason_when_unavailable(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_fidelity)
     with pytest.raises(InceptionUnavailable, match="condiff\\[inception\\]"):
         inception_features(torch.zeros(1, 3, 8, 8))
+
+
+# --- shipped models -----------------------------------------------------------------------------
+
+
+def test_commands_use_the_shipped_models_when_model_is_omitted(tiny_models, tmp_path, monkeypatch, capsys):
+    import condiff.pretrained
+
+    monkeypatch.setattr(condiff.pretrained, "MODELS_ROOT", tiny_models)
+    drawing = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("L", (40, 40), 255).save(drawing)
+    assert main(["sample", "--num", "2", "--steps", "2", "--out", str(tmp_path / "grid.png")]) == 0
+    assert main(["colorize", str(drawing), "--steps", "2", "--out", str(tmp_path / "c.png")]) == 0
+    assert main(["sketch2img", str(drawing), "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert all((tmp_path / name).is_file() for name in ("grid.png", "c.png", "s.png"))
+    assert set(condiff.pretrained.available_models()) == {"unconditional", "colorize", "sketch2img"}
+
+
+def test_a_missing_shipped_model_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import condiff.pretrained
+
+    monkeypatch.setattr(condiff.pretrained, "MODELS_ROOT", tmp_path)
+    assert main(["sample", "--out", str(tmp_path / "grid.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "shipped unconditional model is missing" in err and "--model" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.parametrize("name", ["unconditional", "colorize", "sketch2img"])
+def test_shipped_models_are_small_fp16_safetensors_with_a_model_card(name):
+    from condiff.pretrained import shipped_model_path
+
+    folder = shipped_model_path(name)
+    weights = list(folder.rglob("*.safetensors"))
+    assert weights and not list(folder.rglob("*.bin"))
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 10 * 2**20
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert all(f.get_slice(key).get_dtype() == "F16" for key in f.keys())
+    card = (folder / "README.md").read_text()
+    assert "steps" in card and "FD" in card and "wall time" in card
+
+
+@pytest.mark.parametrize("scheduler,steps,ok", [("dpm", 50, False), ("dpm", 49, True), ("ddpm", 50, True),
+                                                ("ddim", 51, False)])
+def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, scheduler, steps, ok):
+    # The tiny models have 50 training timesteps; diffusers' DPM-Solver++ cannot take all of them.
+    argv = ["sample", "--model", str(tiny_models / "unconditional"), "--num", "1", "--scheduler", scheduler,
+            "--steps", str(steps), "--out", str(tmp_path / "g.png")]
+    assert main(argv) == (0 if ok else 2)
+    if not ok:
+        err = capsys.readouterr().err.strip()
+        assert f"--steps {steps}" in err and len(err.splitlines()) == 1

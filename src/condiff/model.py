@@ -75,13 +75,19 @@ def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
     )
 
 
-def make_sampler(train_scheduler: DDPMScheduler, kind: str):
-    """Swap the training scheduler for a sampler with the same noise schedule (diffusers `from_config`)."""
+def make_sampler(train_scheduler: DDPMScheduler, kind: str, steps: int | None = None):
+    """Swap the training scheduler for a sampler with the same noise schedule (diffusers `from_config`);
+    with `steps`, also check the sampler can take that many."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
     if kind not in classes:
         raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
+    if steps is not None:
+        # diffusers' DPM-Solver++ fails (IndexError) when asked for every training timestep.
+        most = train_scheduler.config.num_train_timesteps - (kind == "dpm")
+        if not 1 <= steps <= most:
+            raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
     if kind == "dpm":
         return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++")
     return classes[kind].from_config(train_scheduler.config)

@@ -15,14 +15,14 @@ from pathlib import Path
 class Task:
     command: str
     condition: str
-    default_model: str
+    shipped_model: str  # condiff.pretrained name used when --model is omitted
     help: str
     output_suffix: str
 
 
 TASKS = (
-    Task("colorize", "grayscale", "outputs/colorize", "colour a grayscale image", "colorized"),
-    Task("sketch2img", "sketch", "outputs/sketch2img", "turn a line drawing into an image", "generated"),
+    Task("colorize", "grayscale", "colorize", "colour a grayscale image", "colorized"),
+    Task("sketch2img", "sketch", "sketch2img", "turn a line drawing into an image", "generated"),
 )
 
 
@@ -34,7 +34,7 @@ def add_parsers(subparsers) -> None:
                         f"'{task.condition}' condition. Writes the output at the model's resolution; "
                         "with --num N > 1, files OUT-0.png ... OUT-(N-1).png.")
         parser.add_argument("input", help="input image (any size and mode)")
-        parser.add_argument("--model", default=task.default_model, help=f"model folder (default: {task.default_model})")
+        parser.add_argument("--model", help=f"model folder (default: the shipped Nouns {task.shipped_model} model)")
         parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
         parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
         parser.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
@@ -70,15 +70,17 @@ def run(args: argparse.Namespace) -> None:
 
     from condiff.images import open_image, save_image_atomic
     from condiff.model import load_conditional_pipeline, make_sampler
+    from condiff.pretrained import resolve_model
     from condiff.visualize import save_gif, to_uint8
 
     image = open_image(args.input)  # errors about the input come before loading the model
+    args.model = resolve_model(args.model, task.shipped_model)
     pipeline = load_conditional_pipeline(args.model)
     if task.condition not in pipeline.conditions.names:
         trained_on = ", ".join(pipeline.conditions.names)
         raise CondiffError(f"{args.model}: this model was trained on conditions [{trained_on}]; "
                            f"{task.command} needs {task.condition}")
-    pipeline.scheduler = make_sampler(pipeline.scheduler, args.scheduler)
+    pipeline.scheduler = make_sampler(pipeline.scheduler, args.scheduler, args.steps)
     pipeline.to(pick_device(args.device))
     scales = pipeline.guidance_scales(args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     samples = pipeline(image, num_images_per_input=args.num, num_inference_steps=args.steps,

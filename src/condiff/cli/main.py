@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from condiff import __version__
-from condiff.cli import app, conditional, conditions, data, noise, sample, schedules, train
+from condiff.cli import app, conditional, conditions, data, eval, noise, sample, schedules, train
 from condiff.errors import CondiffError
 
-SUBCOMMANDS = (train, sample, conditional, conditions, noise, schedules, data, app)
+SUBCOMMANDS = (train, sample, conditional, eval, conditions, noise, schedules, data, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ def add_parsers(subparsers) -> None:
         description="Generate a grid of samples; --gif also writes the reverse process frame by frame "
                     "(noisy image x_t beside the predicted clean image).",
     )
-    parser.add_argument("--model", required=True, help="model folder written by `condiff train`")
+    parser.add_argument("--model", help="model folder written by `condiff train` (default: the shipped Nouns model)")
     parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
     parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
                         help="sampler (default: dpm = DPM-Solver++)")
@@ -36,17 +36,16 @@ def run(args: argparse.Namespace) -> None:
     from condiff.errors import CondiffError
     from condiff.images import save_image_atomic
     from condiff.model import load_scheduler, load_unet, make_sampler, model_kind
+    from condiff.pretrained import resolve_model
     from condiff.sampling import generate
     from condiff.visualize import make_grid, save_gif
 
+    args.model = resolve_model(args.model, "unconditional")
     if model_kind(args.model) == "conditional":
         raise CondiffError(f"{args.model}: this model needs an input image; use condiff colorize or condiff sketch2img")
     device = pick_device(args.device)
     unet = load_unet(args.model).to(device).eval()
-    sampler = make_sampler(load_scheduler(args.model), args.scheduler)
-    if args.steps > sampler.config.num_train_timesteps:
-        raise CondiffError(f"--steps {args.steps}: the model has only {sampler.config.num_train_timesteps} "
-                           "timesteps; use fewer steps")
+    sampler = make_sampler(load_scheduler(args.model), args.scheduler, args.steps)
     samples = generate(unet, sampler, args.num, args.steps, seed=args.seed, record=bool(args.gif))
     save_image_atomic(make_grid(samples.images, scale=args.scale), args.out)
     print(f"condiff: wrote {args.num} samples to {args.out}")

@@ -72,7 +72,7 @@ def evaluate_unconditional(model: str, settings: EvalSettings, net: NounsFeature
     from condiff.model import load_scheduler, load_unet, make_sampler
 
     unet = load_unet(model).to(settings.device).eval()
-    return unconditional_report(unet, make_sampler(load_scheduler(model), settings.scheduler), settings,
+    return unconditional_report(unet, make_sampler(load_scheduler(model), settings.scheduler, settings.steps), settings,
                                 net or load_feature_net(), name=model)
 
 
@@ -105,7 +105,7 @@ def _conditional_samples(model: str, settings: EvalSettings, condition_of):
     from condiff.sampling import generate
 
     pipeline = load_conditional_pipeline(model)
-    pipeline.scheduler = make_sampler(pipeline.scheduler, settings.scheduler)
+    pipeline.scheduler = make_sampler(pipeline.scheduler, settings.scheduler, settings.steps)
     pipeline.to(settings.device)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
     condition = condition_of(pipeline, truth)
