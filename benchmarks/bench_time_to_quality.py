@@ -20,7 +20,14 @@ import torch
 
 from condiff.config import load_recipe
 from condiff.evaluation.features import load_feature_net
-from condiff.evaluation.tasks import EvalSettings, unconditional_report
+from condiff.evaluation.tasks import (
+    REFERENCE_SEED,
+    EvalSettings,
+    FeatureSpace,
+    held_out_nouns,
+    reference_rows,
+    unconditional_report,
+)
 from condiff.model import build_scheduler, build_unet, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 
@@ -44,10 +51,16 @@ def checkpoint_unet(run: Path, checkpoint: Path):
     return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe
 
 
-def pick(checkpoints: list[Path], minutes: float) -> Path | None:
+def training_seconds(checkpoint: Path, seconds_per_step: float | None) -> float:
+    """The run's own clock, or steps x a measured step time (for runs that shared their machine)."""
+    state = read_trainer_state(checkpoint)
+    return state["step"] * seconds_per_step if seconds_per_step else state["seconds"]
+
+
+def pick(checkpoints: list[Path], minutes: float, seconds_per_step: float | None = None) -> Path | None:
     """The last checkpoint written within `minutes` of training (2 % slack for the save itself)."""
-    within = [c for c in checkpoints if read_trainer_state(c)["seconds"] <= 60 * minutes * 1.02]
-    reached = checkpoints and read_trainer_state(checkpoints[-1])["seconds"] >= 60 * minutes * 0.9
+    within = [c for c in checkpoints if training_seconds(c, seconds_per_step) <= 60 * minutes * 1.02]
+    reached = checkpoints and training_seconds(checkpoints[-1], seconds_per_step) >= 60 * minutes * 0.9
     return within[-1] if within and reached else None
 
 
@@ -56,33 +69,38 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
     parser.add_argument("--num", type=int, default=500)
+    parser.add_argument("--seconds-per-step", type=float, nargs="+", metavar="S",
+                        help="per run: count time as steps x S (measured alone) instead of the run's clock, "
+                             "for runs that shared the machine; 0 keeps a run's clock")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
     net = load_feature_net()
     settings = EvalSettings(num=args.num, steps=20)
     results = []
-    for run in map(Path, args.runs):
+    per_step = args.seconds_per_step or [0.0] * len(args.runs)
+    if len(per_step) != len(args.runs):
+        parser.error("--seconds-per-step needs one value per run")
+    for run, seconds_per_step in zip(map(Path, args.runs), per_step, strict=True):
         checkpoints = list_checkpoints(run)
-        row = {"run": str(run), "points": []}
+        row = {"run": str(run), "points": [], "seconds_per_step": seconds_per_step or None}
         for minutes in args.minutes:
-            checkpoint = pick(checkpoints, minutes)
+            checkpoint = pick(checkpoints, minutes, seconds_per_step or None)
             if checkpoint is None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
-            unet, sampler, recipe = checkpoint_unet(run, checkpoint)
+            unet, sampler, _ = checkpoint_unet(run, checkpoint)
             scores = unconditional_report(unet, sampler, settings, net, references=False).rows[0].metrics
             state = read_trainer_state(checkpoint)
-            row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"], **scores})
+            row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"],
+                                  "counted_seconds": training_seconds(checkpoint, seconds_per_step or None), **scores})
             print(f"{run}: {minutes:g} min -> step {state['step']}, FD {scores['FD']:.2f}", flush=True)
-        flat = recipe.to_dict() if checkpoints else {}
+        flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
         results.append(row)
 
-    floor = unconditional_report(checkpoint_unet(Path(args.runs[0]), list_checkpoints(Path(args.runs[0]))[-1])[0],
-                                 make_sampler(build_scheduler(load_recipe(str(Path(args.runs[0]) / "recipe.yaml"))
-                                                              .scheduler), "dpm"), settings, net)
-    reference = {row.name: row.metrics["FD"] for row in floor.rows[1:]}
+    space = FeatureSpace(net, held_out_nouns(args.num, REFERENCE_SEED))
+    reference = {row.name: row.metrics["FD"] for row in reference_rows(space, settings)}
     print(f"\nFD on the Nouns feature network, {args.num} images, DPM-Solver++ 20 steps, EMA weights")
     print(f"{'run':40}" + "".join(f"{f'{m:g} min':>16}" for m in args.minutes))
     for row in results:

@@ -82,21 +82,26 @@ def unconditional_report(unet, sampler, settings: EvalSettings, net: NounsFeatur
     (for benchmarks that score many models against one set of references)."""
     from condiff.sampling import generate
 
-    resolution = unet.config.sample_size
-    reference = held_out_nouns(settings.num, REFERENCE_SEED, resolution)
-    space = FeatureSpace(net, reference)
+    space = FeatureSpace(net, held_out_nouns(settings.num, REFERENCE_SEED, unet.config.sample_size))
     samples = generate(unet, sampler, settings.num, settings.steps, seed=settings.seed).images
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
-        noise = torch.rand(samples.shape, generator=torch.Generator().manual_seed(settings.seed)) * 2 - 1
-        rows += [
-            Row("real vs real", space.scores(held_out_nouns(settings.num, INPUT_SEED, resolution), parts=True),
-                "floor: other held-out Nouns"),
-            Row("noise", space.scores(noise, parts=True), "baseline: uniform noise"),
-            Row("mean image", space.scores(mean_images(reference, settings.num), parts=True),
-                "baseline: the average Noun"),
-        ]
+        rows += reference_rows(space, settings, unet.config.sample_size)
     return Report("unconditional", rows, settings.describe(), samples=samples)
+
+
+def reference_rows(space: FeatureSpace, settings: EvalSettings, resolution: int = 32) -> list[Row]:
+    """Real vs real (the floor), uniform noise and the average Noun, scored like a model's samples."""
+    reference = held_out_nouns(settings.num, REFERENCE_SEED, resolution)
+    generator = torch.Generator().manual_seed(settings.seed)
+    noise = torch.rand(reference.shape, generator=generator) * 2 - 1
+    return [
+        Row("real vs real", space.scores(held_out_nouns(settings.num, INPUT_SEED, resolution), parts=True),
+            "floor: other held-out Nouns"),
+        Row("noise", space.scores(noise, parts=True), "baseline: uniform noise"),
+        Row("mean image", space.scores(mean_images(reference, settings.num), parts=True),
+            "baseline: the average Noun"),
+    ]
 
 
 def _conditional_samples(model: str, settings: EvalSettings, condition_of):
