@@ -22,6 +22,7 @@ from condiff.model import load_conditional_pipeline, load_scheduler, load_unet, 
 from condiff.pretrained import MODELS_ROOT, SHIPPED
 
 LIMIT_MB = 10
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def folder_mb(folder: Path) -> float:
@@ -67,7 +68,8 @@ def main() -> None:
     size = folder_mb(target)
     if size > LIMIT_MB:
         raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB} MB limit for shipped models")
-    report = EVALUATORS[args.name](str(target), EvalSettings(num=args.num, steps=args.steps), load_feature_net())
+    settings = EvalSettings(num=args.num, steps=args.steps)
+    report = EVALUATORS[args.name](str(target.relative_to(ROOT)), settings, load_feature_net())
     print(report.table())
     (target / "README.md").write_text(model_card(args.name, run, report, size), encoding="utf-8")
     (target / "eval.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

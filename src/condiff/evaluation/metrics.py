@@ -6,6 +6,8 @@ error, edge F1) compare each output with its reference; colourfulness needs no r
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -22,10 +24,13 @@ def frechet_distance(features_a, features_b) -> float:
     a, b = _array(features_a), _array(features_b)
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():  # a singular product: nudge both covariances, as FID code does
-        offset = np.eye(len(cov_a)) * 1e-6
-        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # Features that never fire make the covariances singular; scipy warns, the result stays usable.
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # nudge both covariances, as FID code does
+            offset = np.eye(len(cov_a)) * 1e-6
+            root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     distance = ((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real)
     return float(max(distance, 0.0))
 
