@@ -246,3 +246,30 @@ def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, 
     if not ok:
         err = capsys.readouterr().err.strip()
         assert f"--steps {steps}" in err and len(err.splitlines()) == 1
+
+
+def test_keep_luma_gives_the_input_lightness_and_keeps_colour_differences():
+    from condiff.colorize import keep_luma
+    from condiff.conditions.grayscale import luma
+
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.6 - 0.3
+    gray = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.6 - 0.3  # no clamping needed
+    fixed = keep_luma(images, gray)
+    assert torch.allclose(luma(fixed), gray, atol=1e-6)
+    assert torch.allclose(fixed[:, 0] - fixed[:, 1], images[:, 0] - images[:, 1], atol=1e-6)
+
+
+def test_colorize_output_has_the_input_lightness(tiny_models, tmp_path):
+    from PIL import Image
+
+    gray = Image.fromarray(np.tile(np.linspace(40, 215, 32, dtype=np.uint8), (32, 1)), "L")
+    gray.save(tmp_path / "gray.png")
+    out = tmp_path / "out.png"
+    assert main(["colorize", str(tmp_path / "gray.png"), "--model", str(tiny_models / "colorize"), "--steps", "2",
+                 "--out", str(out)]) == 0
+    rgb = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    out_luma = rgb @ np.array([0.299, 0.587, 0.114])
+    # An untrained model's colours are wild: where a channel had to be clamped, luma cannot match.
+    unclamped = ((rgb > 0) & (rgb < 255)).all(axis=-1)
+    assert unclamped.mean() > 0.3
+    assert np.abs(out_luma - np.asarray(gray, dtype=float))[unclamped].max() <= 1.0  # 8-bit rounding

@@ -1,8 +1,9 @@
-"""Full-resolution colorization: keep the input's own structure, take only colour from the model.
+"""Colorization keeps the input's own lightness and takes only colour from the model.
 
-The model works at a small resolution. Its output is enlarged to the input's size and converted to
-Lab; its colour channels (a, b) are combined with the lightness (L) of the input itself, so every
-edge and detail is exactly the input's.
+At the model's resolution, each output pixel is shifted equally in R, G and B until its luma is the
+grayscale the model was given (`keep_luma`). At full resolution the output is enlarged to the
+input's size and converted to Lab; its colour channels (a, b) are combined with the lightness (L) of
+the input itself, so every edge and detail is exactly the input's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ import numpy as np
 from PIL import Image
 
 from condiff.images import to_rgb
+
+
+def keep_luma(images, gray):
+    """(N, 3, H, W) images and (N, 1, H, W) grayscale, both in [-1, 1] -> the images with the gray's
+    luma. Luma weights sum to 1, so adding one value to R, G and B moves luma by exactly that value."""
+    from condiff.conditions.grayscale import luma
+
+    return (images + (gray.to(images) - luma(images))).clamp(-1, 1)
 
 
 def recombine_luminance(source: Image.Image, colour: Image.Image) -> Image.Image:

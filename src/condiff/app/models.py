@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condiff.cli.conditional import TASKS, Task, full_resolution
+from condiff.cli.conditional import TASKS, Task, full_resolution, sample_task
 from condiff.errors import CondiffError, DataError
 
 # Upload limits. Colorize --full-res works in float64 Lab at the input's size: 16 MP needs about 2 GB.
@@ -143,8 +143,7 @@ def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str
 
     pipeline = model.pipeline
     pipeline.scheduler = sampler_for(model.train_scheduler, scheduler, steps)
-    samples = pipeline(image, num_images_per_input=1, num_inference_steps=steps,
-                       guidance=pipeline.guidance_scales(guidance), seed=seed)
+    samples = sample_task(tab.task, pipeline, image, 1, steps, pipeline.guidance_scales(guidance), seed)
     output = Image.fromarray(to_uint8(samples.images)[0])
     return output, full_resolution(tab.task, image, output) if full_res else None
 

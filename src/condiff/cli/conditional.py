@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> None:
     pipeline.scheduler = make_sampler(pipeline.scheduler, args.scheduler, args.steps)
     pipeline.to(pick_device(args.device))
     scales = pipeline.guidance_scales(args.guidance[0] if len(args.guidance) == 1 else args.guidance)
-    samples = pipeline(image, num_images_per_input=args.num, num_inference_steps=args.steps,
-                       guidance=scales, seed=args.seed, record=args.gif)
+    samples = sample_task(task, pipeline, image, args.num, args.steps, scales, args.seed, record=args.gif)
     from PIL import Image
 
     outputs = [Image.fromarray(array) for array in to_uint8(samples.images)]
@@ -101,6 +100,19 @@ def run(args: argparse.Namespace) -> None:
         gif = out.with_suffix(".gif")
         save_gif(frames, gif)
         print(f"condiff: wrote {gif}")
+
+
+def sample_task(task: Task, pipeline, image, num: int, steps: int, guidance, seed: int, record: bool = False):
+    """`num` outputs for one input image; a colorization keeps the input's lightness exactly."""
+    samples = pipeline(image, num_images_per_input=num, num_inference_steps=steps, guidance=guidance, seed=seed,
+                       record=record)
+    if task.condition == "grayscale":
+        from condiff.colorize import keep_luma
+
+        channels = pipeline.conditions.channel_slices[pipeline.conditions.names.index("grayscale")]
+        gray = pipeline.conditions.encode_inputs([image], pipeline.resolution)[:, channels]
+        samples.images = keep_luma(samples.images, gray)
+    return samples
 
 
 def full_resolution(task: Task, source, output):

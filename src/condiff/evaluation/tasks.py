@@ -134,6 +134,9 @@ def evaluate_colorize(model: str, settings: EvalSettings, net: NounsFeatureNet |
         return pipeline.conditions.encode_training(truth, apply_dropout=False)
 
     pipeline, truth, outputs = _conditional_samples(model, settings, grayscale_condition)
+    from condiff.colorize import keep_luma
+
+    outputs = keep_luma(outputs, grayscale_condition(pipeline, truth))  # as condiff colorize writes them
     space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
     gray = torch.from_numpy(metrics.luma(truth) / 127.5 - 1).float()[:, None].expand(-1, 3, -1, -1).contiguous()
 
