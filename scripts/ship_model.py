@@ -36,7 +36,8 @@ def write_fp16(run: Path, target: Path) -> None:
     else:
         unet, scheduler, conditions = load_unet(str(run)), load_scheduler(str(run)), None
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(Path(tmp) / "model", unet.to(torch.float16), scheduler, conditions)
+        unet = unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
+        save_model(Path(tmp) / "model", unet, scheduler, conditions)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 

@@ -118,9 +118,22 @@ def _unet_subfolder(path: Path) -> str | None:
     )
 
 
+def as_float32(model):
+    """Shipped weights are fp16 to stay small; compute in float32 (fp16 is slow or missing on CPUs).
+    diffusers warns on any `.to(dtype)` of a model; these models have no modules that must stay fp32."""
+    import torch
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        return model.to(torch.float32)
+    finally:
+        logging.set_verbosity(level)
+
+
 def load_unet(source: str) -> UNet2DModel:
     """Load a UNet from a local pipeline/UNet folder or a Hub id (pipeline repos keep it in `unet/`)."""
-    import torch
     from diffusers import UNet2DModel
 
     path = Path(source).expanduser()
@@ -130,9 +143,7 @@ def load_unet(source: str) -> UNet2DModel:
         subfolder = _unet_subfolder(path)
         _refuse_pickled_weights(path / (subfolder or ""))
         try:
-            # Shipped weights are fp16 to stay small; compute in float32 (fp16 is slow or missing on CPUs).
-            return UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True,
-                                               torch_dtype=torch.float32)
+            return as_float32(UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True))
         except (OSError, ValueError, RuntimeError) as err:
             raise CondiffError(f"{source}: could not load the UNet ({first_line(err)})") from None
     errors = []
@@ -179,12 +190,11 @@ def load_conditional_pipeline(source: str):
     if model_kind(path) != "conditional":
         raise CondiffError(f"{source}: an unconditional model; it takes no input image (use condiff sample)")
     _refuse_pickled_weights(path)
-    import torch
 
     from condiff.pipeline import ConditionalDDPMPipeline
 
     try:
-        return ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True, torch_dtype=torch.float32)
+        return as_float32(ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True))
     except CondiffError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as err:
