@@ -95,7 +95,7 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            steps, scheduler, seed = sampling_options(tab, 25)
+            steps, scheduler, seed = sampling_options(tab, 20)
             num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
             button = gr.Button("Generate", variant="primary", elem_id="generate-run")
         with gr.Column(scale=2):
@@ -131,7 +131,7 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             full_res = gr.Checkbox(label="Also at the input's full resolution (its own lightness, the model's colour)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, 50)
+                steps, scheduler, seed = sampling_options(tab, 20)
             button = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
         with gr.Column(scale=1):
             result = gr.Image(label="Colorized (the model's resolution)", type="pil", format="png", height=VIEW,
@@ -177,7 +177,7 @@ def sketch_tab(catalog: Catalog, tab: Tab) -> None:
             model = model_choice(catalog, tab)
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, 50)
+                steps, scheduler, seed = sampling_options(tab, 20)
             button = gr.Button("Generate", variant="primary", elem_id="sketch-run")
             result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
                               interactive=False, elem_id="sketch-output", elem_classes="pixelated")

@@ -37,7 +37,8 @@ def add_parsers(subparsers) -> None:
         parser.add_argument("--model", help=f"model folder (default: the shipped Nouns {task.shipped_model} model)")
         parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
         parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
-        parser.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+        # DPM-Solver++ 20 steps: the fewest within 10 % of full DDPM's FD (benchmarks/bench_sampling.py)
+        parser.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
         parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
                             help="sampler (default: dpm = DPM-Solver++)")
         parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",

@@ -15,7 +15,8 @@ def add_parsers(subparsers) -> None:
     parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
     parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
                         help="sampler (default: dpm = DPM-Solver++)")
-    parser.add_argument("--steps", type=int, default=25, help="denoising steps (default: 25)")
+    # DPM-Solver++ 20 steps: the fewest within 10 % of full DDPM's FD (benchmarks/bench_sampling.py)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default: 0)")
     parser.add_argument("--out", default="samples.png", help="grid PNG to write (default: samples.png)")
     parser.add_argument("--gif", help="also write the denoising animation to this GIF")

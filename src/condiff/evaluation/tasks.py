@@ -18,7 +18,8 @@ from condiff.evaluation import metrics
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
 from condiff.evaluation.report import Report, Row
 
-REFERENCE_SEED, INPUT_SEED = 1001, 1002  # two held-out sets of Nouns (training uses data.seed 0)
+# Held-out sets of Nouns (training uses data.seed 0): the reference set, the inputs, and other Nouns.
+REFERENCE_SEED, INPUT_SEED, OTHER_SEED = 1001, 1002, 1003
 CONFIDENT = 0.8  # a part counts as recognised when the feature network gives it this probability
 
 
@@ -184,7 +185,7 @@ def evaluate_sketch2img(model: str, settings: EvalSettings, net: NounsFeatureNet
     rows = [
         Row("model", scores(outputs), model),
         Row("real image", scores(truth), "floor: the Noun the sketch came from"),
-        Row("other Noun", scores(held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution)),
+        Row("other Noun", scores(held_out_nouns(settings.num, OTHER_SEED, pipeline.resolution)),
             "baseline: a real Noun that ignores the sketch"),
         Row("mean image", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
