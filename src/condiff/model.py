@@ -7,6 +7,7 @@ from safetensors only; a pickled weights file is refused without being unpickled
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -88,9 +89,12 @@ def make_sampler(train_scheduler: DDPMScheduler, kind: str, steps: int | None = 
         most = train_scheduler.config.num_train_timesteps - (kind == "dpm")
         if not 1 <= steps <= most:
             raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
+    # "trailing" spacing starts sampling at the last training timestep (arxiv 2305.08891). A saved DDPM
+    # config carries DDPM's "leading" default, which costs few-step samplers about 20 % in FD on Nouns.
+    spacing = {"timestep_spacing": "trailing"}
     if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++")
-    return classes[kind].from_config(train_scheduler.config)
+        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++", **spacing)
+    return classes[kind].from_config(train_scheduler.config, **spacing)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -118,18 +122,29 @@ def _unet_subfolder(path: Path) -> str | None:
     )
 
 
+@contextlib.contextmanager
+def quiet_diffusers():
+    """No progress bars or notices from diffusers while loading: an error after them must stay one line."""
+    from diffusers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
 def as_float32(model):
     """Shipped weights are fp16 to stay small; compute in float32 (fp16 is slow or missing on CPUs).
     diffusers warns on any `.to(dtype)` of a model; these models have no modules that must stay fp32."""
     import torch
-    from diffusers.utils import logging
 
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
+    with quiet_diffusers():
         return model.to(torch.float32)
-    finally:
-        logging.set_verbosity(level)
 
 
 def load_unet(source: str) -> UNet2DModel:
@@ -194,7 +209,8 @@ def load_conditional_pipeline(source: str):
     from condiff.pipeline import ConditionalDDPMPipeline
 
     try:
-        return as_float32(ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True))
+        with quiet_diffusers():
+            return as_float32(ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True))
     except CondiffError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as err:
