@@ -51,6 +51,7 @@ class FeatureSpace:
 
     def __init__(self, net: NounsFeatureNet, reference: torch.Tensor) -> None:
         self.net = net
+        self.images = reference
         self.reference, _, _ = extract(net, reference)
 
     def scores(self, images: torch.Tensor, parts: bool = False) -> dict[str, float]:
@@ -87,13 +88,13 @@ def unconditional_report(unet, sampler, settings: EvalSettings, net: NounsFeatur
     samples = generate(unet, sampler, settings.num, settings.steps, seed=settings.seed).images
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
-        rows += reference_rows(space, settings, unet.config.sample_size)
+        rows += reference_rows(space, settings)
     return Report("unconditional", rows, settings.describe(), samples=samples)
 
 
-def reference_rows(space: FeatureSpace, settings: EvalSettings, resolution: int = 32) -> list[Row]:
+def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
     """Real vs real (the floor), uniform noise and the average Noun, scored like a model's samples."""
-    reference = held_out_nouns(settings.num, REFERENCE_SEED, resolution)
+    reference, resolution = space.images, space.images.shape[-1]
     generator = torch.Generator().manual_seed(settings.seed)
     noise = torch.rand(reference.shape, generator=generator) * 2 - 1
     return [
