@@ -1,11 +1,15 @@
 """Time to quality: the Fréchet distance training runs reach after 5, 15, 30 and 60 minutes.
 
-    python benchmarks/bench_time_to_quality.py RUN [RUN ...] [--minutes 5 15 30 60] [--json FILE]
+    python benchmarks/bench_time_to_quality.py RUN [RUN ...] [--minutes 5 15 30 60] [--seconds-per-step S ...]
+        [--step-times FILE] [--device cuda] [--json FILE]
 
 Each RUN is a training folder whose checkpoints were kept (`--set train.keep_checkpoints=100
 train.checkpoint_every=200`); `train.max_minutes` stops a run at a time budget. For every target the
 last checkpoint written within it is scored with its EMA weights (DPM-Solver++ 20 steps, the Nouns
 feature network, held-out references), so every run is measured the same way in one invocation.
+Time is the run's own clock, or steps x a step time measured alone on the CPU (`--seconds-per-step`,
+or `--step-times` from benchmarks/bench_defaults_sweep.py, by run folder name), which is how runs trained
+on a shared machine or on a GPU are counted in CPU-minutes.
 The runs compared in docs/benchmarks.md: recipes/unconditional.yaml, and recipes/bench-diffusers-defaults.yaml
 (the same UNet with the diffusers unconditional example's defaults).
 """
@@ -17,6 +21,7 @@ import json
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from condiff.config import load_recipe
 from condiff.evaluation.features import load_feature_net
@@ -26,13 +31,14 @@ from condiff.evaluation.tasks import (
     FeatureSpace,
     held_out_nouns,
     reference_rows,
-    unconditional_report,
 )
 from condiff.model import build_scheduler, build_unet, make_sampler
+from condiff.sampling import generate
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
-                  "scheduler.beta_schedule", "scheduler.prediction_type")
+                  "train.min_snr_gamma", "scheduler.beta_schedule", "scheduler.prediction_type",
+                  "scheduler.num_train_timesteps", "model.channels", "model.layers_per_block")
 
 
 def checkpoint_unet(run: Path, checkpoint: Path):
@@ -72,15 +78,28 @@ def main() -> None:
     parser.add_argument("--seconds-per-step", type=float, nargs="+", metavar="S",
                         help="per run: count time as steps x S (measured alone) instead of the run's clock, "
                              "for runs that shared the machine; 0 keeps a run's clock")
+    parser.add_argument("--step-times", help="JSON of benchmarks/bench_defaults_sweep.py step-times: step time "
+                        "per run folder name")
+    parser.add_argument("--device", help="where to sample (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_feature_net()
-    settings = EvalSettings(num=args.num, steps=20)
+    settings = EvalSettings(num=args.num, steps=20, device=device)
     results = []
     per_step = args.seconds_per_step or [0.0] * len(args.runs)
+    if args.step_times:
+        known = json.loads(Path(args.step_times).read_text())["variants"]
+        missing = [run for run in args.runs if Path(run).name not in known]
+        if missing:
+            parser.error(f"--step-times {args.step_times} has no step time for {', '.join(missing)}")
+        per_step = [known[Path(run).name] for run in args.runs]
     if len(per_step) != len(args.runs):
         parser.error("--seconds-per-step needs one value per run")
+    space = FeatureSpace(net, held_out_nouns(args.num, REFERENCE_SEED))
+    reference = {row.name: row.metrics["FD"] for row in reference_rows(space, settings)}
+    machine = describe(device)
     for run, seconds_per_step in zip(map(Path, args.runs), per_step, strict=True):
         checkpoints = list_checkpoints(run)
         row = {"run": str(run), "points": [], "seconds_per_step": seconds_per_step or None}
@@ -90,7 +109,8 @@ def main() -> None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
             unet, sampler, _ = checkpoint_unet(run, checkpoint)
-            scores = unconditional_report(unet, sampler, settings, net, references=False).rows[0].metrics
+            samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed).images
+            scores = space.scores(samples, parts=True)
             state = read_trainer_state(checkpoint)
             row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"],
                                   "counted_seconds": training_seconds(checkpoint, seconds_per_step or None), **scores})
@@ -98,18 +118,16 @@ def main() -> None:
         flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
         results.append(row)
+        if args.json:  # after every run, so a run cut short keeps the ones before
+            Path(args.json).write_text(json.dumps({"machine": machine, "num": args.num, "runs": results,
+                                                   "references": reference}, indent=2) + "\n")
 
-    space = FeatureSpace(net, held_out_nouns(args.num, REFERENCE_SEED))
-    reference = {row.name: row.metrics["FD"] for row in reference_rows(space, settings)}
     print(f"\nFD on the Nouns feature network, {args.num} images, DPM-Solver++ 20 steps, EMA weights")
-    print(f"{'run':40}" + "".join(f"{f'{m:g} min':>16}" for m in args.minutes))
+    print(f"{'run':40}" + "".join(f"{f'{m:g} min':>18}" for m in args.minutes))
     for row in results:
         cells = [f"{p['FD']:.2f} (step {p['step']})" if p["FD"] is not None else "not reached" for p in row["points"]]
-        print(f"{row['run']:40}" + "".join(f"{c:>16}" for c in cells))
+        print(f"{row['run']:40}" + "".join(f"{c:>18}" for c in cells))
     print("references: " + ", ".join(f"{name} {value:.2f}" for name, value in reference.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"num": args.num, "runs": results, "references": reference},
-                                              indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,21 @@
 """Training throughput: condiff's trainer against a plain diffusers training loop, side by side.
 
-    python benchmarks/bench_training_throughput.py [--steps 40] [--batch 64] [--json FILE]
+    python benchmarks/bench_training_throughput.py [--steps 40] [--batch 64] [--device cuda] [--json FILE]
 
 Both train the identical UNet (recipes/unconditional.yaml's shape) on the identical rendered Nouns with
 the same batch, optimizer (AdamW), EMA and loss. The plain loop is the diffusers tutorial's style:
 a `datasets.Dataset` of PIL images, per-sample PIL transforms in `with_transform`, a DataLoader.
 Each runs in its own process (so peak RSS is its own) with torch's default threads. Also prints the
 achieved GFLOP/s of each (FLOPs of one step counted by torch's FlopCounterMode) against a float32
-matmul on the same machine, the ceiling for this CPU.
+matmul on the same machine, the ceiling for this CPU. On a GPU (the default when there is one) both
+loops run there, the matmul is an 8192² one on the GPU, and peak GPU memory is reported too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,7 +50,13 @@ def step_flops(batch: int) -> float:
     return float(counter.get_total_flops())
 
 
-def run_condiff(steps: int, batch: int) -> dict:
+def peak_gpu_mb(device: str) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+
+
+def run_condiff(steps: int, batch: int, device: str) -> dict:
     from condiff.config import load_recipe
     from condiff.training.from_recipe import train_recipe
 
@@ -57,18 +65,19 @@ def run_condiff(steps: int, batch: int) -> dict:
                      "train.checkpoint_every=0", "train.tensorboard=false", f"train.output_dir={tmp}/run",
                      "train.warmup_steps=1", f"data.size={steps * batch}"]
         recipe = load_recipe(str(RECIPE), overrides)
-        result = train_recipe(recipe, overwrite=True)
+        result = train_recipe(recipe, overwrite=True)  # on the GPU when there is one, like `condiff train`
         seconds = json.loads((Path(tmp) / "run" / "training_summary.json").read_text())["seconds"]
     del result
     return {"seconds": seconds, "images": steps * batch}
 
 
-def run_plain(steps: int, batch: int) -> dict:
+def run_plain(steps: int, batch: int, device: str) -> dict:
     """The diffusers tutorial's loop, written plainly."""
     import numpy as np
     import torch
     from datasets import Dataset
     from diffusers.training_utils import EMAModel
+    from machine import synchronize
     from PIL import Image
 
     from condiff.data.nouns import NounsDataset
@@ -90,14 +99,16 @@ def run_plain(steps: int, batch: int) -> dict:
         return {"input": images}
 
     loader = torch.utils.data.DataLoader(dataset.with_transform(transform), batch_size=batch, shuffle=True)
+    unet.to(device)
+    scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.train.lr)
     ema = EMAModel(unet.parameters(), decay=recipe.train.ema_decay)
     unet.train()
     start = time.perf_counter()
     for step, examples in enumerate(loader):
-        clean = examples["input"]
+        clean = examples["input"].to(device)
         noise = torch.randn_like(clean)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),))
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), device=device)
         noisy = scheduler.add_noise(clean, noise, timesteps)
         target = scheduler.get_velocity(clean, noise, timesteps)  # the same v-prediction loss as condiff
         loss = torch.nn.functional.mse_loss(unet(noisy, timesteps).sample, target)
@@ -108,31 +119,43 @@ def run_plain(steps: int, batch: int) -> dict:
         ema.step(unet.parameters())
         if step + 1 == steps:
             break
+    synchronize(device)
     return {"seconds": time.perf_counter() - start, "images": steps * batch}
 
 
-def run_matmul() -> dict:
+def run_matmul(device: str) -> dict:
+    """Best of 5 float32 matmuls on random data: the arithmetic ceiling of this device."""
     import torch
+    from machine import synchronize
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     best = float("inf")
     for _ in range(5):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return {"gflops": 2 * 2048**3 / best / 1e9}
+    return {"gflops": 2 * n**3 / best / 1e9, "size": n}
 
 
-def child(kind: str, steps: int, batch: int) -> dict:
-    result = {"condiff": run_condiff, "plain": run_plain}[kind](steps, batch) if kind != "matmul" else run_matmul()
+def child(kind: str, steps: int, batch: int, device: str) -> dict:
+    if kind == "matmul":
+        result = run_matmul(device)
+    else:
+        result = {"condiff": run_condiff, "plain": run_plain}[kind](steps, batch, device)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_gpu_mb"] = peak_gpu_mb(device)
     return result
 
 
-def in_subprocess(kind: str, steps: int, batch: int) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(steps), "--batch", str(batch)],
-                            check=True, capture_output=True, text=True).stdout
+def in_subprocess(kind: str, steps: int, batch: int, device: str) -> dict:
+    # condiff's trainer takes the GPU whenever it sees one, so a CPU measurement hides it.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
+    output = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(steps), "--batch", str(batch),
+                             "--device", device], check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -140,33 +163,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", choices=("condiff", "plain", "matmul"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from machine import describe, pick_device
+
+    device = pick_device(args.device)
     if args.child:
-        print(json.dumps(child(args.child, args.steps, args.batch)))
+        print(json.dumps(child(args.child, args.steps, args.batch, device)))
         return
 
-    import torch
-
     flops = step_flops(args.batch)
-    matmul = in_subprocess("matmul", args.steps, args.batch)
-    results = {kind: in_subprocess(kind, args.steps, args.batch) for kind in ("condiff", "plain")}
-    print(f"{args.steps} steps of {args.batch} images, UNet of {RECIPE.name}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; one step = {flops / 1e9:.1f} GFLOP")
-    print(f"{'':10} {'img/s':>8} {'GFLOP/s':>8} {'% of matmul':>12} {'peak RSS MB':>12}")
+    matmul = in_subprocess("matmul", args.steps, args.batch, device)
+    results = {kind: in_subprocess(kind, args.steps, args.batch, device) for kind in ("condiff", "plain")}
+    machine = describe(device)
+    print(f"{machine}\n{args.steps} steps of {args.batch} images, UNet of {RECIPE.name}; "
+          f"one step = {flops / 1e9:.1f} GFLOP")
+    print(f"{'':10} {'img/s':>8} {'GFLOP/s':>9} {'% of matmul':>12} {'peak RSS MB':>12} {'peak GPU MB':>12}")
     for kind, result in results.items():
         result["img_per_s"] = result["images"] / result["seconds"]
         result["gflops"] = flops * args.steps / result["seconds"] / 1e9
-        print(f"{kind:10} {result['img_per_s']:8.1f} {result['gflops']:8.1f} "
-              f"{100 * result['gflops'] / matmul['gflops']:11.0f}% {result['peak_rss_mb']:12.0f}")
-    print(f"{'matmul':10} {'':8} {matmul['gflops']:8.1f} {'100%':>12}")
+        gpu = f"{result['peak_gpu_mb']:12.0f}" if result["peak_gpu_mb"] is not None else f"{'-':>12}"
+        print(f"{kind:10} {result['img_per_s']:8.1f} {result['gflops']:9.1f} "
+              f"{100 * result['gflops'] / matmul['gflops']:11.0f}% {result['peak_rss_mb']:12.0f} {gpu}")
+    print(f"{'matmul':10} {'':8} {matmul['gflops']:9.1f} {'100%':>12}   (float32, {matmul['size']}²)")
     ratio = results["condiff"]["img_per_s"] / results["plain"]["img_per_s"]
     print(f"condiff / plain diffusers loop: {ratio:.2f}x the images per second")
     if args.json:
-        Path(args.json).write_text(json.dumps({"steps": args.steps, "batch": args.batch, "step_gflop": flops / 1e9,
-                                               "matmul_gflops": matmul["gflops"], "ratio": ratio, **results},
-                                              indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"machine": machine, "device": device, "steps": args.steps,
+                                               "batch": args.batch, "step_gflop": flops / 1e9,
+                                               "matmul_gflops": matmul["gflops"], "matmul_size": matmul["size"],
+                                               "ratio": ratio, **results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every GPU number in docs/benchmarks.md, taken in one go on a lent GPU machine (about 9 minutes):
+# training throughput, samplers, and the defaults sweep trained on the GPU but counted in CPU-minutes.
+#   RESULTS=dir bash benchmarks/gpu_session.sh      (default dir: benchmarks/results/gpu)
+# Each stage writes its JSON as soon as it ends, so a stage that fails or runs out of time loses only itself.
+set -u
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+results=${RESULTS:-benchmarks/results/gpu}
+sweep=${SWEEP_DIR:-/tmp/condiff-sweep}
+deadline=$((SECONDS + ${BUDGET_SECONDS:-540}))
+mkdir -p "$results"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+python -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, torch.cuda.get_device_name())"
+
+echo "== throughput"
+timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --json "$results/throughput.json"
+echo "== samplers"
+timeout 120 python benchmarks/bench_sampling.py --json "$results/sampling.json"
+echo "== defaults sweep"
+# Train until 2.5 minutes before the deadline, leaving time to score; unreached targets are reported as such.
+wall=$(python -c "print(max(1.0, ($deadline - $SECONDS - 150) / 60))")
+python benchmarks/bench_defaults_sweep.py train --step-times benchmarks/results/step_times.json --out "$sweep" \
+    --parallel "${PARALLEL:-12}" --wall-minutes "$wall"
+for log in "$sweep"/*/train.log; do echo "$log: $(tail -c 300 "$log" | tr '\r' '\n' | tail -n 2 | head -n 1)"; done
+timeout $((deadline - SECONDS > 30 ? deadline - SECONDS : 30)) python benchmarks/bench_time_to_quality.py "$sweep"/* \
+    --step-times benchmarks/results/step_times.json --json "$results/defaults_sweep.json"
+echo "== done in $SECONDS s"
