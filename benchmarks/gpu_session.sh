@@ -10,7 +10,8 @@ sweep=${SWEEP_DIR:-/tmp/condiff-sweep}
 deadline=$((SECONDS + ${BUDGET_SECONDS:-540}))
 mkdir -p "$results"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
-python -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, torch.cuda.get_device_name())"
+python -c "import torch, diffusers, datasets, pyarrow; print('torch', torch.__version__, 'diffusers', diffusers.__version__,
+  'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, torch.cuda.get_device_name())"
 
 echo "== throughput"
 timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --json "$results/throughput.json"
@@ -19,7 +20,8 @@ timeout 120 python benchmarks/bench_sampling.py --json "$results/sampling.json"
 echo "== defaults sweep"
 # Train until 2.5 minutes before the deadline, leaving time to score; unreached targets are reported as such.
 wall=$(python -c "print(max(1.0, ($deadline - $SECONDS - 150) / 60))")
-python benchmarks/bench_defaults_sweep.py train --step-times benchmarks/results/step_times.json --out "$sweep" \
+# One CPU thread each: a dozen runs share the host's cores, and their work is on the GPU.
+OMP_NUM_THREADS=1 python benchmarks/bench_defaults_sweep.py train --step-times benchmarks/results/step_times.json --out "$sweep" \
     --parallel "${PARALLEL:-12}" --wall-minutes "$wall"
 for log in "$sweep"/*/train.log; do echo "$log: $(tail -c 300 "$log" | tr '\r' '\n' | tail -n 2 | head -n 1)"; done
 timeout $((deadline - SECONDS > 30 ? deadline - SECONDS : 30)) python benchmarks/bench_time_to_quality.py "$sweep"/* \
