@@ -44,6 +44,10 @@ VARIANTS: dict[str, list[str]] = {
     "wide-64": ["model.channels=[64,128,256]"],
     "epsilon-linear": ["scheduler.prediction_type=epsilon", "scheduler.beta_schedule=linear"],
     "diffusers-defaults": DIFFUSERS_DEFAULTS,
+    # Second round: the changes that won the first, together.
+    "min-snr-5+batch-32": ["train.min_snr_gamma=5.0", "train.batch_size=32"],
+    "min-snr-5+lr-2e-3": ["train.min_snr_gamma=5.0", "train.lr=2e-3"],
+    "min-snr-5+batch-32+lr-2e-3": ["train.min_snr_gamma=5.0", "train.batch_size=32", "train.lr=2e-3"],
 }
 COST_KEYS = ("train.batch_size", "model.layers_per_block", "model.channels")  # all that changes a step's time
 TARGET_MINUTES = (5, 15, 30, 60)

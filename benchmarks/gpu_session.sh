@@ -13,17 +13,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 python -c "import torch, diffusers, datasets, pyarrow; print('torch', torch.__version__, 'diffusers', diffusers.__version__,
   'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, torch.cuda.get_device_name())"
 
-echo "== throughput"
-timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --json "$results/throughput.json"
-echo "== samplers"
-timeout 120 python benchmarks/bench_sampling.py --json "$results/sampling.json"
+if [ -z "${VARIANTS:-}" ]; then  # VARIANTS="a b": only the sweep, of those variants
+  echo "== throughput"
+  timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --json "$results/throughput.json"
+  echo "== samplers"
+  timeout 120 python benchmarks/bench_sampling.py --json "$results/sampling.json"
+fi
 echo "== defaults sweep"
 # Train until 2.5 minutes before the deadline, leaving time to score; unreached targets are reported as such.
 wall=$(python -c "print(max(1.0, ($deadline - $SECONDS - 150) / 60))")
 # One CPU thread each: a dozen runs share the host's cores, and their work is on the GPU.
 OMP_NUM_THREADS=1 python benchmarks/bench_defaults_sweep.py train --step-times benchmarks/results/step_times.json --out "$sweep" \
-    --parallel "${PARALLEL:-12}" --wall-minutes "$wall"
+    --parallel "${PARALLEL:-16}" --wall-minutes "$wall" ${VARIANTS:+--only $VARIANTS}
 for log in "$sweep"/*/train.log; do echo "$log: $(tail -c 300 "$log" | tr '\r' '\n' | tail -n 2 | head -n 1)"; done
 timeout $((deadline - SECONDS > 30 ? deadline - SECONDS : 30)) python benchmarks/bench_time_to_quality.py "$sweep"/* \
-    --step-times benchmarks/results/step_times.json --json "$results/defaults_sweep.json"
+    --step-times benchmarks/results/step_times.json --minutes 5 15 30 45 60 --json "$results/defaults_sweep.json"
 echo "== done in $SECONDS s"
