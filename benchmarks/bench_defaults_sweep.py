@@ -27,6 +27,8 @@ from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "unconditional.yaml"
 
+# The defaults the sweep started from (batch 64, no loss weighting); every variant changes them.
+ROUND_1_BASE = ["train.batch_size=64", "train.min_snr_gamma=null"]
 # One change at a time from the unconditional recipe (name -> recipe overrides).
 DIFFUSERS_DEFAULTS = ["train.batch_size=16", "train.lr=1e-4", "train.warmup_steps=500", "train.lr_schedule=cosine",
                       "train.weight_decay=1e-6", "train.ema_decay=0.9999", "scheduler.beta_schedule=linear",
@@ -66,10 +68,10 @@ def time_steps(overrides: list[str], steps: int) -> float:
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in (2, 2 + steps):
-            recipe = load_recipe(str(RECIPE), [*overrides, f"train.max_steps={count}", "train.sample_every=0",
-                                               "train.checkpoint_every=0", "train.tensorboard=false",
-                                               f"train.output_dir={tmp}/run", "train.warmup_steps=1",
-                                               "data.size=4096"])
+            recipe = load_recipe(str(RECIPE), [*ROUND_1_BASE, *overrides, f"train.max_steps={count}",
+                                               "train.sample_every=0", "train.checkpoint_every=0",
+                                               "train.tensorboard=false", f"train.output_dir={tmp}/run",
+                                               "train.warmup_steps=1", "data.size=4096"])
             train_recipe(recipe, overwrite=True)
             seconds.append(json.loads((Path(tmp) / "run" / "training_summary.json").read_text())["seconds"])
     return (seconds[1] - seconds[0]) / steps
@@ -97,7 +99,7 @@ def step_times(args: argparse.Namespace) -> None:
 def variant_overrides(name: str, seconds_per_step: float, out: Path, wall_minutes: float | None) -> list[str]:
     every = round(TARGET_MINUTES[0] * 60 / seconds_per_step)  # every target is a multiple of the first
     steps = every * (TARGET_MINUTES[-1] // TARGET_MINUTES[0])
-    overrides = [*VARIANTS[name], f"train.max_steps={steps}", f"train.checkpoint_every={every}",
+    overrides = [*ROUND_1_BASE, *VARIANTS[name], f"train.max_steps={steps}", f"train.checkpoint_every={every}",
                  "train.keep_checkpoints=100", "train.sample_every=0", "train.tensorboard=false",
                  f"train.output_dir={out / name}"]
     return overrides + ([f"train.max_minutes={wall_minutes}"] if wall_minutes else [])

@@ -1,18 +1,19 @@
-"""Write docs/benchmarks.md from the JSON the benchmark scripts wrote, with the machine they ran on.
+"""Write docs/benchmarks.md from the JSON the benchmark scripts wrote, each with the machine it ran on.
 
     python benchmarks/bench_training_throughput.py --json benchmarks/results/throughput.json
     python benchmarks/bench_sampling.py --json benchmarks/results/sampling.json
     python benchmarks/bench_time_to_quality.py RUN ... --json benchmarks/results/time_to_quality.json
+    python benchmarks/bench_defaults_sweep.py step-times --json benchmarks/results/step_times.json
+    bash benchmarks/gpu_session.sh        # on a GPU machine: benchmarks/results/gpu/*.json
     python benchmarks/write_benchmarks_doc.py
 
-A result file that is missing leaves its section saying so.
+A result file that is missing leaves its section saying so. benchmarks/results/NOTES.md (how the numbers
+were taken, and what they decided) is appended as it is.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,81 +25,117 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}, no GPU")
-
-
-def throughput_section(data: dict | None) -> list[str]:
+def throughput_section(data: dict | None, command: str) -> list[str]:
     if not data:
-        return ["Not run yet: `python benchmarks/bench_training_throughput.py "
-                "--json benchmarks/results/throughput.json`."]
-    lines = [f"{data['steps']} steps of {data['batch']} images with the UNet of `recipes/unconditional.yaml` "
+        return [f"Not run yet: `{command}`."]
+    lines = [f"Machine: {data['machine']}.", "",
+             f"{data['steps']} steps of {data['batch']} images with the UNet of `recipes/unconditional.yaml` "
              f"({data['step_gflop']:.1f} GFLOP per step, forward and backward).", "",
-             "| loop | images/s | GFLOP/s | % of matmul | peak RSS |", "|---|---:|---:|---:|---:|"]
+             "| loop | images/s | GFLOP/s | % of matmul | peak RSS | peak GPU memory |",
+             "|---|---:|---:|---:|---:|---:|"]
     for kind in ("condiff", "plain"):
         r = data[kind]
         name = "condiff trainer" if kind == "condiff" else "plain diffusers loop (datasets + PIL transforms)"
+        gpu = f"{r['peak_gpu_mb']:.0f} MB" if r.get("peak_gpu_mb") else "-"
         lines.append(f"| {name} | {r['img_per_s']:.1f} | {r['gflops']:.1f} | "
-                     f"{100 * r['gflops'] / data['matmul_gflops']:.0f} % | {r['peak_rss_mb']:.0f} MB |")
-    lines += [f"| float32 matmul 2048² (the ceiling) | | {data['matmul_gflops']:.1f} | 100 % | |", "",
+                     f"{100 * r['gflops'] / data['matmul_gflops']:.0f} % | {r['peak_rss_mb']:.0f} MB | {gpu} |")
+    size = data.get("matmul_size", 2048)
+    lines += [f"| float32 matmul {size}² (the ceiling) | | {data['matmul_gflops']:.1f} | 100 % | | |", "",
               f"**condiff / plain loop: {data['ratio']:.2f}×** the images per second."]
     return lines
 
 
-def sampling_section(data: dict | None) -> list[str]:
+def sampling_section(data: dict | None, command: str) -> list[str]:
     if not data:
-        return ["Not run yet: `python benchmarks/bench_sampling.py --json benchmarks/results/sampling.json`."]
-    lines = [f"`{Path(data['model']).name}` model, {data['num']} images per sampler, FD on the Nouns feature "
+        return [f"Not run yet: `{command}`."]
+    lines = [f"Machine: {data['machine']}.", "",
+             f"`{Path(data['model']).name}` model, {data['num']} images per sampler, FD on the Nouns feature "
              "network (lower is better).", "", "| sampler | ms per image | FD | KID | glasses recognised |",
              "|---|---:|---:|---:|---:|"]
     for r in data["results"]:
-        lines.append(f"| {r['sampler']} | {r['ms_per_image']:.1f} | {r['FD']:.2f} | {r['KID']:.4f} | "
+        lines.append(f"| {r['sampler']} | {r['ms_per_image']:.2f} | {r['FD']:.2f} | {r['KID']:.4f} | "
                      f"{r['glasses ok']:.0%} |")
+    if data.get("references"):
+        lines += ["", "References in the same run: " + ", ".join(f"{k} {v:.2f}" for k, v in data["references"].items())]
     if data.get("fewest_within_10pct"):
         lines += ["", f"Fewest steps within 10 % of full DDPM's FD: **{data['fewest_within_10pct']}**."]
     return lines
 
 
-def time_to_quality_section(data: dict | None) -> list[str]:
-    if not data:
+def fd_cell(point: dict) -> str:
+    """FD with its step, and the CPU-minutes actually counted when a run stopped short of the target."""
+    if point.get("FD") is None:
+        return "not reached"
+    counted = point.get("counted_seconds", 60 * point["minutes"]) / 60
+    short = f", {counted:.0f} min" if counted < 0.95 * point["minutes"] else ""
+    return f"{point['FD']:.0f} (step {point['step']}{short})"
+
+
+def time_table(files: list[dict], names: bool) -> list[str]:
+    minutes = sorted({p["minutes"] for data in files for run in data["runs"] for p in run["points"]})
+    lines = ["| run | " + " | ".join(f"{m:g} min" for m in minutes) + " |", "|---|" + "---:|" * len(minutes)]
+    for data in files:
+        for run in data["runs"]:
+            by_minutes = {p["minutes"]: p for p in run["points"]}
+            cells = [fd_cell(by_minutes[m]) if m in by_minutes else "" for m in minutes]
+            name = Path(run["run"]).name if names else run["run"]
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def time_to_quality_section(files: list[dict]) -> list[str]:
+    if not files:
         return ["Not run yet: see `benchmarks/bench_time_to_quality.py`."]
-    minutes = [p["minutes"] for p in data["runs"][0]["points"]]
-    lines = [f"FD after N minutes of training ({data['num']} images, DPM-Solver++ 20 steps, EMA weights).", "",
-             "| run | " + " | ".join(f"{m:g} min" for m in minutes) + " | settings |",
-             "|---|" + "---:|" * len(minutes) + "---|"]
-    for run in data["runs"]:
-        cells = [f"{p['FD']:.2f} (step {p['step']})" if p.get("FD") is not None else "not run"
-                 for p in run["points"]]
-        settings = ", ".join(f"{k.split('.')[1]} {v}" for k, v in run["settings"].items())
-        lines.append(f"| `{run['run']}` | " + " | ".join(cells) + f" | {settings} |")
-    lines += ["", "References in the same run: " + ", ".join(f"{k} {v:.2f}" for k, v in data["references"].items())]
+    lines = [f"Machine: {files[0]['machine']}.", "",
+             f"FD after N CPU-minutes of training ({files[0]['num']} images, DPM-Solver++ 20 steps, EMA weights; "
+             "lower is better).", "", *time_table(files, names=False), "", "Settings of each run:", ""]
+    for data in files:
+        for run in data["runs"]:
+            settings = ", ".join(f"{k.split('.')[1]} {v}" for k, v in run["settings"].items() if v is not None)
+            lines.append(f"- `{run['run']}`: {settings}")
+    lines += ["", "References in the same run: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in files[0]["references"].items())]
+    return lines
+
+
+def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
+    if not rounds or not step_times:
+        return ["Not run yet: see `benchmarks/bench_defaults_sweep.py`."]
+    lines = [f"Trained on: {rounds[0]['machine']}; every variant is given the steps that cost the named "
+             f"CPU-minutes on {step_times['machine']} (step times below), so the table compares "
+             "CPU-minutes, not GPU-minutes. Each round ran its variants side by side until a wall-clock limit, "
+             "so the longest budgets were not reached.", ""]
+    for number, data in enumerate(rounds, 1):
+        lines += [f"Round {number} ({data['num']} images, DPM-Solver++ 20 steps, EMA weights; lower is better):",
+                  "", *time_table([data], names=True), ""]
+    lines += ["CPU seconds per training step (measured alone on the 2-core machine):", "",
+              "| model and batch | s/step |", "|---|---:|"]
+    lines += [f"| {key} | {value:.3f} |" for key, value in step_times["cost_seconds_per_step"].items()]
     return lines
 
 
 def main() -> None:
     notes = (RESULTS / "NOTES.md").read_text() if (RESULTS / "NOTES.md").is_file() else ""
+    time_files = [data for data in (load("time_to_quality"), load("time_to_quality_3000_steps")) if data]
+    rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2")) if data]
     text = "\n".join([
         "# Benchmarks", "",
         "Written by `benchmarks/write_benchmarks_doc.py` from the JSON files in `benchmarks/results/`; "
-        "each number was measured by the script named in its section.", "",
-        f"Machine: {machine()}.", "",
+        "each number was measured by the script named in its section, on the machine named with it.", "",
         "## Training throughput (`benchmarks/bench_training_throughput.py`)", "",
-        *throughput_section(load("throughput")), "",
+        "### CPU", "",
+        *throughput_section(load("throughput"), "python benchmarks/bench_training_throughput.py --device cpu"), "",
+        "### GPU", "",
+        *throughput_section(load("gpu/throughput"), "bash benchmarks/gpu_session.sh"), "",
         "## Samplers (`benchmarks/bench_sampling.py`)", "",
-        *sampling_section(load("sampling")), "",
-        "## Time to quality (`benchmarks/bench_time_to_quality.py`)", "",
-        *time_to_quality_section(load("time_to_quality")), "",
+        "### GPU (500 images, trailing timestep spacing: the FDs that chose the default)", "",
+        *sampling_section(load("gpu/sampling"), "bash benchmarks/gpu_session.sh"), "",
+        "### CPU (time per image on the 2-core machine)", "",
+        *sampling_section(load("sampling"), "python benchmarks/bench_sampling.py --device cpu"), "",
+        "## Time to quality on 2 CPU cores (`benchmarks/bench_time_to_quality.py`)", "",
+        *time_to_quality_section(time_files), "",
+        "## Choosing the defaults (`benchmarks/bench_defaults_sweep.py`)", "",
+        *sweep_section(rounds, load("step_times")), "",
         "## Data (`benchmarks/bench_nouns_render.py`)", "",
         "Rendering a batch of 64 Nouns costs about 0.02 % of one training step: data never slows training.", "",
         notes,

@@ -25,6 +25,11 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+# Sampling defaults, chosen by benchmarks/bench_sampling.py: DPM-Solver++ with the fewest steps whose FD
+# stays within 10 % of full 1000-step DDPM (15 steps: FD 506 against 505, 65x faster; docs/benchmarks.md).
+SAMPLERS = ("ddpm", "ddim", "dpm")
+DEFAULT_SAMPLER = "dpm"
+DEFAULT_SAMPLER_STEPS = 15
 SAMPLERS = ("ddpm", "ddim", "dpm")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 
@@ -81,7 +86,7 @@ class SchedulerConfig:
 class TrainConfig:
     output_dir: str = "outputs/run"
     max_steps: int = 10_000
-    batch_size: int = 64
+    batch_size: int = 32  # beat 64 and 128 per CPU-minute in benchmarks/bench_defaults_sweep.py
     grad_accum: int = 1
     lr: float = 2e-4
     lr_schedule: str = "cosine"
@@ -94,7 +99,9 @@ class TrainConfig:
     # Stop after this many minutes of training (resumed time included) even before max_steps; the LR
     # schedule still spans max_steps. A checkpoint and the model are written as at the end.
     max_minutes: float | None = None
-    min_snr_gamma: float | None = None  # e.g. 5.0: Min-SNR loss weighting, arxiv 2303.09556
+    # Min-SNR loss weighting (arxiv 2303.09556); 5.0 cut FD at 15 CPU-minutes by 20 % in the defaults
+    # sweep (docs/benchmarks.md). None turns it off.
+    min_snr_gamma: float | None = 5.0
     mixed_precision: str = "no"
     ema: bool = True
     ema_decay: float = 0.999

@@ -25,9 +25,9 @@ from condiff.app.models import (
     generate_grid,
     open_upload,
 )
+from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.errors import CondiffError
 
-SCHEDULERS = ("ddpm", "ddim", "dpm")
 CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
 VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp
 CSS = """
@@ -80,7 +80,7 @@ def model_choice(catalog: Catalog, tab: Tab) -> gr.Dropdown:
 
 def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number]:
     steps_slider = gr.Slider(1, 200, value=steps, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
-    scheduler = gr.Radio(list(SCHEDULERS), value="dpm", label="Scheduler (dpm = DPM-Solver++)",
+    scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm = DPM-Solver++)",
                          elem_id=f"{tab.key}-scheduler")
     seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
     return steps_slider, scheduler, seed
@@ -95,7 +95,7 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            steps, scheduler, seed = sampling_options(tab, 20)
+            steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
             button = gr.Button("Generate", variant="primary", elem_id="generate-run")
         with gr.Column(scale=2):
@@ -131,7 +131,7 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             full_res = gr.Checkbox(label="Also at the input's full resolution (its own lightness, the model's colour)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, 20)
+                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             button = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
         with gr.Column(scale=1):
             result = gr.Image(label="Colorized (the model's resolution)", type="pil", format="png", height=VIEW,
@@ -177,7 +177,7 @@ def sketch_tab(catalog: Catalog, tab: Tab) -> None:
             model = model_choice(catalog, tab)
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, 20)
+                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             button = gr.Button("Generate", variant="primary", elem_id="sketch-run")
             result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
                               interactive=False, elem_id="sketch-output", elem_classes="pixelated")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.errors import CondiffError
+
+
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """--steps and --scheduler, with the defaults the sampler benchmark chose."""
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS,
+                        help=f"denoising steps (default: {DEFAULT_SAMPLER_STEPS})")
+    parser.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                        help=f"sampler (default: {DEFAULT_SAMPLER} = DPM-Solver++)")
 
 
 def check_positive(option: str, value: int) -> None:

@@ -10,6 +10,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from condiff.cli.common import add_sampler_options
+
 
 @dataclass(frozen=True)
 class Task:
@@ -37,10 +39,7 @@ def add_parsers(subparsers) -> None:
         parser.add_argument("--model", help=f"model folder (default: the shipped Nouns {task.shipped_model} model)")
         parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
         parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
-        # DPM-Solver++ 20 steps: the fewest within 10 % of full DDPM's FD (benchmarks/bench_sampling.py)
-        parser.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
-        parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
-                            help="sampler (default: dpm = DPM-Solver++)")
+        add_sampler_options(parser)
         parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",
                             help="classifier-free guidance: one scale, or one per condition (default: 1)")
         parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")

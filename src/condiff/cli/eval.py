@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from condiff.cli.common import add_sampler_options
+
 TASKS = ("unconditional", "colorize", "sketch2img")
 
 
@@ -17,9 +19,7 @@ def add_parsers(subparsers) -> None:
                         help="what to evaluate (default: all three shipped models)")
     parser.add_argument("--model", help="model folder (default: the shipped model for the task)")
     parser.add_argument("--num", type=int, default=500, help="images per set (default: 500)")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
-    parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
-                        help="sampler (default: dpm = DPM-Solver++)")
+    add_sampler_options(parser)
     parser.add_argument("--guidance", type=float, default=1.0, help="guidance scale for conditional models")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     parser.add_argument("--inception", action="store_true",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from condiff.cli.common import add_sampler_options
+
 
 def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -13,10 +15,7 @@ def add_parsers(subparsers) -> None:
     )
     parser.add_argument("--model", help="model folder written by `condiff train` (default: the shipped Nouns model)")
     parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
-    parser.add_argument("--scheduler", choices=("ddpm", "ddim", "dpm"), default="dpm",
-                        help="sampler (default: dpm = DPM-Solver++)")
-    # DPM-Solver++ 20 steps: the fewest within 10 % of full DDPM's FD (benchmarks/bench_sampling.py)
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
+    add_sampler_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default: 0)")
     parser.add_argument("--out", default="samples.png", help="grid PNG to write (default: samples.png)")
     parser.add_argument("--gif", help="also write the denoising animation to this GIF")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
 from condiff.data.nouns import PART_KINDS, NounsDataset
 from condiff.data.preprocess import to_model_tensor
 from condiff.evaluation import metrics
@@ -26,8 +27,8 @@ CONFIDENT = 0.8  # a part counts as recognised when the feature network gives it
 @dataclass
 class EvalSettings:
     num: int = 500
-    steps: int = 20
-    scheduler: str = "dpm"
+    steps: int = DEFAULT_SAMPLER_STEPS
+    scheduler: str = DEFAULT_SAMPLER
     seed: int = 0
     guidance: float = 1.0
     device: str = "cpu"

@@ -1,0 +1,58 @@
+"""The training objective: Min-SNR weighting (the default since the defaults sweep) and its limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from condiff.config import Recipe
+from condiff.training.loss import diffusion_loss, min_snr_weights
+
+SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+def snr_of(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
+    alpha_bar = scheduler.alphas_cumprod[timesteps]
+    return alpha_bar / (1 - alpha_bar)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_epsilon_weights_clip_only_the_easy_timesteps(schedule):
+    scheduler = DDPMScheduler(beta_schedule=schedule, prediction_type="epsilon")
+    timesteps = torch.arange(1000)
+    weights, snr = min_snr_weights(scheduler, timesteps, 5.0), snr_of(scheduler, timesteps)
+    assert torch.isfinite(weights).all()
+    assert torch.allclose(weights[snr <= 5], torch.ones(int((snr <= 5).sum())))
+    assert torch.allclose(weights[snr > 5], 5 / snr[snr > 5])
+    assert (snr > 5).any() and (snr <= 5).any()  # both regimes are exercised
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_v_prediction_weights_are_min_snr_over_snr_plus_one(schedule):
+    scheduler = DDPMScheduler(beta_schedule=schedule, prediction_type="v_prediction")
+    timesteps = torch.arange(1000)
+    weights, snr = min_snr_weights(scheduler, timesteps, 5.0), snr_of(scheduler, timesteps)
+    assert torch.allclose(weights, snr.clamp(max=5) / (snr + 1))
+    assert (weights <= 1).all() and (weights >= 0).all()
+
+
+def test_a_gamma_above_every_snr_gives_the_plain_loss():
+    scheduler = DDPMScheduler(prediction_type="epsilon")
+    unet = UNet2DModel(sample_size=8, block_out_channels=(8, 16), norm_num_groups=8, layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    clean = torch.rand(4, 3, 8, 8) * 2 - 1
+    torch.manual_seed(0)
+    plain = diffusion_loss(unet, scheduler, clean)
+    torch.manual_seed(0)
+    weighted = diffusion_loss(unet, scheduler, clean, min_snr_gamma=1e12)
+    assert weighted.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_min_snr_is_the_default_and_can_be_turned_off(tmp_path):
+    from condiff.config import load_recipe
+
+    assert Recipe().train.min_snr_gamma == 5.0
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  min_snr_gamma: null\n")
+    assert load_recipe(str(recipe)).train.min_snr_gamma is None
