@@ -30,7 +30,6 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 SAMPLERS = ("ddpm", "ddim", "dpm")
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 15
-SAMPLERS = ("ddpm", "ddim", "dpm")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 
 
@@ -110,8 +109,8 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 1000  # 0 = never; the final model is always sampled
     sample_num: int = 16
-    sample_sampler: str = "dpm"  # a fast sampler for previews during training
-    sample_steps: int = 20
+    sample_sampler: str = DEFAULT_SAMPLER  # a fast sampler for previews during training
+    sample_steps: int = DEFAULT_SAMPLER_STEPS
     checkpoint_every: int = 500  # 0 = only at the end
     keep_checkpoints: int = 3
     resume: str | None = None  # "latest" or a checkpoint folder
