@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from condiff.config import DEFAULT_SAMPLER_STEPS
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.tasks import EVALUATORS, EvalSettings
 from condiff.model import load_conditional_pipeline, load_scheduler, load_unet, model_kind, save_model
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("run", help="a finished training run folder")
     parser.add_argument("name", choices=tuple(SHIPPED))
     parser.add_argument("--num", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS)
     args = parser.parse_args()
     run, target = Path(args.run), MODELS_ROOT / args.name
     write_fp16(run, target)
