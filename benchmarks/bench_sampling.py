@@ -15,8 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from machine import describe, pick_device
+from machine import describe
 
+from condiff.cli.common import pick_device
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.tasks import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
 from condiff.model import load_scheduler, load_unet, make_sampler

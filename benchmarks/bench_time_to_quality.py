@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from machine import describe
 
+from condiff.cli.common import pick_device
 from condiff.config import load_recipe
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.tasks import (
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)
     net = load_feature_net()
     settings = EvalSettings(num=args.num, steps=20, device=device)
     results = []

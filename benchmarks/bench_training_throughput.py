@@ -167,7 +167,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", choices=("condiff", "plain", "matmul"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from machine import describe, pick_device
+    from machine import describe
+
+    from condiff.cli.common import pick_device
 
     device = pick_device(args.device)
     if args.child:

@@ -7,12 +7,6 @@ import platform
 from pathlib import Path
 
 
-def pick_device(name: str | None = None) -> str:
-    import torch
-
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def synchronize(device: str) -> None:
     """Waits for queued GPU work, so a host clock read next measures it."""
     import torch
