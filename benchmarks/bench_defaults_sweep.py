@@ -55,9 +55,14 @@ COST_KEYS = ("train.batch_size", "model.layers_per_block", "model.channels")  # 
 TARGET_MINUTES = (5, 15, 30, 60)
 
 
+def cost_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that change a step's compute."""
+    return [o for o in overrides if o.split("=")[0] in COST_KEYS]
+
+
 def cost_key(overrides: list[str]) -> str:
-    """The overrides that change a step's compute; variants with the same key share one step time."""
-    return " ".join(o for o in overrides if o.split("=")[0] in COST_KEYS) or "default"
+    """Variants with the same key share one step time."""
+    return " ".join(cost_overrides(overrides)) or "default"
 
 
 def time_steps(overrides: list[str], steps: int) -> float:
@@ -78,12 +83,10 @@ def time_steps(overrides: list[str], steps: int) -> float:
 
 
 def step_times(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from machine import describe
 
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU-minutes are measured on the CPU
-    keys = {cost_key(overrides): [o for o in overrides if o.split("=")[0] in COST_KEYS]
-            for overrides in VARIANTS.values()}
+    keys = {cost_key(overrides): cost_overrides(overrides) for overrides in VARIANTS.values()}
     times = {}
     for key, overrides in keys.items():
         batch = next((int(o.split("=")[1]) for o in overrides if o.startswith("train.batch_size")), 64)
