@@ -124,10 +124,10 @@ def main() -> None:
                                                    "references": reference}, indent=2) + "\n")
 
     print(f"\nFD on the Nouns feature network, {args.num} images, DPM-Solver++ 20 steps, EMA weights")
-    print(f"{'run':40}" + "".join(f"{f'{m:g} min':>18}" for m in args.minutes))
+    print(f"{'run':40}" + "".join(f"{f'{m:g} min':>22}" for m in args.minutes))
     for row in results:
         cells = [f"{p['FD']:.2f} (step {p['step']})" if p["FD"] is not None else "not reached" for p in row["points"]]
-        print(f"{row['run']:40}" + "".join(f"{c:>18}" for c in cells))
+        print(f"{row['run']:40}" + "".join(f"{c:>22}" for c in cells))
     print("references: " + ", ".join(f"{name} {value:.2f}" for name, value in reference.items()))
 
 

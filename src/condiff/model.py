@@ -93,8 +93,18 @@ def make_sampler(train_scheduler: DDPMScheduler, kind: str, steps: int | None = 
     # config carries DDPM's "leading" default, which costs few-step samplers about 20 % in FD on Nouns.
     spacing = {"timestep_spacing": "trailing"}
     if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++", **spacing)
+        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
+                                                       **spacing, **_clip_like_ddpm(train_scheduler.config))
     return classes[kind].from_config(train_scheduler.config, **spacing)
+
+
+def _clip_like_ddpm(config) -> dict:
+    """DPM-Solver++ has no `clip_sample`; dynamic thresholding whose ceiling is the clip range clamps
+    its predicted x_0 the way DDPM and DDIM do. Without the clamp an epsilon model on linear betas
+    divides its error by sqrt(alpha_bar) ~ 0.006 at t = 999: on Nouns FD 4540 instead of DDIM's 2060."""
+    if not config.get("clip_sample", False):
+        return {}
+    return {"thresholding": True, "sample_max_value": config.get("clip_sample_range", 1.0)}
 
 
 # --- loading ------------------------------------------------------------------------------------
