@@ -87,7 +87,7 @@ def main() -> None:
 
     device = pick_device(args.device)
     net = load_feature_net()
-    settings = EvalSettings(num=args.num, steps=20, device=device)
+    settings = EvalSettings(num=args.num, device=device)
     results = []
     per_step = args.seconds_per_step or [0.0] * len(args.runs)
     if args.step_times:
@@ -123,7 +123,8 @@ def main() -> None:
             Path(args.json).write_text(json.dumps({"machine": machine, "num": args.num, "runs": results,
                                                    "references": reference}, indent=2) + "\n")
 
-    print(f"\nFD on the Nouns feature network, {args.num} images, DPM-Solver++ 20 steps, EMA weights")
+    sampler = settings.describe()["sampler"]
+    print(f"\nFD on the Nouns feature network, {args.num} images, sampler {sampler}, EMA weights")
     print(f"{'run':40}" + "".join(f"{f'{m:g} min':>22}" for m in args.minutes))
     for row in results:
         cells = [f"{p['FD']:.2f} (step {p['step']})" if p["FD"] is not None else "not reached" for p in row["points"]]

@@ -7,24 +7,25 @@ from condiff.config import SchedulerConfig
 from condiff.model import build_scheduler, make_sampler
 
 
+def one_step_from_noise(train_scheduler, kind: str) -> torch.Tensor:
+    """One sampler step from pure noise by a model that has learnt nothing (its output is 0)."""
+    sampler = make_sampler(train_scheduler, kind, 1)
+    sampler.set_timesteps(1)
+    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    return sampler.step(torch.zeros_like(noise), sampler.timesteps[0], noise).prev_sample
+
+
 @pytest.mark.parametrize("beta_schedule,prediction_type", [("linear", "epsilon"), ("scaled_linear", "epsilon"),
                                                            ("squaredcos_cap_v2", "v_prediction")])
 @pytest.mark.parametrize("kind", ["dpm", "ddim"])
 def test_one_step_from_noise_stays_in_the_image_range(beta_schedule, prediction_type, kind):
-    # A model that has learnt nothing (output 0) implies x_0 = x_T / sqrt(alpha_bar_T): about 150 x_T
-    # on linear betas. DDPM clamps that to [-1, 1]; every sampler made from its config must do the same.
-    sampler = make_sampler(build_scheduler(SchedulerConfig(beta_schedule=beta_schedule,
-                                                           prediction_type=prediction_type)), kind, 1)
-    sampler.set_timesteps(1)
-    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    image = sampler.step(torch.zeros_like(noise), sampler.timesteps[0], noise).prev_sample
-    assert image.abs().max() <= 1.0 + 1e-6
+    # Output 0 implies x_0 = x_T / sqrt(alpha_bar_T): about 150 x_T on linear betas. DDPM clamps that
+    # to [-1, 1]; every sampler made from its config must do the same.
+    scheduler = build_scheduler(SchedulerConfig(beta_schedule=beta_schedule, prediction_type=prediction_type))
+    assert one_step_from_noise(scheduler, kind).abs().max() <= 1.0 + 1e-6
 
 
 def test_dpm_leaves_an_unclamped_schedule_unclamped():
     scheduler = build_scheduler(SchedulerConfig(beta_schedule="linear", prediction_type="epsilon"))
     scheduler.register_to_config(clip_sample=False)
-    sampler = make_sampler(scheduler, "dpm", 1)
-    sampler.set_timesteps(1)
-    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    assert sampler.step(torch.zeros_like(noise), sampler.timesteps[0], noise).prev_sample.abs().max() > 10
+    assert one_step_from_noise(scheduler, "dpm").abs().max() > 10
