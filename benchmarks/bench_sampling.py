@@ -1,11 +1,13 @@
 """Samplers side by side: time per image and Fréchet distance, on one model in one run.
 
-    python benchmarks/bench_sampling.py [--model DIR] [--num 500] [--device cuda] [--json FILE]
+    python benchmarks/bench_sampling.py [--model DIR] [--num 500] [--repeats 1] [--device cuda] [--json FILE]
 
 DDPM with all its steps is the reference; DDIM and DPM-Solver++ trade steps for speed. Each sampler
 draws the same number of images from the same seeds, scored on the Nouns feature network against
-held-out Nouns. The last line names the fewest steps whose FD stays within 10 % of full DDPM: the
-default for `condiff sample`.
+held-out Nouns. With --repeats R each sampler draws R disjoint sets of images (seeds 0, num, 2·num, …),
+and its FD is their mean, with the spread beside it, so a close call is not decided by one draw.
+The last line names the fewest steps whose mean FD stays within 10 % of full DDPM's: the default for
+`condiff sample`.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from condiff.model import load_scheduler, load_unet, make_sampler
 from condiff.pretrained import resolve_model
 from condiff.sampling import generate
 
-SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 10)]
+SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="default: the shipped unconditional model")
-    parser.add_argument("--num", type=int, default=500)
+    parser.add_argument("--num", type=int, default=500, help="images per set")
+    parser.add_argument("--repeats", type=int, default=1, help="disjoint sets of images per sampler")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -41,7 +44,7 @@ def main() -> None:
     scheduler = load_scheduler(model)
     net = load_feature_net()
     machine = describe(device)
-    print(f"{machine}\n{model}: {args.num} images per sampler, all in one batch")
+    print(f"{machine}\n{model}: {args.repeats} x {args.num} images per sampler, {args.num} in one batch")
     space = FeatureSpace(net, held_out_nouns(args.num, REFERENCE_SEED, unet.config.sample_size))
     references = reference_rows(space, EvalSettings(num=args.num))
     print("references: " + ", ".join(f"{row.name} FD {row.metrics['FD']:.2f}" for row in references))
@@ -49,13 +52,19 @@ def main() -> None:
     results = []
     for kind, steps in SAMPLERS:
         steps = steps or scheduler.config.num_train_timesteps
-        start = time.perf_counter()
-        samples = generate(unet, make_sampler(scheduler, kind, steps), args.num, steps).images  # returned on CPU
-        seconds = time.perf_counter() - start  # sampling only; scoring is outside the clock
-        result = {"sampler": f"{kind}-{steps}", "ms_per_image": 1000 * seconds / args.num,
-                  **space.scores(samples, parts=True)}
+        seconds, scores = 0.0, []
+        for repeat in range(args.repeats):
+            start = time.perf_counter()
+            sampler = make_sampler(scheduler, kind, steps)
+            samples = generate(unet, sampler, args.num, steps, seed=repeat * args.num).images  # returned on CPU
+            seconds += time.perf_counter() - start  # sampling only; scoring is outside the clock
+            scores.append(space.scores(samples, parts=True))
+        result = {"sampler": f"{kind}-{steps}", "ms_per_image": 1000 * seconds / (args.repeats * args.num),
+                  **{key: sum(s[key] for s in scores) / len(scores) for key in scores[0]},
+                  "FD_per_set": [s["FD"] for s in scores]}
         results.append(result)
-        print(f"{result['sampler']:10} {result['ms_per_image']:9.2f} ms/image   FD {result['FD']:7.2f}   "
+        spread = f" (spread {max(result['FD_per_set']) - min(result['FD_per_set']):6.2f})" if args.repeats > 1 else ""
+        print(f"{result['sampler']:10} {result['ms_per_image']:9.2f} ms/image   FD {result['FD']:7.2f}{spread}   "
               f"KID {result['KID']:.4f}   glasses ok {result['glasses ok']:.2f}", flush=True)
     full = results[0]["FD"]
     good = [r for r in results[1:] if r["FD"] <= 1.1 * full]
@@ -65,7 +74,8 @@ def main() -> None:
         print(f"fewest steps within 10 % of full DDPM's FD ({full:.2f}): {fewest['sampler']} "
               f"(FD {fewest['FD']:.2f}, {speedup:.0f}x faster)")
     if args.json:
-        summary = {"machine": machine, "device": device, "model": model, "num": args.num, "results": results,
+        summary = {"machine": machine, "device": device, "model": model, "num": args.num, "repeats": args.repeats,
+                   "results": results,
                    "references": {row.name: row.metrics["FD"] for row in references},
                    "fewest_within_10pct": fewest and fewest["sampler"]}
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

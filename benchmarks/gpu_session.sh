@@ -17,7 +17,7 @@ if [ -z "${VARIANTS:-}" ]; then  # VARIANTS="a b": only the sweep, of those vari
   echo "== throughput"
   timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --json "$results/throughput.json"
   echo "== samplers"
-  timeout 120 python benchmarks/bench_sampling.py --json "$results/sampling.json"
+  timeout 240 python benchmarks/bench_sampling.py --num 1000 --repeats 3 --json "$results/sampling.json"
 fi
 echo "== defaults sweep"
 # Train until 2.5 minutes before the deadline, leaving time to score; unreached targets are reported as such.

@@ -220,11 +220,23 @@ def test_dataset_batches_through_a_dataloader():
     assert batch["labels"].shape == (8, 5) and len(batch["text"]) == 8
 
 
+def test_a_shuffled_batch_holds_the_same_items_as_indexing_one_by_one():
+    dataset = NounsDataset(size=40, seed=4)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:16].tolist()
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=16, sampler=order)))
+    one_by_one = [dataset[i] for i in order]
+    assert torch.equal(batch["image"], torch.stack([torch.from_numpy(item["image"]) for item in one_by_one]))
+    assert batch["labels"].tolist() == [item["labels"].tolist() for item in one_by_one]
+    assert batch["text"] == [item["text"] for item in one_by_one]
+
+
 def test_infinite_stream_is_deterministic_and_matches_the_fixed_dataset():
     stream = take(InfiniteNounsDataset(seed=5), 20)
     assert same_items(stream, take(InfiniteNounsDataset(seed=5), 20))
     assert same_items(stream, list(NounsDataset(size=20, seed=5)))
     assert same_items(stream[12:], take(InfiniteNounsDataset(seed=5, start=12), 8))
+    # Past the first chunk the stream renders (see STREAM_CHUNK), from an offset start too.
+    assert same_items(take(InfiniteNounsDataset(seed=5, start=3), 150), list(NounsDataset(size=153, seed=5))[3:])
     other = [item["labels"].tolist() for item in take(InfiniteNounsDataset(seed=6), 20)]
     assert [item["labels"].tolist() for item in stream] != other
 

@@ -153,12 +153,12 @@ def nth_noun(art: NounsArt, seed: int, i: int) -> Noun:
     return art.random_noun(np.random.default_rng([seed, i]))
 
 
-def make_item(art: NounsArt, noun: Noun) -> dict:
-    return {
-        "image": art.render(noun),
-        "labels": np.array(noun.labels(), np.int64),
-        "text": art.caption(noun),
-    }
+def make_items(art: NounsArt, nouns: Sequence[Noun]) -> list[dict]:
+    """Dataset items for `nouns`, rendered in one batch: per-Noun rendering was most of a data loader's
+    time, which a GPU step waits for."""
+    images = art.render_batch(nouns)
+    return [{"image": image, "labels": np.array(noun.labels(), np.int64), "text": art.caption(noun)}
+            for noun, image in zip(nouns, images, strict=True)]
 
 
 class NounsDataset(torch.utils.data.Dataset):
@@ -178,12 +178,19 @@ class NounsDataset(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, i: int) -> dict:
-        return make_item(self.art, self.noun(i))
+        return make_items(self.art, [self.noun(i)])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """A whole batch at once (torch's DataLoader calls this instead of __getitem__ per item)."""
+        return make_items(self.art, [self.noun(i) for i in indices])
 
     def noun(self, i: int) -> Noun:
         if not -self.size <= i < self.size:
             raise IndexError(f"item {i} of a NounsDataset of size {self.size}")
         return nth_noun(self.art, self.seed, i % self.size)
+
+
+STREAM_CHUNK = 64  # Nouns the endless stream renders at once
 
 
 class InfiniteNounsDataset(torch.utils.data.IterableDataset):
@@ -204,5 +211,6 @@ class InfiniteNounsDataset(torch.utils.data.IterableDataset):
         worker = torch.utils.data.get_worker_info()
         offset, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
         art = load_art()
-        for i in itertools.count(self.start + offset, step):
-            yield make_item(art, nth_noun(art, self.seed, i))
+        chunk = STREAM_CHUNK * step  # rendered a chunk at a time; the items and their order are the same
+        for first in itertools.count(self.start + offset, chunk):
+            yield from make_items(art, [nth_noun(art, self.seed, i) for i in range(first, first + chunk, step)])

@@ -181,9 +181,10 @@ class Trainer:
         )
         ema = None
         if cfg.ema:
+            # foreach: one fused update for all tensors, not a few kernel launches per tensor.
             ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=cfg.ema_decay,
                            use_ema_warmup=cfg.ema_warmup, model_cls=UNet2DModel,
-                           model_config=accelerator.unwrap_model(unet).config)
+                           model_config=accelerator.unwrap_model(unet).config, foreach=True)
             ema.to(accelerator.device)
             accelerator.register_for_checkpointing(ema)
 
