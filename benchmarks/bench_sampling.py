@@ -22,9 +22,9 @@ from machine import describe
 from condiff.cli.common import pick_device
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.tasks import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
-from condiff.model import load_scheduler, load_unet, make_sampler
+from condiff.model import load_scheduler, load_unet
 from condiff.pretrained import resolve_model
-from condiff.sampling import generate
+from condiff.sampling import generate, make_sampler
 
 SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10)]
 

@@ -33,8 +33,8 @@ from condiff.evaluation.tasks import (
     held_out_nouns,
     reference_rows,
 )
-from condiff.model import build_scheduler, build_unet, make_sampler
-from condiff.sampling import generate
+from condiff.model import build_scheduler, build_unet
+from condiff.sampling import generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from condiff.config import DEFAULT_SAMPLER_STEPS
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.tasks import EVALUATORS, EvalSettings
 from condiff.model import load_conditional_pipeline, load_scheduler, load_unet, model_kind, save_model
 from condiff.pretrained import MODELS_ROOT, SHIPPED
+from condiff.sampling import DEFAULT_SAMPLER_STEPS
 
 LIMIT_MB = 10
 ROOT = Path(__file__).resolve().parent.parent

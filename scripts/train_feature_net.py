@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from condiff.data.nouns import PART_KINDS, load_art, nth_noun
-from condiff.data.preprocess import to_model_tensor
 from condiff.evaluation.features import FEATURE_NET_DIR, NounsFeatureNet
+from condiff.images import to_model_tensor
 
 TRAIN_SEED, HELD_OUT_SEED = 1, 2
 

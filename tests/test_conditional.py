@@ -100,7 +100,8 @@ def test_guidance_matches_the_textbook_formula():
 
 
 def test_pipeline_round_trip_with_every_scheduler(colorize_model):
-    from condiff.model import load_conditional_pipeline, make_sampler
+    from condiff.model import load_conditional_pipeline
+    from condiff.sampling import make_sampler
 
     pipeline = load_conditional_pipeline(str(colorize_model))
     assert pipeline.conditions.names == ["grayscale"]

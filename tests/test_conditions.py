@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from condiff.conditions import ConditionEncoder, get_condition, list_conditions
 from condiff.data.nouns import NounsDataset
-from condiff.data.preprocess import to_model_tensor
+from condiff.images import to_model_tensor
 
 BUILT_INS = {"grayscale": 1, "canny": 1, "sketch": 1, "lowres": 3, "inpaint": 4}
 NON_DEFAULT_SETTINGS = {

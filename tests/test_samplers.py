@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from condiff.config import SchedulerConfig
-from condiff.model import build_scheduler, make_sampler
+from condiff.model import build_scheduler
+from condiff.sampling import make_sampler
 
 
 def one_step_from_noise(train_scheduler, kind: str) -> torch.Tensor:

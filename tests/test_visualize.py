@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from condiff.errors import CondiffError
+from condiff.images import to_uint8
 from condiff.visualize import (
     denoising_gif_frames,
     forward_noised,
@@ -19,7 +20,6 @@ from condiff.visualize import (
     noise_strip,
     plot_schedules,
     save_gif,
-    to_uint8,
 )
 
 

@@ -19,18 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from condiff.errors import RecipeError, first_line
+from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
-# Sampling defaults, from benchmarks/bench_sampling.py (docs/benchmarks.md): the fewest DPM-Solver++ steps
-# whose FD stays within 10 % of full 1000-step DDPM. On the shipped model (3 x 1000 images, H200) 20 steps
-# are +5.3 % from DDPM-1000 (393.6 against 373.8) and 15 steps +11.8 %, over 10 % on 2 of the 3 image sets.
-SAMPLERS = ("ddpm", "ddim", "dpm")
-DEFAULT_SAMPLER = "dpm"
-DEFAULT_SAMPLER_STEPS = 20
 BAD_IMAGE_POLICIES = ("skip", "fail")
 
 

@@ -1,8 +1,11 @@
-"""Reading and writing user images safely.
+"""Images: reading users' files safely, converting between pictures and model tensors, writing atomically.
 
 Reading: `open_image` turns every way a user's file can be wrong (missing, empty, not an image,
 truncated, absurdly large) into a one-line `DataError` naming the file, and `to_rgb` converts any
 Pillow mode to 8-bit RGB without the silent clipping that `Image.convert` does for 16-bit images.
+
+Converting: the model works on float tensors (N, 3, H, W) in [-1, 1]; `to_model_tensor` and `to_uint8`
+are the only places that map them to and from 8-bit pixels, and `to_pil_images` gives PIL images.
 
 Writing: `write_bytes_atomic` writes to a temporary file next to the target and renames it into
 place, so an interrupted or failed write never leaves a half-written file and never destroys an
@@ -16,6 +19,7 @@ import secrets
 import struct
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,8 +31,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # Pillow's format plugins raise many exception types on malformed data, not only OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError)
 
-# Modes whose alpha (or transparency entry) is composited over a background instead of dropped.
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# Modes with an alpha channel; palette and greyscale images may instead have a transparent entry.
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -97,7 +101,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     if image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
         return _grey_to_rgb(values * 255.0 if values.max(initial=0.0) <= 1.0 else values)
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+    if has_transparency(image):
         return _composite_over(image.convert("RGBA"), background)
     try:
         return image.convert("RGB")
@@ -105,6 +109,11 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         raise DataError(
             f"image mode {image.mode!r} cannot be converted to RGB; save it as an RGB PNG"
         ) from err
+
+
+def has_transparency(image: Image.Image) -> bool:
+    """True for an alpha channel or a transparent palette/greyscale entry (composited, never dropped)."""
+    return image.mode in ALPHA_MODES or "transparency" in image.info
 
 
 def _grey_to_rgb(values: np.ndarray) -> Image.Image:
@@ -115,6 +124,54 @@ def _grey_to_rgb(values: np.ndarray) -> Image.Image:
 def _composite_over(rgba: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     canvas = Image.new("RGBA", rgba.size, (*background, 255))
     return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Converting between pictures and model tensors
+# ---------------------------------------------------------------------------------------------------
+
+
+def to_model_tensor(images):
+    """uint8 (N, H, W, 3), numpy or torch -> float32 torch tensor (N, 3, H, W) in [-1, 1], the model's range."""
+    import torch
+
+    tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
+    return tensor.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(images: Any) -> np.ndarray:
+    """Return images as a uint8 array of shape (N, H, W, 3).
+
+    Accepts a uint8 array (N, H, W, C) or (H, W, C), a torch tensor in [-1, 1] (N, C, H, W) or
+    (C, H, W) (values outside are clipped), or a PIL image; C is 3, or 1 for greyscale.
+    """
+    if isinstance(images, Image.Image):
+        return np.asarray(to_rgb(images))[None]
+    if hasattr(images, "detach"):  # a torch tensor; checked by duck typing so torch need not be imported
+        array = images.detach().float().cpu().numpy()
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[1] not in (1, 3):
+            raise ValueError(
+                f"expected a tensor of shape (N, 3, H, W) or (3, H, W), got {tuple(array.shape)}"
+            )
+        array = np.rint(np.clip((array + 1.0) * 127.5, 0, 255)).astype(np.uint8).transpose(0, 2, 3, 1)
+    else:
+        array = np.asarray(images)
+        if array.dtype != np.uint8:
+            raise TypeError(f"expected a uint8 array or a tensor in [-1, 1], got an array of {array.dtype}")
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[-1] not in (1, 3):
+            raise ValueError(f"expected an array of shape (N, H, W, 3) or (H, W, 3), got {array.shape}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array)
+
+
+def to_pil_images(images: Any) -> list[Image.Image]:
+    """A batch (anything `to_uint8` takes) as a list of RGB PIL images."""
+    return [Image.fromarray(array) for array in to_uint8(images)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,37 +76,6 @@ def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
     )
 
 
-def make_sampler(train_scheduler: DDPMScheduler, kind: str, steps: int | None = None):
-    """Swap the training scheduler for a sampler with the same noise schedule (diffusers `from_config`);
-    with `steps`, also check the sampler can take that many."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
-    if kind not in classes:
-        raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
-    if steps is not None:
-        # diffusers' DPM-Solver++ fails (IndexError) when asked for every training timestep.
-        most = train_scheduler.config.num_train_timesteps - (kind == "dpm")
-        if not 1 <= steps <= most:
-            raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
-    # "trailing" spacing starts sampling at the last training timestep (arxiv 2305.08891). A saved DDPM
-    # config carries DDPM's "leading" default, which costs few-step samplers about 20 % in FD on Nouns.
-    spacing = {"timestep_spacing": "trailing"}
-    if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
-                                                       **spacing, **_clip_like_ddpm(train_scheduler.config))
-    return classes[kind].from_config(train_scheduler.config, **spacing)
-
-
-def _clip_like_ddpm(config) -> dict:
-    """DPM-Solver++ has no `clip_sample`; dynamic thresholding whose ceiling is the clip range clamps
-    its predicted x_0 the way DDPM and DDIM do. Without the clamp an epsilon model on linear betas
-    divides its error by sqrt(alpha_bar) ~ 0.006 at t = 999: on Nouns FD 4540 instead of DDIM's 2060."""
-    if not config.get("clip_sample", False):
-        return {}
-    return {"thresholding": True, "sample_max_value": config.get("clip_sample_range", 1.0)}
-
-
 # --- loading ------------------------------------------------------------------------------------
 
 

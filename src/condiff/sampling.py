@@ -1,15 +1,64 @@
-"""The reverse process: one loop for every scheduler, with or without condition channels.
+"""The reverse process: the samplers, and one loop for every sampler, with or without condition channels.
 
-`generate` is a plain function (k-diffusion style): it is handed the UNet and a scheduler, and
-optionally condition channels that are concatenated to the noisy image at every step. The noise
-shape comes from the UNet's *output* channels, since its input may be wider.
+Samplers are diffusers schedulers made from the training scheduler's config (`make_sampler`), so they
+share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the UNet and
+a sampler, and optionally condition channels that are concatenated to the noisy image at every step.
+The noise shape comes from the UNet's *output* channels, since its input may be wider.
+
+Importing this module is cheap (no torch): recipes and `--help` read the sampler names from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+from condiff.errors import CondiffError
+
+if TYPE_CHECKING:
+    import torch
+
+SAMPLERS = ("ddpm", "ddim", "dpm")  # dpm = DPM-Solver++
+# The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
+DEFAULT_SAMPLER = "dpm"
+DEFAULT_SAMPLER_STEPS = 20
+
+
+# --- samplers -----------------------------------------------------------------------------------
+
+
+def make_sampler(train_scheduler, kind: str, steps: int | None = None):
+    """Swap the training scheduler for a sampler with the same noise schedule (diffusers `from_config`);
+    with `steps`, also check the sampler can take that many."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+    if kind not in classes:
+        raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
+    if steps is not None:
+        # diffusers' DPM-Solver++ fails (IndexError) when asked for every training timestep.
+        most = train_scheduler.config.num_train_timesteps - (kind == "dpm")
+        if not 1 <= steps <= most:
+            raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
+    # "trailing" spacing starts sampling at the last training timestep (arxiv 2305.08891); a saved DDPM
+    # config carries DDPM's "leading" default, which few-step samplers pay for (docs/benchmarks.md).
+    spacing = {"timestep_spacing": "trailing"}
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
+                                                       **spacing, **_clip_like_ddpm(train_scheduler.config))
+    return classes[kind].from_config(train_scheduler.config, **spacing)
+
+
+def _clip_like_ddpm(config) -> dict:
+    """DPM-Solver++ has no `clip_sample`; dynamic thresholding whose ceiling is the clip range clamps
+    its predicted x_0 the way DDPM and DDIM do. Without the clamp an epsilon model on linear betas
+    divides its error by sqrt(alpha_bar) ~ 0.006 at t = 999 (docs/benchmarks.md)."""
+    if not config.get("clip_sample", False):
+        return {}
+    return {"thresholding": True, "sample_max_value": config.get("clip_sample_range", 1.0)}
+
+
+# --- the reverse process ------------------------------------------------------------------------
 
 
 @dataclass
@@ -49,6 +98,8 @@ def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[sli
     out = full + sum_i (s_i - 1) * (full - without_i). With one condition this is the usual
     uncond + s * (cond - uncond); with all scales 1 it is the plain conditional output.
     """
+    import torch
+
     image_channels = unet.config.out_channels
     guided = [(s, sl) for s, sl in zip(guidance, condition_slices, strict=True) if s != 1.0]
     variants = [model_input]
@@ -64,7 +115,6 @@ def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[sli
     return result
 
 
-@torch.no_grad()
 def generate(
     unet,
     scheduler,
@@ -73,7 +123,6 @@ def generate(
     seed: int = 0,
     condition: torch.Tensor | None = None,
     record: bool = False,
-    resolution: int | None = None,
     guidance: list[float] | None = None,
     condition_slices: list[slice] | None = None,
 ) -> Samples:
@@ -83,11 +132,12 @@ def generate(
     Image i draws all its noise from its own CPU generator seeded with `seed + i`, so the same seed
     gives the same images on every device, and a batch equals the same images drawn one by one.
     """
+    import torch
     from diffusers.utils.torch_utils import randn_tensor
 
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
-    size = resolution or unet.config.sample_size
+    size = unet.config.sample_size
     shape = (num, unet.config.out_channels, size, size)
     generator = [torch.Generator().manual_seed(seed + i) for i in range(num)]
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
@@ -96,14 +146,16 @@ def generate(
     scheduler.set_timesteps(steps)
     x = x * scheduler.init_noise_sigma
     result = Samples(images=x)
+    guide = guidance is not None and any(scale != 1.0 for scale in guidance)
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(x, t)
         if condition is not None:
             model_input = torch.cat([model_input, condition], dim=1)
-        if guidance is not None and any(scale != 1.0 for scale in guidance):
-            model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
-        else:
-            model_output = unet(model_input.to(dtype), t).sample.float()
+        with torch.no_grad():
+            if guide:
+                model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
+            else:
+                model_output = unet(model_input.to(dtype), t).sample.float()
         if record:
             result.noisy.append(x.cpu())
             result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())

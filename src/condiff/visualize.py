@@ -1,7 +1,7 @@
 """Pictures of what diffusion does: image grids, denoising GIFs, the forward-noising strip, schedules.
 
 Images come in as uint8 arrays, (N, H, W, 3) or (H, W, 3), or as torch tensors in the model's range
-[-1, 1], (N, 3, H, W) or (3, H, W); `to_uint8` accepts both. Upscaling is nearest-neighbour so pixel
+[-1, 1], (N, 3, H, W) or (3, H, W); `condiff.images.to_uint8` accepts both. Upscaling is nearest-neighbour so pixel
 art stays crisp. torch, diffusers and matplotlib are imported inside the functions that need them, so
 importing this module stays cheap.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from condiff.errors import CondiffError
-from condiff.images import to_rgb, write_bytes_atomic
+from condiff.images import to_model_tensor, to_uint8, write_bytes_atomic
 
 # diffusers DDPMScheduler `beta_schedule` names worth comparing.
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -33,36 +33,6 @@ BLACK = (0, 0, 0)
 # ---------------------------------------------------------------------------------------------------
 # Converting and arranging images
 # ---------------------------------------------------------------------------------------------------
-
-
-def to_uint8(images: Any) -> np.ndarray:
-    """Return images as a uint8 array of shape (N, H, W, 3).
-
-    Accepts a uint8 array (N, H, W, C) or (H, W, C), a torch tensor in [-1, 1] (N, C, H, W) or
-    (C, H, W) (values outside are clipped), or a PIL image; C is 3, or 1 for greyscale.
-    """
-    if isinstance(images, Image.Image):
-        return np.asarray(to_rgb(images))[None]
-    if hasattr(images, "detach"):  # a torch tensor; checked by duck typing so torch need not be imported
-        array = images.detach().float().cpu().numpy()
-        if array.ndim == 3:
-            array = array[None]
-        if array.ndim != 4 or array.shape[1] not in (1, 3):
-            raise ValueError(
-                f"expected a tensor of shape (N, 3, H, W) or (3, H, W), got {tuple(array.shape)}"
-            )
-        array = np.rint(np.clip((array + 1.0) * 127.5, 0, 255)).astype(np.uint8).transpose(0, 2, 3, 1)
-    else:
-        array = np.asarray(images)
-        if array.dtype != np.uint8:
-            raise TypeError(f"expected a uint8 array or a tensor in [-1, 1], got an array of {array.dtype}")
-        if array.ndim == 3:
-            array = array[None]
-        if array.ndim != 4 or array.shape[-1] not in (1, 3):
-            raise ValueError(f"expected an array of shape (N, H, W, 3) or (H, W, 3), got {array.shape}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    return np.ascontiguousarray(array)
 
 
 def make_grid(
@@ -244,8 +214,6 @@ def forward_noised(
     pixels = to_uint8(image)
     if pixels.shape[0] != 1:
         raise ValueError(f"forward_noised takes one image, got a batch of {pixels.shape[0]}")
-    from condiff.data.preprocess import to_model_tensor
-
     x0 = to_model_tensor(pixels)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     t = torch.tensor([operator.index(step) for step in timesteps], dtype=torch.long)

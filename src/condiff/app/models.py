@@ -118,7 +118,7 @@ def find_models(extra: Sequence[str] = (), device: str = "cpu", shipped: bool = 
 
 
 def sampler_for(train_scheduler, kind: str, steps: int):
-    from condiff.model import make_sampler
+    from condiff.sampling import make_sampler
 
     return make_sampler(train_scheduler, kind, steps)
 
@@ -139,7 +139,7 @@ def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str
     `condiff sketch2img` write them. `image` is a PIL image of any size and mode."""
     from PIL import Image
 
-    from condiff.visualize import to_uint8
+    from condiff.images import to_uint8
 
     pipeline = model.pipeline
     pipeline.scheduler = sampler_for(model.train_scheduler, scheduler, steps)

@@ -25,8 +25,8 @@ from condiff.app.models import (
     generate_grid,
     open_upload,
 )
-from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.errors import CondiffError
+from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 
 CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
 VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.errors import CondiffError
+from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:

@@ -68,10 +68,11 @@ def run(args: argparse.Namespace) -> None:
     for path in output_paths(out, args.num):
         check_output_path(str(path), (".png",), inputs=(args.input,))
 
-    from condiff.images import open_image, save_image_atomic
-    from condiff.model import load_conditional_pipeline, make_sampler
+    from condiff.images import open_image, save_image_atomic, to_uint8
+    from condiff.model import load_conditional_pipeline
     from condiff.pretrained import resolve_model
-    from condiff.visualize import save_gif, to_uint8
+    from condiff.sampling import make_sampler
+    from condiff.visualize import save_gif
 
     image = open_image(args.input)  # errors about the input come before loading the model
     args.model = resolve_model(args.model, task.shipped_model)

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> None:
 
     from condiff.errors import CondiffError
     from condiff.images import save_image_atomic
-    from condiff.model import load_scheduler, load_unet, make_sampler, model_kind
+    from condiff.model import load_scheduler, load_unet, model_kind
     from condiff.pretrained import resolve_model
-    from condiff.sampling import generate
+    from condiff.sampling import generate, make_sampler
     from condiff.visualize import make_grid, save_gif
 
     args.model = resolve_model(args.model, "unconditional")

@@ -14,7 +14,8 @@ from PIL import Image
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
 from condiff.config import RESIZE_FILTERS
-from condiff.data.preprocess import prepare_image, to_model_tensor
+from condiff.data.preprocess import prepare_image
+from condiff.images import to_model_tensor
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
 

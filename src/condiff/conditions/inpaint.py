@@ -14,7 +14,8 @@ from PIL import Image
 
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
-from condiff.data.preprocess import prepare_image, to_model_tensor
+from condiff.data.preprocess import prepare_image
+from condiff.images import to_model_tensor
 
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 OPAQUE_ENOUGH = 128  # alpha below this (out of 255) makes a pixel part of the hole

@@ -56,11 +56,3 @@ def resize_array(images: np.ndarray, resolution: int, resize: str = "nearest") -
     return np.stack(
         [np.asarray(Image.fromarray(img).resize((resolution, resolution), resample=resample)) for img in images]
     )
-
-
-def to_model_tensor(images):
-    """uint8 (N, H, W, 3), numpy or torch -> float32 torch tensor (N, 3, H, W) in [-1, 1], the model's range."""
-    import torch
-
-    tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
-    return tensor.permute(0, 3, 1, 2).float() / 127.5 - 1.0

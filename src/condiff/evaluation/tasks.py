@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
 from condiff.data.nouns import PART_KINDS, NounsDataset
-from condiff.data.preprocess import to_model_tensor
 from condiff.evaluation import metrics
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
 from condiff.evaluation.report import Report, Row
+from condiff.images import to_model_tensor
+from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
 
 # Held-out sets of Nouns (training uses data.seed 0): the reference set, the inputs, and other Nouns.
 REFERENCE_SEED, INPUT_SEED, OTHER_SEED = 1001, 1002, 1003
@@ -72,7 +72,8 @@ def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
 
 
 def evaluate_unconditional(model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
-    from condiff.model import load_scheduler, load_unet, make_sampler
+    from condiff.model import load_scheduler, load_unet
+    from condiff.sampling import make_sampler
 
     unet = load_unet(model).to(settings.device).eval()
     return unconditional_report(unet, make_sampler(load_scheduler(model), settings.scheduler, settings.steps), settings,
@@ -109,8 +110,8 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
 
 def _conditional_samples(model: str, settings: EvalSettings, condition_of):
     """Held-out inputs, the condition channels the model sees for them, and its outputs."""
-    from condiff.model import load_conditional_pipeline, make_sampler
-    from condiff.sampling import generate
+    from condiff.model import load_conditional_pipeline
+    from condiff.sampling import generate, make_sampler
 
     pipeline = load_conditional_pipeline(model)
     pipeline.scheduler = make_sampler(pipeline.scheduler, settings.scheduler, settings.steps)

@@ -61,7 +61,7 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
 
 def images_from_batch(batch: dict[str, Any]) -> torch.Tensor:
     """The collated uint8 (N, H, W, 3) images as float (N, 3, H, W) in [-1, 1]."""
-    from condiff.data.preprocess import to_model_tensor
+    from condiff.images import to_model_tensor
 
     return to_model_tensor(batch["image"])
 
@@ -346,8 +346,7 @@ class Trainer:
             ema.restore(model.parameters())
 
     def _preview_grid(self, model, path: Path):
-        from condiff.model import make_sampler
-        from condiff.sampling import generate
+        from condiff.sampling import generate, make_sampler
         from condiff.visualize import make_grid
 
         cfg = self.recipe.train
