@@ -19,12 +19,12 @@ from pathlib import Path
 
 from machine import describe
 
-from condiff.cli.common import pick_device
+from condiff.device import pick_device
+from condiff.evaluation.evaluators import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
 from condiff.evaluation.features import load_feature_net
-from condiff.evaluation.tasks import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
-from condiff.model import load_scheduler, load_unet
-from condiff.pretrained import resolve_model
+from condiff.model_folder import load_scheduler, load_unet
 from condiff.sampling import generate, make_sampler
+from condiff.tasks import UNCONDITIONAL
 
 SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10)]
 
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    model = resolve_model(args.model, "unconditional")
+    model = UNCONDITIONAL.resolve_model(args.model)
     unet = load_unet(model).to(device).eval()
     scheduler = load_scheduler(model)
     net = load_feature_net()

@@ -23,16 +23,16 @@ from pathlib import Path
 import torch
 from machine import describe
 
-from condiff.cli.common import pick_device
 from condiff.config import load_recipe
-from condiff.evaluation.features import load_feature_net
-from condiff.evaluation.tasks import (
+from condiff.device import pick_device
+from condiff.evaluation.evaluators import (
     REFERENCE_SEED,
     EvalSettings,
     FeatureSpace,
     held_out_nouns,
     reference_rows,
 )
+from condiff.evaluation.features import load_feature_net
 from condiff.model import build_scheduler, build_unet
 from condiff.sampling import generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state

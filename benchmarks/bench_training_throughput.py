@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     from machine import describe
 
-    from condiff.cli.common import pick_device
+    from condiff.device import pick_device
 
     device = pick_device(args.device)
     if args.child:

@@ -18,7 +18,7 @@ import pstats
 
 from bench_training_throughput import run_condiff, run_plain
 
-from condiff.cli.common import pick_device
+from condiff.device import pick_device
 
 
 def main() -> None:

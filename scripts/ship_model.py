@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
-from condiff.evaluation.tasks import EVALUATORS, EvalSettings
-from condiff.model import load_conditional_pipeline, load_scheduler, load_unet, model_kind, save_model
-from condiff.pretrained import MODELS_ROOT, SHIPPED
+from condiff.model_folder import load_pipeline, save_model
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
+from condiff.tasks import TASKS
 
 LIMIT_MB = 10
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,14 +31,10 @@ def folder_mb(folder: Path) -> float:
 
 
 def write_fp16(run: Path, target: Path) -> None:
-    if model_kind(run) == "conditional":
-        pipeline = load_conditional_pipeline(str(run))
-        unet, scheduler, conditions = pipeline.unet, pipeline.scheduler, pipeline.conditions
-    else:
-        unet, scheduler, conditions = load_unet(str(run)), load_scheduler(str(run)), None
+    pipeline = load_pipeline(run)
     with tempfile.TemporaryDirectory() as tmp:
-        unet = unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
-        save_model(Path(tmp) / "model", unet, scheduler, conditions)
+        unet = pipeline.unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
+        save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 
@@ -47,7 +43,7 @@ def model_card(name: str, run: Path, report, size_mb: float) -> str:
     summary = json.loads((run / "training_summary.json").read_text())
     recipe = (run / "recipe.yaml").read_text()
     return (
-        f"# condiff shipped model: {name}\n\n{SHIPPED[name]}. Trained on the built-in Nouns (CC0 artwork, "
+        f"# condiff shipped model: {name}\n\n{TASKS[name].description}. Trained on the built-in Nouns (CC0 artwork, "
         "see `condiff/data/NOTICE.md`) on 2 CPU cores; weights stored as fp16 safetensors "
         f"({size_mb:.1f} MB), computed in float32.\n\n"
         f"- steps: {summary['steps']}\n- wall time: {summary['seconds'] / 60:.0f} min "
@@ -61,17 +57,18 @@ def model_card(name: str, run: Path, report, size_mb: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a finished training run folder")
-    parser.add_argument("name", choices=tuple(SHIPPED))
+    parser.add_argument("name", choices=tuple(TASKS))
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS)
     args = parser.parse_args()
-    run, target = Path(args.run), MODELS_ROOT / args.name
+    task = TASKS[args.name]
+    run, target = Path(args.run), task.shipped_folder
     write_fp16(run, target)
     size = folder_mb(target)
     if size > LIMIT_MB:
         raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB} MB limit for shipped models")
     settings = EvalSettings(num=args.num, steps=args.steps)
-    report = EVALUATORS[args.name](str(target.relative_to(ROOT)), settings, load_feature_net())
+    report = task.evaluate(str(target.relative_to(ROOT)), settings, load_feature_net())
     print(report.table())
     (target / "README.md").write_text(model_card(args.name, run, report, size), encoding="utf-8")
     (target / "eval.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

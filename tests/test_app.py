@@ -73,7 +73,8 @@ def make_tiny_models(folder: Path) -> dict[str, Path]:
 
     from condiff.conditions.stack import ConditionStack
     from condiff.config import ModelConfig, SchedulerConfig
-    from condiff.model import build_scheduler, build_unet, save_model
+    from condiff.model import build_scheduler, build_unet
+    from condiff.model_folder import save_model
 
     torch.manual_seed(0)
     config = ModelConfig(channels=[32, 32], attention=[False, False], layers_per_block=1)
@@ -116,13 +117,13 @@ def free_port() -> int:
 
 def model_folders(tiny_models) -> tuple[list[Path], bool]:
     """(the model folders the app gets, whether they are real models worth a screenshot in the docs)."""
-    from condiff.pretrained import SHIPPED, available_models
+    from condiff.tasks import TASKS, installed_models
 
     listed = os.environ.get("CONDIFF_APP_TEST_MODELS")
     if listed:
         return [Path(folder) for folder in listed.split(os.pathsep)], True
-    if set(available_models()) == set(SHIPPED):
-        return list(available_models().values()), True
+    if set(installed_models()) == set(TASKS):
+        return list(installed_models().values()), True
     return list(tiny_models.values()), False
 
 

@@ -100,20 +100,63 @@ def test_guidance_matches_the_textbook_formula():
 
 
 def test_pipeline_round_trip_with_every_scheduler(colorize_model):
-    from condiff.model import load_conditional_pipeline
+    from condiff.model_folder import load_pipeline
     from condiff.sampling import make_sampler
 
-    pipeline = load_conditional_pipeline(str(colorize_model))
+    pipeline = load_pipeline(str(colorize_model))
     assert pipeline.conditions.names == ["grayscale"]
     assert pipeline.conditions.dropouts == [0.2]
     gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50), dtype=np.uint8), "L")
     for kind in ("ddpm", "ddim", "dpm"):
         pipeline.scheduler = make_sampler(pipeline.scheduler, kind)
-        first = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5).images
-        again = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5).images
+        first = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5,
+                         output_type="latent").images
+        again = pipeline(gray, num_images_per_input=2, num_inference_steps=3, guidance=2.0, seed=5,
+                         output_type="latent").images
         assert first.shape == (2, 3, 32, 32) and torch.equal(first, again)
     with pytest.raises(CondiffError, match="1 condition"):
         pipeline(gray, guidance=[1.0, 2.0])
+
+
+def test_pipeline_inputs_and_output_types_agree(colorize_model):
+    """PIL inputs, a tensor of the same images, and the condition channels give the same samples, and
+    every output type is the same picture (PIL by default, as in diffusers)."""
+    from condiff.images import to_model_tensor, to_uint8
+    from condiff.model_folder import load_pipeline
+
+    pipeline = load_pipeline(str(colorize_model))
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    pictures = [Image.fromarray(array) for array in pixels]
+    call = {"num_inference_steps": 2, "seed": 1, "output_type": "latent"}
+    from_pil = pipeline(pictures, **call).images
+    assert torch.equal(from_pil, pipeline(to_model_tensor(pixels), **call).images)
+    assert torch.equal(from_pil, pipeline(condition_channels=pipeline.encode(pictures), **call).images)
+    as_pil = pipeline(pictures, num_inference_steps=2, seed=1).images
+    assert [image.size for image in as_pil] == [(32, 32), (32, 32)]
+    assert np.array_equal(np.stack([np.asarray(image) for image in as_pil]), to_uint8(from_pil))
+    as_np = pipeline(pictures, num_inference_steps=2, seed=1, output_type="np").images
+    assert as_np.shape == (2, 32, 32, 3) and 0 <= as_np.min() and as_np.max() <= 1
+    (as_pt,) = pipeline(pictures, num_inference_steps=2, seed=1, output_type="pt", return_dict=False)
+    assert torch.allclose(as_pt * 2 - 1, from_pil.clamp(-1, 1), atol=1e-6)
+    with pytest.raises(CondiffError, match="needs an input image"):
+        pipeline(num_inference_steps=2)
+    with pytest.raises(CondiffError, match="output_type"):
+        pipeline(pictures, output_type="jpeg")
+
+
+def test_an_unconditional_folder_loads_as_the_same_pipeline(tmp_path):
+    from condiff.model_folder import load_pipeline
+    from condiff.sampling import generate
+    from condiff.training.from_recipe import train_recipe
+
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=1)))
+    pipeline = load_pipeline(tmp_path / "run")
+    assert pipeline.conditions.names == [] and pipeline.conditions.channels == 0
+    images = pipeline(batch_size=3, num_inference_steps=2, seed=4, output_type="latent").images
+    assert torch.equal(images, generate(pipeline.unet, pipeline.scheduler, 3, 2, seed=4).images)
+    with pytest.raises(CondiffError, match="unconditional"):
+        pipeline(Image.new("L", (8, 8)), num_inference_steps=2)
 
 
 def test_colorize_cli_and_task_mismatch(colorize_model, tmp_path, capsys):
@@ -185,14 +228,14 @@ def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path
         import sys
         from condiff.config import recipe_from_dict
         from condiff.conditions.registry import list_conditions
-        from condiff.model import load_conditional_pipeline
+        from condiff.model_folder import load_pipeline
         from condiff.training.from_recipe import train_recipe
         from tests.conftest import tiny_values
         assert "my_blur" not in sys.modules
         values = tiny_values({str(tmp_path / 'run')!r}, max_steps=2)
         values["conditions"] = [{{"name": "blur", "radius": 1}}]
         train_recipe(recipe_from_dict(values))
-        pipeline = load_conditional_pipeline({str(tmp_path / 'run')!r})
+        pipeline = load_pipeline({str(tmp_path / 'run')!r})
         assert pipeline.conditions.names == ["blur"], pipeline.conditions.names
         assert pipeline.conditions.encoders[0].config.radius == 1
         assert "blur" in list_conditions()
@@ -208,7 +251,7 @@ def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_pat
     """init_from the core's output: the UNet is widened for sketch + grayscale, then trained and saved."""
     from safetensors.torch import load_file
 
-    from condiff.model import load_conditional_pipeline
+    from condiff.model_folder import load_pipeline
     from condiff.training.from_recipe import build_parts, train_recipe
 
     train_recipe(recipe_from_dict(tiny_values(tmp_path / "base", max_steps=2)))
@@ -222,10 +265,10 @@ def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_pat
     assert torch.equal(unet.conv_in.weight[:, :3], base["conv_in.weight"])
     assert torch.equal(unet.conv_in.weight[:, 3:], torch.zeros_like(unet.conv_in.weight[:, 3:]))
     train_recipe(recipe)
-    pipeline = load_conditional_pipeline(str(tmp_path / "cond"))
+    pipeline = load_pipeline(str(tmp_path / "cond"))
     assert pipeline.conditions.names == ["sketch", "grayscale"]
     images = pipeline(Image.new("L", (64, 64), 200), num_inference_steps=2, guidance=[2.0, 1.0]).images
-    assert images.shape == (1, 3, 32, 32)
+    assert len(images) == 1 and images[0].size == (32, 32)
 
 
 def test_missing_optional_warm_start_trains_from_scratch(tmp_path):

@@ -135,7 +135,7 @@ def test_read_only_output_folder_is_a_clean_error(tmp_path, capsys, monkeypatch)
 
 
 def test_failed_model_save_keeps_the_checkpoints_and_resumes(tmp_path, capsys, monkeypatch):
-    import condiff.model as model_module
+    import condiff.model_folder as model_module
 
     real_save_model = model_module.save_model
 
@@ -154,7 +154,7 @@ def test_failed_model_save_keeps_the_checkpoints_and_resumes(tmp_path, capsys, m
     # Following the advice writes the model from the last checkpoint.
     monkeypatch.undo()
     train_succeeds(capsys, str(recipe), "--set", "train.max_steps=2", "--set", "train.resume=latest")
-    from condiff.model import load_unet
+    from condiff.model_folder import load_unet
 
     assert load_unet(str(run)).config.sample_size == 32
 
@@ -164,7 +164,8 @@ def test_save_model_fails_cleanly_and_keeps_an_earlier_model(tmp_path, monkeypat
     from diffusers import UNet2DModel
 
     from condiff.config import ModelConfig, SchedulerConfig
-    from condiff.model import build_scheduler, build_unet, load_unet, save_model
+    from condiff.model import build_scheduler, build_unet
+    from condiff.model_folder import load_unet, save_model
 
     unet = build_unet(ModelConfig(channels=[32], attention=[False]), 8)
     scheduler = build_scheduler(SchedulerConfig())

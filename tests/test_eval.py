@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import torch
 from condiff.cli.main import main
 from condiff.config import ModelConfig, SchedulerConfig
 from condiff.evaluation import metrics
+from condiff.evaluation.evaluators import held_out_nouns
 from condiff.evaluation.features import NounsFeatureNet, extract
 from condiff.evaluation.report import Report, Row
-from condiff.evaluation.tasks import held_out_nouns
 
 
 def gaussian(n=400, dim=8, shift=0.0, seed=0):
@@ -119,7 +120,8 @@ def test_report_table_and_json_keep_every_row():
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     from condiff.conditions.stack import ConditionStack
-    from condiff.model import build_scheduler, build_unet, save_model
+    from condiff.model import build_scheduler, build_unet
+    from condiff.model_folder import save_model
 
     root = tmp_path_factory.mktemp("models")
     shape = ModelConfig(channels=[32, 32], attention=[False, False])
@@ -196,9 +198,9 @@ def test_inception_is_skipped_with_a_reason_when_unavailable(monkeypatch):
 
 
 def test_commands_use_the_shipped_models_when_model_is_omitted(tiny_models, tmp_path, monkeypatch, capsys):
-    import condiff.pretrained
+    import condiff.tasks
 
-    monkeypatch.setattr(condiff.pretrained, "MODELS_ROOT", tiny_models)
+    monkeypatch.setattr(condiff.tasks, "MODELS_ROOT", tiny_models)
     drawing = tmp_path / "in.png"
     from PIL import Image
 
@@ -207,13 +209,13 @@ def test_commands_use_the_shipped_models_when_model_is_omitted(tiny_models, tmp_
     assert main(["colorize", str(drawing), "--steps", "2", "--out", str(tmp_path / "c.png")]) == 0
     assert main(["sketch2img", str(drawing), "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
     assert all((tmp_path / name).is_file() for name in ("grid.png", "c.png", "s.png"))
-    assert set(condiff.pretrained.available_models()) == {"unconditional", "colorize", "sketch2img"}
+    assert set(condiff.tasks.installed_models()) == {"unconditional", "colorize", "sketch2img"}
 
 
 def test_a_missing_shipped_model_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    import condiff.pretrained
+    import condiff.tasks
 
-    monkeypatch.setattr(condiff.pretrained, "MODELS_ROOT", tmp_path)
+    monkeypatch.setattr(condiff.tasks, "MODELS_ROOT", tmp_path)
     assert main(["sample", "--out", str(tmp_path / "grid.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "shipped unconditional model is missing" in err and "--model" in err and len(err.splitlines()) == 1
@@ -222,9 +224,10 @@ def test_a_missing_shipped_model_is_a_one_line_error(tmp_path, monkeypatch, caps
 
 @pytest.mark.parametrize("name", ["unconditional", "colorize", "sketch2img"])
 def test_shipped_models_are_small_fp16_safetensors_with_a_model_card(name):
-    from condiff.pretrained import shipped_model_path
+    from condiff.tasks import TASKS
 
-    folder = shipped_model_path(name)
+    folder = TASKS[name].resolve_model(None)
+    folder = Path(folder)
     weights = list(folder.rglob("*.safetensors"))
     assert weights and not list(folder.rglob("*.bin"))
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 10 * 2**20
@@ -249,8 +252,8 @@ def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, 
 
 
 def test_keep_luma_gives_the_input_lightness_and_keeps_colour_differences():
-    from condiff.colorize import keep_luma
-    from condiff.conditions.grayscale import luma
+    from condiff.conditions.base import luma
+    from condiff.tasks import keep_luma
 
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.6 - 0.3
     gray = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.6 - 0.3  # no clamping needed

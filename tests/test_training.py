@@ -32,7 +32,7 @@ def test_train_save_load_sample_round_trip(tiny_recipe):
     # Only the last K complete checkpoints are kept.
     assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004"]
 
-    from condiff.model import load_scheduler, load_unet
+    from condiff.model_folder import load_scheduler, load_unet
     from condiff.sampling import generate, make_sampler
 
     unet = load_unet(str(out))
@@ -162,7 +162,7 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch):
 
 
 def test_truncated_weights_give_a_clear_error(tiny_recipe):
-    from condiff.model import load_unet
+    from condiff.model_folder import load_unet
 
     out = train_recipe(tiny_recipe).output_dir
     weights = out / "unet" / "diffusion_pytorch_model.safetensors"
@@ -172,7 +172,7 @@ def test_truncated_weights_give_a_clear_error(tiny_recipe):
 
 
 def test_a_batch_equals_single_runs_and_seeds_repeat(tiny_recipe):
-    from condiff.model import load_scheduler, load_unet
+    from condiff.model_folder import load_scheduler, load_unet
     from condiff.sampling import generate, make_sampler
 
     out = train_recipe(tiny_recipe).output_dir

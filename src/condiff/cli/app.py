@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
 
     from condiff.app.models import find_models
     from condiff.app.ui import serve
-    from condiff.cli.common import pick_device
+    from condiff.device import pick_device
 
     catalog = find_models(args.model, pick_device(args.device), shipped=not args.no_shipped)
     if not catalog.models:

@@ -35,14 +35,3 @@ def check_output_path(path: str, suffixes: tuple[str, ...], inputs: tuple[str, .
     if out.parent.exists() and not out.parent.is_dir():
         raise CondiffError(f"{path}: {out.parent} is not a folder")
     return out
-
-
-def pick_device(requested: str | None = None) -> str:
-    """CUDA when present, else the CPU; an explicit --device wins."""
-    import torch
-
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise CondiffError(f"--device {requested}: no CUDA GPU is available; use --device cpu")
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -41,14 +41,15 @@ def channels_picture(channels, scale: int):
     import numpy as np
     from PIL import Image
 
-    array = ((channels.clamp(-1, 1).numpy() + 1.0) * 127.5).round().astype(np.uint8)
-    if array.shape[0] == 3:
-        panels = [array.transpose(1, 2, 0)]
-    elif array.shape[0] == 4:  # mask + RGB image (inpaint)
-        panels = [np.repeat(array[:1].transpose(1, 2, 0), 3, axis=2), array[1:].transpose(1, 2, 0)]
+    from condiff.images import to_uint8
+
+    if channels.shape[0] == 3:
+        panels = list(to_uint8(channels))
+    elif channels.shape[0] == 4:  # mask + RGB image (inpaint)
+        panels = [to_uint8(channels[:1])[0], to_uint8(channels[1:])[0]]
     else:
-        panels = [np.repeat(channel[..., None], 3, axis=2) for channel in array]
-    gap = np.full((array.shape[1], 1, 3), 255, np.uint8)
+        panels = list(to_uint8(channels[:, None]))  # each channel as a gray panel
+    gap = np.full((channels.shape[1], 1, 3), 255, np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
     image = Image.fromarray(row)
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)

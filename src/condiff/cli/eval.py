@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from condiff.cli.common import add_sampler_options
-
-TASKS = ("unconditional", "colorize", "sketch2img")
+from condiff.tasks import TASKS
 
 
 def add_parsers(subparsers) -> None:
@@ -30,7 +29,8 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive, pick_device
+    from condiff.cli.common import check_output_path, check_positive
+    from condiff.device import pick_device
     from condiff.errors import CondiffError
 
     check_positive("--num", args.num)
@@ -42,23 +42,22 @@ def run(args: argparse.Namespace) -> None:
     if args.json:
         check_output_path(args.json, (".json",))
 
+    from condiff.evaluation.evaluators import EvalSettings
     from condiff.evaluation.features import load_feature_net
-    from condiff.evaluation.tasks import EVALUATORS, EvalSettings
     from condiff.images import write_bytes_atomic
-    from condiff.pretrained import resolve_model
 
-    tasks = TASKS if args.task == "all" else (args.task,)
-    models = {task: resolve_model(args.model, task) for task in tasks}  # a missing model fails before work
+    tasks = list(TASKS.values()) if args.task == "all" else [TASKS[args.task]]
+    models = {task.name: task.resolve_model(args.model) for task in tasks}  # a missing model fails before work
     settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, seed=args.seed,
                             guidance=args.guidance, device=pick_device(args.device))
     net = load_feature_net()
     reports = []
     for task in tasks:
-        report = EVALUATORS[task](models[task], settings, net)
+        report = task.evaluate(models[task.name], settings, net)
         if args.inception:
             from condiff.evaluation.inception import add_inception_distance
 
-            add_inception_distance(report, models[task], settings)
+            add_inception_distance(report, models[task.name], settings)
         print(report.table(), end="\n\n", flush=True)
         reports.append(report)
     if args.json:

@@ -25,7 +25,7 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive, pick_device
+    from condiff.cli.common import check_output_path, check_positive
 
     for option, value in (("--num", args.num), ("--steps", args.steps), ("--scale", args.scale)):
         check_positive(option, value)
@@ -33,23 +33,17 @@ def run(args: argparse.Namespace) -> None:
     if args.gif:
         check_output_path(args.gif, (".gif",))
 
-    from condiff.errors import CondiffError
+    from condiff.device import pick_device
     from condiff.images import save_image_atomic
-    from condiff.model import load_scheduler, load_unet, model_kind
-    from condiff.pretrained import resolve_model
-    from condiff.sampling import generate, make_sampler
+    from condiff.tasks import UNCONDITIONAL
     from condiff.visualize import make_grid, save_gif
 
-    args.model = resolve_model(args.model, "unconditional")
-    if model_kind(args.model) == "conditional":
-        raise CondiffError(f"{args.model}: this model needs an input image; use condiff colorize or condiff sketch2img")
-    device = pick_device(args.device)
-    unet = load_unet(args.model).to(device).eval()
-    sampler = make_sampler(load_scheduler(args.model), args.scheduler, args.steps)
-    samples = generate(unet, sampler, args.num, args.steps, seed=args.seed, record=bool(args.gif))
-    save_image_atomic(make_grid(samples.images, scale=args.scale), args.out)
+    pipeline = UNCONDITIONAL.load(args.model, pick_device(args.device), args.scheduler, args.steps)
+    result = UNCONDITIONAL.run(pipeline, num=args.num, steps=args.steps, seed=args.seed, record=bool(args.gif),
+                               output_type="latent")
+    save_image_atomic(make_grid(result.images, scale=args.scale), args.out)
     print(f"condiff: wrote {args.num} samples to {args.out}")
     if args.gif:
-        frames = samples.animation_frames(scale=args.scale)
+        frames = result.trajectory.animation_frames(scale=args.scale)
         save_gif(frames, args.gif)
         print(f"condiff: wrote the denoising animation ({len(frames)} frames) to {args.gif}")

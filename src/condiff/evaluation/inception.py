@@ -11,6 +11,7 @@ import torch
 
 from condiff.evaluation import metrics
 from condiff.evaluation.report import Report
+from condiff.images import to_uint8
 
 
 class InceptionUnavailable(Exception):
@@ -28,14 +29,14 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
     except Exception as err:  # a failed download surfaces as many exception types
         raise InceptionUnavailable(f"its weights could not be loaded ({type(err).__name__}: "
                                    f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    as_uint8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    as_uint8 = torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2)
     with torch.no_grad():
         return torch.cat([extractor(batch)[0] for batch in as_uint8.split(batch_size)])
 
 
 def add_inception_distance(report: Report, model: str, settings) -> None:
     """Adds an 'Inception FD' column to the model and real-vs-real rows, or a note why it could not."""
-    from condiff.evaluation.tasks import INPUT_SEED, REFERENCE_SEED, held_out_nouns
+    from condiff.evaluation.evaluators import INPUT_SEED, REFERENCE_SEED, held_out_nouns
 
     try:
         reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))

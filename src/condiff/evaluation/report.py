@@ -22,9 +22,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
     samples: Any = field(default=None, repr=False)  # the model's images, for extra metrics; not in to_dict
 
-    def row(self, name: str) -> Row:
-        return next(row for row in self.rows if row.name == name)
-
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "settings": self.settings, "notes": self.notes,
                 "rows": [{"name": r.name, "note": r.note, **r.metrics} for r in self.rows]}

@@ -1,4 +1,4 @@
-"""`condiff eval`: one report per task, each with reference rows measured in the same run.
+"""`condiff eval`: one report per task (`condiff.tasks`), each with reference rows measured in the same run.
 
 Every task samples from held-out Nouns (never the training stream's seed) and measures in the Nouns
 feature network's space. Reference rows give the numbers context: real against real is the floor a
@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
+from condiff.conditions.base import luma
 from condiff.data.nouns import PART_KINDS, NounsDataset
 from condiff.evaluation import metrics
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
 from condiff.evaluation.report import Report, Row
 from condiff.images import to_model_tensor
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
+from condiff.tasks import UNCONDITIONAL, Task
 
 # Held-out sets of Nouns (training uses data.seed 0): the reference set, the inputs, and other Nouns.
 REFERENCE_SEED, INPUT_SEED, OTHER_SEED = 1001, 1002, 1003
@@ -71,23 +73,19 @@ def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
     return reference.mean(0, keepdim=True).expand(num, -1, -1, -1).clone()
 
 
-def evaluate_unconditional(model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
-    from condiff.model import load_scheduler, load_unet
-    from condiff.sampling import make_sampler
-
-    unet = load_unet(model).to(settings.device).eval()
-    return unconditional_report(unet, make_sampler(load_scheduler(model), settings.scheduler, settings.steps), settings,
-                                net or load_feature_net(), name=model)
+def evaluate_unconditional(task: Task, model: str, settings: EvalSettings,
+                           net: NounsFeatureNet | None = None) -> Report:
+    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
+    return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
 
 
-def unconditional_report(unet, sampler, settings: EvalSettings, net: NounsFeatureNet, name: str = "",
+def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet, name: str = "",
                          references: bool = True) -> Report:
-    """Samples from `unet` against held-out Nouns; `references=False` leaves out the reference rows
-    (for benchmarks that score many models against one set of references)."""
-    from condiff.sampling import generate
-
-    space = FeatureSpace(net, held_out_nouns(settings.num, REFERENCE_SEED, unet.config.sample_size))
-    samples = generate(unet, sampler, settings.num, settings.steps, seed=settings.seed).images
+    """Samples from an unconditional pipeline against held-out Nouns; `references=False` leaves out the
+    reference rows (for benchmarks that score many models against one set of references)."""
+    space = FeatureSpace(net, held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
+    samples = UNCONDITIONAL.run(pipeline, num=settings.num, steps=settings.steps, seed=settings.seed,
+                                output_type="latent").images
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
         rows += reference_rows(space, settings)
@@ -108,41 +106,23 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
     ]
 
 
-def _conditional_samples(model: str, settings: EvalSettings, condition_of):
-    """Held-out inputs, the condition channels the model sees for them, and its outputs."""
-    from condiff.model import load_conditional_pipeline
-    from condiff.sampling import generate, make_sampler
-
-    pipeline = load_conditional_pipeline(model)
-    pipeline.scheduler = make_sampler(pipeline.scheduler, settings.scheduler, settings.steps)
-    pipeline.to(settings.device)
+def conditional_samples(task: Task, model: str, settings: EvalSettings, condition_of):
+    """Held-out Nouns, and the task's outputs for the condition channels `condition_of(pipeline, truth)`."""
+    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
-    condition = condition_of(pipeline, truth)
-    outputs = generate(pipeline.unet, pipeline.scheduler, settings.num, settings.steps, seed=settings.seed,
-                       condition=condition, guidance=pipeline.guidance_scales(settings.guidance),
-                       condition_slices=pipeline.conditions.channel_slices).images
+    outputs = task.run(pipeline, condition_channels=condition_of(pipeline, truth), steps=settings.steps,
+                       guidance=settings.guidance, seed=settings.seed, output_type="latent").images
     return pipeline, truth, outputs
 
 
-def _require(pipeline, condition: str, model: str) -> None:
-    from condiff.errors import CondiffError
-
-    if condition not in pipeline.conditions.names:
-        raise CondiffError(f"{model}: trained on conditions [{', '.join(pipeline.conditions.names)}]; "
-                           f"this evaluation needs a model with the {condition} condition")
-
-
-def evaluate_colorize(model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
-    def grayscale_condition(pipeline, truth):
-        _require(pipeline, "grayscale", model)
+def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
+                      net: NounsFeatureNet | None = None) -> Report:
+    def training_condition(pipeline, truth):  # the channels the model was trained on, without dropout
         return pipeline.conditions.encode_training(truth, apply_dropout=False)
 
-    pipeline, truth, outputs = _conditional_samples(model, settings, grayscale_condition)
-    from condiff.colorize import keep_luma
-
-    outputs = keep_luma(outputs, grayscale_condition(pipeline, truth))  # as condiff colorize writes them
+    pipeline, truth, outputs = conditional_samples(task, model, settings, training_condition)
     space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
-    gray = torch.from_numpy(metrics.luma(truth) / 127.5 - 1).float()[:, None].expand(-1, 3, -1, -1).contiguous()
+    gray = luma(truth).expand(-1, 3, -1, -1).contiguous()
 
     def scores(images: torch.Tensor) -> dict[str, float]:
         return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
@@ -166,18 +146,18 @@ def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
     return region_outlines(images, threshold)
 
 
-def evaluate_sketch2img(model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
+def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
+                        net: NounsFeatureNet | None = None) -> Report:
     from condiff.conditions.sketch import to_channel
 
     def sketch_condition(pipeline, truth):
-        _require(pipeline, "sketch", model)
         if pipeline.conditions.names != ["sketch"]:
             from condiff.errors import CondiffError
 
             raise CondiffError(f"{model}: sketch2img evaluation needs a model with the sketch condition alone")
         return to_channel(clean_sketch(truth))
 
-    pipeline, truth, outputs = _conditional_samples(model, settings, sketch_condition)
+    pipeline, truth, outputs = conditional_samples(task, model, settings, sketch_condition)
     space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
     sketches = clean_sketch(truth)
 
@@ -197,6 +177,7 @@ def evaluate_sketch2img(model: str, settings: EvalSettings, net: NounsFeatureNet
                    "aligned, so with a 1 px tolerance any Noun scores about 0.9)"], samples=outputs)
 
 
+# By task name; each is called as evaluator(task, model, settings, net) through `Task.evaluate`.
 EVALUATORS = {"unconditional": evaluate_unconditional, "colorize": evaluate_colorize,
               "sketch2img": evaluate_sketch2img}
 
