@@ -280,3 +280,108 @@ def test_inpaint_input_hole_is_the_transparent_part():
 def test_inpaint_input_without_transparency_has_no_hole():
     channels = encoder("inpaint").encode_input(Image.new("RGB", (40, 40), "blue"), RESOLUTION)
     assert (channels[0, 0] == -1).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A saved stack records every encoder's resolved settings
+# ---------------------------------------------------------------------------------------------------
+
+SHIPPED_CONDITIONS = {
+    "colorize": [{"name": "grayscale", "dropout": 0.1, "resize": "bicubic"}],
+    "sketch2img": [{"name": "sketch", "dropout": 0.1, "thickness_jitter": 0.0, "stroke_dropout": 0.1,
+                    "max_shift": 1.0, "threshold": 0.05}],
+}
+
+
+def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monkeypatch):
+    from diffusers.configuration_utils import register_to_config
+
+    from condiff.conditions.registry import _REGISTRY
+    from condiff.conditions.sketch import SketchCondition
+    from condiff.conditions.stack import ConditionStack
+
+    ConditionStack(conditions=[{"name": "sketch"}]).save_pretrained(tmp_path)
+    before = ConditionStack(conditions=[{"name": "sketch"}]).encode_inputs([drawing()], RESOLUTION)
+
+    class ThickerByDefault(SketchCondition):  # a later condiff in which thickness_jitter defaults to 2
+        @register_to_config
+        def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
+                     threshold: float = 0.05) -> None:
+            super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
+                             max_shift=max_shift, threshold=threshold)
+
+    monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
+    saved = ConditionStack.from_pretrained(tmp_path)
+    fresh = ConditionStack(conditions=[{"name": "sketch"}])
+    assert torch.equal(saved.encode_inputs([drawing()], RESOLUTION), before)
+    assert not torch.equal(fresh.encode_inputs([drawing()], RESOLUTION), before)
+    assert isinstance(saved.encoders[0], ThickerByDefault) and saved.encoders[0].config.thickness_jitter == 0.0
+
+
+def test_a_stack_records_every_setting_and_rebuilds_from_its_config(tmp_path):
+    import json
+
+    from condiff.conditions.stack import ConditionStack
+
+    given = [{"name": "canny", "low_threshold": 50}, {"name": "lowres", "dropout": 0.2}]
+    stack = ConditionStack(conditions=given)
+    resolved = [{"name": "canny", "dropout": 0.0, "low_threshold": 50, "high_threshold": 200, "resize": "bicubic"},
+                {"name": "lowres", "dropout": 0.2, "factor": 4}]
+    assert stack.config.conditions == resolved
+    stack.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["conditions"] == resolved
+    assert ConditionStack.from_config(stack.config).config.conditions == resolved
+
+
+def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
+    import json
+
+    from condiff.conditions.stack import ConditionStack
+
+    ConditionStack(conditions=[{"name": "sketch", "dropout": 0.1}]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["conditions"] = [{"name": "sketch", "dropout": 0.1}]  # as folders were written before
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    stack = ConditionStack.from_pretrained(tmp_path)
+    assert stack.config.conditions == SHIPPED_CONDITIONS["sketch2img"] and stack.dropouts == [0.1]
+
+
+def test_every_shipped_condition_stack_is_checked_below():
+    from pathlib import Path
+
+    import condiff
+
+    folders = (Path(condiff.__file__).parent / "models").glob("*/conditions")
+    assert {folder.parent.name for folder in folders} == set(SHIPPED_CONDITIONS)
+
+
+@pytest.mark.parametrize("model", SHIPPED_CONDITIONS)
+def test_shipped_models_record_the_settings_they_were_trained_with(model):
+    import json
+    from pathlib import Path
+
+    import condiff
+    from condiff.conditions.stack import ConditionStack
+
+    folder = Path(condiff.__file__).parent / "models" / model / "conditions"
+    assert json.loads((folder / "config.json").read_text())["conditions"] == SHIPPED_CONDITIONS[model]
+    stack = ConditionStack.from_pretrained(folder)
+    assert stack.config.conditions == SHIPPED_CONDITIONS[model]
+    assert [e.to_dict() for e in stack.encoders] == [
+        {k: v for k, v in spec.items() if k != "dropout"} for spec in SHIPPED_CONDITIONS[model]]
+    assert stack.dropouts == [spec["dropout"] for spec in SHIPPED_CONDITIONS[model]]
+
+
+def test_an_encoder_setting_may_not_be_named_like_a_stack_key():
+    from diffusers.configuration_utils import register_to_config
+
+    from condiff.conditions import register_condition
+
+    class Noisy(ConditionEncoder):
+        @register_to_config
+        def __init__(self, dropout: float = 0.5) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="rename the setting.*dropout"):
+        register_condition("noisy-test")(Noisy)
+    assert "noisy-test" not in list_conditions()

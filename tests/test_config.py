@@ -82,3 +82,62 @@ def test_shipped_recipes_are_valid():
 
     for path in sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml")):
         load_recipe(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# conditions: checked against the registered encoders, errors naming the file
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "conditions, fragment",
+    [
+        ([{"name": "cany"}], "conditions[0]: unknown condition 'cany' (did you mean 'canny'?); known conditions: "),
+        ([{"name": "sketch"}, {"name": "canny", "low_treshold": 50}],
+         "conditions[1]: unknown setting 'low_treshold' for condition 'canny' (did you mean 'low_threshold'?)"),
+        ([{"name": "canny", "low_threshold": 200, "high_threshold": 100}],
+         "conditions[0]: bad value for condition 'canny': canny thresholds need 0 <= low_threshold <= high_threshold"),
+        ([{"name": "sketch", "max_shift": "far"}],
+         "conditions[0].max_shift = 'far' has the wrong type: expected a number"),
+        ([{"name": "lowres", "factor": 2.5}], "conditions[0].factor = 2.5 has the wrong type: expected an integer"),
+        ([{"name": "grayscale", "dropout": 1.5}], "conditions[0].dropout = 1.5 must be a number in [0, 1)"),
+        ([{"name": "grayscale", "dropout": True}], "conditions[0].dropout = True must be a number in [0, 1)"),
+        ([{"dropout": 0.1}], "conditions[0] must be a mapping with a name"),
+        ({"name": "sketch"}, "conditions must be a list"),
+    ],
+)
+def test_bad_conditions_name_the_file_and_the_entry(tmp_path, conditions, fragment):
+    import yaml
+
+    path = write(tmp_path, yaml.safe_dump({"conditions": conditions}), name="x.yaml")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_unknown_condition_lists_the_known_ones(tmp_path):
+    path = write(tmp_path, "conditions:\n  - name: blurry\n", name="x.yaml")
+    with pytest.raises(RecipeError, match=r"known conditions: .*canny.*grayscale.*sketch") as info:
+        load_recipe(path)
+    assert str(info.value).startswith(f"{path}: conditions[0]: unknown condition 'blurry'")
+
+
+def test_conditions_are_typed_and_written_flat(tmp_path):
+    from condiff.config import ConditionSpec
+
+    text = "conditions:\n  - name: canny\n    low_threshold: 50\n  - {name: grayscale, dropout: 0.2}\n"
+    recipe = load_recipe(write(tmp_path, text))
+    assert recipe.conditions == [ConditionSpec("canny", 0.0, {"low_threshold": 50}), ConditionSpec("grayscale", 0.2)]
+    assert recipe.to_dict()["conditions"] == [{"name": "canny", "dropout": 0.0, "low_threshold": 50},
+                                              {"name": "grayscale", "dropout": 0.2}]
+    save_recipe(recipe, tmp_path / "resolved.yaml")
+    assert load_recipe(tmp_path / "resolved.yaml") == recipe
+
+
+def test_a_checkpoint_recipe_without_condition_dropout_still_compares_equal():
+    from condiff.config import flatten
+
+    recipe = recipe_from_dict({"conditions": [{"name": "grayscale"}]})
+    saved_before = {**recipe.to_dict(), "conditions": [{"name": "grayscale"}]}  # as recipes were written
+    assert flatten(saved_before) == flatten(recipe.to_dict())

@@ -1,9 +1,10 @@
 """Recipes: typed, validated training configuration.
 
-A recipe is a YAML file with the sections `data`, `model`, `scheduler` and `train`. It lists only what
-differs from the defaults, which live here and nowhere else. `--set section.key=value` overrides
-are applied on top. Unknown keys, wrong types and bad values raise `RecipeError` naming the file
-and the key (with a "did you mean" where a key is misspelt).
+A recipe is a YAML file with the sections `data`, `model`, `scheduler` and `train`, and an optional
+list of `conditions`. It lists only what differs from the defaults, which live here and nowhere else
+(an encoder's defaults live in its class). `--set section.key=value` overrides are applied on top.
+Unknown keys, wrong types and bad values raise `RecipeError` naming the file and the key (with a
+"did you mean" where a key is misspelt).
 
 This module must stay cheap to import: no torch.
 """
@@ -16,10 +17,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from condiff.errors import RecipeError, first_line
+from condiff.errors import CondiffError, RecipeError, first_line
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
+
+if TYPE_CHECKING:
+    from condiff.conditions.base import ConditionEncoder
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -48,7 +52,7 @@ class DataConfig:
     random_flip: bool = True
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     bad_images: str = "fail"  # in an image folder: "skip" (and count) or "fail" on an unreadable file
-    num_workers: int = 0  # rendering Nouns costs microseconds: worker processes only add start-up time
+    num_workers: int = 0  # workers only add start-up time: benchmarks/bench_nouns_render.py (docs/benchmarks.md)
 
 
 @dataclass
@@ -60,7 +64,7 @@ class ModelConfig:
     init_required: bool = True
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # one entry per resolution level
     attention: list[bool] = field(default_factory=lambda: [False, False, True])  # self-attention per level
-    layers_per_block: int = 1  # 1 halves CPU step time against 2 for a small loss in quality
+    layers_per_block: int = 1  # step time against 2: benchmarks/bench_defaults_sweep.py (docs/benchmarks.md)
     attention_head_dim: int = 8
     norm_num_groups: int = 32
     dropout: float = 0.0
@@ -72,8 +76,7 @@ class SchedulerConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 0.0001  # linear / scaled_linear only
     beta_end: float = 0.02
-    # v-prediction (Salimans & Ho 2022, arxiv 2202.00512): in our side-by-side quickstart runs it got
-    # the flat Nouns backgrounds and the glasses right where epsilon-prediction left coloured noise.
+    # v-prediction (Salimans & Ho 2022, arxiv 2202.00512), kept by benchmarks/bench_defaults_sweep.py.
     prediction_type: str = "v_prediction"
 
 
@@ -81,7 +84,7 @@ class SchedulerConfig:
 class TrainConfig:
     output_dir: str = "outputs/run"
     max_steps: int = 10_000
-    batch_size: int = 32  # beat 64 and 128 per CPU-minute in benchmarks/bench_defaults_sweep.py
+    batch_size: int = 32  # chosen by benchmarks/bench_defaults_sweep.py (docs/benchmarks.md)
     grad_accum: int = 1
     lr: float = 2e-4
     lr_schedule: str = "cosine"
@@ -94,8 +97,7 @@ class TrainConfig:
     # Stop after this many minutes of training (resumed time included) even before max_steps; the LR
     # schedule still spans max_steps. A checkpoint and the model are written as at the end.
     max_minutes: float | None = None
-    # Min-SNR loss weighting (arxiv 2303.09556); 5.0 cut FD at 15 CPU-minutes by 20 % in the defaults
-    # sweep (docs/benchmarks.md). None turns it off.
+    # Min-SNR loss weighting (arxiv 2303.09556), chosen by benchmarks/bench_defaults_sweep.py; None turns it off.
     min_snr_gamma: float | None = 5.0
     mixed_precision: str = "no"
     ema: bool = True
@@ -114,25 +116,91 @@ class TrainConfig:
 
 
 @dataclass
+class ConditionSpec:
+    """One condition encoder, written flat in a recipe: {name: sketch, dropout: 0.1, <encoder settings>}."""
+
+    FLAT_KEYS: typing.ClassVar[tuple[str, ...]] = ("name", "dropout")  # written beside the settings
+
+    name: str  # a registered encoder (`condiff conditions list`)
+    dropout: float = 0.0  # probability that a training sample gets no condition (for guidance)
+    settings: dict[str, Any] = field(default_factory=dict)  # the encoder's arguments; omitted ones keep its defaults
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str) -> ConditionSpec:
+        """A spec from its flat form; a malformed one is a RecipeError starting with `where`."""
+        if not isinstance(values, dict) or not isinstance(values.get("name"), str):
+            raise RecipeError(f"{where} must be a mapping with a name, e.g. {{name: sketch, dropout: 0.1}}")
+        settings = dict(values)
+        name, dropout = settings.pop("name"), settings.pop("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise RecipeError(f"{where}.dropout = {dropout!r} must be a number in [0, 1)")
+        return cls(name, float(dropout), settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dropout": self.dropout, **self.settings}
+
+    def build_encoder(self, where: str) -> ConditionEncoder:
+        """The encoder this spec describes. Its name (against the registry), settings (against the
+        encoder's arguments) and values (the encoder's own checks) are checked here, and only here: each
+        mistake is a RecipeError starting with `where`."""
+        import inspect
+
+        from condiff.conditions.registry import get_condition
+
+        try:
+            cls = get_condition(self.name)
+        except CondiffError as err:
+            raise RecipeError(f"{where}: {err}") from None
+        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        for key in self.settings:
+            if key not in known:
+                hint = _did_you_mean(str(key), known) if known else " (it has no settings)"
+                raise RecipeError(f"{where}: unknown setting {str(key)!r} for condition {self.name!r}{hint}")
+        try:
+            return cls(**_typed_settings(cls, self.settings, where))
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"{where}: bad value for condition {self.name!r}: {first_line(err)}") from None
+
+
+def _typed_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """Settings checked against the encoder's annotations where they are plain (int, float, str, bool,
+    optional or list of these), so a wrong type is named like any other recipe key."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # a plugin's annotations need not resolve here; its own checks still apply
+        hints = {}
+
+    def plain(tp: Any) -> bool:
+        return tp in (int, float, str, bool, type(None)) or (
+            typing.get_origin(tp) in (typing.Union, types.UnionType, list) and all(map(plain, typing.get_args(tp))))
+
+    return {key: _coerce(value, hints[key], f"{where}.{key}") if plain(hints.get(key)) else value
+            for key, value in settings.items()}
+
+
+@dataclass
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # Condition encoders, in channel order: [{name: sketch, dropout: 0.1, <encoder settings>}, ...].
-    # Names and settings are checked against the registered encoders when the model is built.
-    conditions: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[ConditionSpec] = field(default_factory=list)  # in the order of their channels
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values, as written to recipe.yaml and compared on resume; conditions in their flat form."""
+        return {**dataclasses.asdict(self), "conditions": [spec.to_dict() for spec in self.conditions]}
 
 
 def flatten(recipe_dict: dict[str, Any]) -> dict[str, Any]:
-    """{"train.lr": 2e-4, ..., "conditions": [...]}: one entry per key, for checks and comparisons."""
+    """{"train.lr": 2e-4, ..., "conditions": [...]}: one entry per key, for checks and comparisons.
+
+    Conditions are given their dropout, which recipes saved before it was always written may omit."""
     flat: dict[str, Any] = {}
     for section, values in recipe_dict.items():
         if isinstance(values, dict):
             flat.update({f"{section}.{key}": value for key, value in values.items()})
+        elif section == "conditions":
+            flat[section] = [{"dropout": 0.0, **spec} for spec in values]
         else:
             flat[section] = values
     return flat
@@ -165,16 +233,13 @@ _UPPER_BOUNDS = {"data.resolution": 1024, "train.batch_size": 65_536, "scheduler
 MAX_CHANNELS = 4096  # per UNet level; wider is a typo, not a model that fits in memory
 
 
-def _validate_conditions(conditions: Any, origin: str) -> list[dict[str, Any]]:
+def _validate_conditions(conditions: Any, origin: str) -> list[ConditionSpec]:
     if not isinstance(conditions, list):
         raise RecipeError(f"{origin}: conditions must be a list, e.g. [{{name: grayscale, dropout: 0.1}}]")
-    for i, spec in enumerate(conditions):
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise RecipeError(f"{origin}: conditions[{i}] must be a mapping with a name, e.g. {{name: sketch}}")
-        dropout = spec.get("dropout", 0.0)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-            raise RecipeError(f"{origin}: conditions[{i}].dropout = {dropout!r} must be a number in [0, 1)")
-    return [dict(spec) for spec in conditions]
+    specs = [ConditionSpec.from_dict(values, f"{origin}: conditions[{i}]") for i, values in enumerate(conditions)]
+    for i, spec in enumerate(specs):
+        spec.build_encoder(f"{origin}: conditions[{i}]")  # imports the encoders, only for recipes that have some
+    return specs
 
 
 def _validate_values(recipe: Recipe, origin: str) -> None:

@@ -8,6 +8,9 @@ guidance use them), so an encoder should not rely on an all-zero output carrying
 
 Settings are recorded with diffusers' `register_to_config`, so a saved model knows exactly which
 encoders, with which parameters, it was trained on.
+
+The helpers below are shared by the encoders: luma, the check of a `resize` setting, and the
+normalisation of a user's image to the model's square RGB input.
 """
 
 from __future__ import annotations
@@ -17,6 +20,31 @@ from typing import ClassVar
 import torch
 from diffusers.configuration_utils import ConfigMixin
 from PIL import Image
+
+from condiff.config import RESIZE_FILTERS
+from condiff.data.preprocess import prepare_image
+from condiff.images import to_model_tensor
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W): BT.601 luma, in the same range as the input.
+
+    The weights sum to one, so luma can be taken directly in the model's [-1, 1] range and a grey pixel
+    keeps its value."""
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
+
+
+def check_resize(resize: str) -> None:
+    if resize not in RESIZE_FILTERS:
+        raise ValueError(f"unknown resize filter {resize!r}; choose one of {', '.join(RESIZE_FILTERS)}")
+
+
+def prepare_input(image: Image.Image, resolution: int, resize: str) -> torch.Tensor:
+    """A user's image -> (1, 3, res, res) in [-1, 1]: RGB, shorter side scaled, centre cut out."""
+    return to_model_tensor(prepare_image(image, resolution, resize=resize, center_crop=True)[None])
 
 
 class ConditionEncoder(ConfigMixin):
@@ -39,7 +67,11 @@ class ConditionEncoder(ConfigMixin):
         """A user's image (any size and mode, EXIF already applied) -> (1, num_channels, res, res)."""
         raise NotImplementedError
 
+    @property
+    def settings(self) -> dict:
+        """Every constructor argument as recorded by `register_to_config`, defaults included."""
+        return {k: v for k, v in self.config.items() if not k.startswith("_")}
+
     def to_dict(self) -> dict:
         """The name and the recorded settings: enough to rebuild the encoder."""
-        settings = {k: v for k, v in self.config.items() if not k.startswith("_")}
-        return {"name": self.name, **settings}
+        return {"name": self.name, **self.settings}

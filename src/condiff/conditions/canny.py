@@ -12,15 +12,14 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
-from condiff.conditions.grayscale import check_resize, luma, prepare_input
+from condiff.conditions.base import ConditionEncoder, check_resize, luma, prepare_input
 from condiff.conditions.registry import register_condition
+from condiff.images import to_uint8
 
 
 def luma_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W) uint8 luma, the input OpenCV's Canny wants."""
-    levels = (luma(images.detach().float().cpu()) + 1.0) * 127.5
-    return levels.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
+    return to_uint8(luma(images.detach().float().cpu()))[..., 0]
 
 
 def canny_edges(images: torch.Tensor, low_threshold: int, high_threshold: int) -> torch.Tensor:

@@ -1,8 +1,7 @@
 """The `grayscale` condition: the image's luma, one channel, for colourising.
 
-Luma uses the ITU-R BT.601 weights that PIL's "L" mode uses. The weights sum to one, so luma is an
-affine-invariant mix: it can be taken directly in the model's [-1, 1] range, and a grey pixel keeps
-its value, so a greyscale input gives exactly the channel of its RGB version.
+Luma uses the ITU-R BT.601 weights that PIL's "L" mode uses (`base.luma`). The weights sum to one, so
+a grey pixel keeps its value and a greyscale input gives exactly the channel of its RGB version.
 """
 
 from __future__ import annotations
@@ -11,29 +10,8 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
+from condiff.conditions.base import ConditionEncoder, check_resize, luma, prepare_input
 from condiff.conditions.registry import register_condition
-from condiff.config import RESIZE_FILTERS
-from condiff.data.preprocess import prepare_image
-from condiff.images import to_model_tensor
-
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
-
-
-def luma(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W): BT.601 luma, in the same range as the input."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1, keepdim=True)
-
-
-def check_resize(resize: str) -> None:
-    if resize not in RESIZE_FILTERS:
-        raise ValueError(f"unknown resize filter {resize!r}; choose one of {', '.join(RESIZE_FILTERS)}")
-
-
-def prepare_input(image: Image.Image, resolution: int, resize: str) -> torch.Tensor:
-    """A user's image -> (1, 3, res, res) in [-1, 1]: RGB, shorter side scaled, centre cut out."""
-    return to_model_tensor(prepare_image(image, resolution, resize=resize, center_crop=True)[None])
 
 
 @register_condition("grayscale")

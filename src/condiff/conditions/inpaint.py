@@ -15,9 +15,8 @@ from PIL import Image
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
 from condiff.data.preprocess import prepare_image
-from condiff.images import to_model_tensor
+from condiff.images import has_transparency, to_model_tensor
 
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 OPAQUE_ENOUGH = 128  # alpha below this (out of 255) makes a pixel part of the hole
 
 
@@ -46,7 +45,7 @@ def mask_and_masked(images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
 
 def transparent_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
     """(1, 1, res, res) bool: where the image is (mostly) transparent, cut and scaled like the image."""
-    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
+    if not has_transparency(image):
         return torch.zeros(1, 1, resolution, resolution, dtype=torch.bool)
     alpha = image.convert("RGBA").getchannel("A")
     alpha = prepare_image(alpha, resolution, resize="nearest", center_crop=True)[..., 0]

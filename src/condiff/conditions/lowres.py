@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
-from condiff.conditions.grayscale import prepare_input
+from condiff.conditions.base import ConditionEncoder, prepare_input
 from condiff.conditions.registry import register_condition
 
 

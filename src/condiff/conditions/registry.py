@@ -11,9 +11,12 @@ Entry points are loaded lazily, once, the first time a name is not found (or whe
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
+from condiff.config import ConditionSpec
 from condiff.errors import CondiffError
 
 ENTRY_POINT_GROUP = "condiff.conditions"
@@ -22,12 +25,17 @@ _entry_points_loaded = False
 
 
 def register_condition(name: str) -> Callable[[type], type]:
-    """Class decorator: make an encoder available under `name`. A name can be registered once."""
+    """Class decorator: make an encoder available under `name`. A name can be registered once, and no
+    setting may be called like a key written beside the settings (`ConditionSpec.FLAT_KEYS`)."""
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"condition {name!r} is already registered by {_REGISTRY[name].__module__}."
                              f"{_REGISTRY[name].__qualname__}; choose another name")
+        clashes = [key for key in ConditionSpec.FLAT_KEYS if key in inspect.signature(cls.__init__).parameters]
+        if clashes:
+            raise ValueError(f"condition {name!r}: rename the setting(s) {', '.join(clashes)}; "
+                             f"{', '.join(ConditionSpec.FLAT_KEYS)} are written beside an encoder's settings")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -43,11 +51,10 @@ def _load_entry_points() -> None:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = entry.load()
+            if entry.name not in _REGISTRY:
+                register_condition(entry.name)(cls)
         except Exception as err:  # a broken plugin must not break condiff
             print(f"condiff: warning: could not load condition plugin {entry.name!r} ({entry.value}): {err}")
-            continue
-        if entry.name not in _REGISTRY:
-            register_condition(entry.name)(cls)
 
 
 def get_condition(name: str) -> type:
@@ -57,7 +64,10 @@ def get_condition(name: str) -> type:
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
-        raise CondiffError(f"unknown condition {name!r}; known conditions: {', '.join(list_conditions())}")
+        known = list_conditions()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CondiffError(f"unknown condition {name!r}{hint}; known conditions: {', '.join(known)}")
     return _REGISTRY[name]
 
 

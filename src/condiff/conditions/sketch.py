@@ -18,14 +18,12 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
-from condiff.conditions.grayscale import luma
+from condiff.conditions.base import ConditionEncoder, luma
 from condiff.conditions.registry import register_condition
-from condiff.images import to_rgb
+from condiff.images import has_transparency, to_rgb
 
 REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
 
 
@@ -117,7 +115,7 @@ def drawing_to_gray(image: Image.Image) -> np.ndarray:
     """(H, W) uint8. Transparency is flattened onto whichever of white or black the strokes stand out
     from, so both dark and light strokes on a transparent background survive."""
     background = (255, 255, 255)
-    if image.mode in ALPHA_MODES or "transparency" in image.info:
+    if has_transparency(image):
         rgba = image.convert("RGBA")
         opaque = np.asarray(rgba.getchannel("A")) >= 128
         strokes = np.asarray(rgba.convert("L"))[opaque]

@@ -1,59 +1,39 @@
 """The ordered set of condition encoders a model was trained with: a pipeline component.
 
-`ConditionStack` records, in order, each encoder's name, settings and dropout probability. It is a
-diffusers `ModelMixin` so that `save_pretrained`/`from_pretrained` of a pipeline round-trip it; its
-only tensor is a buffer of channel counts (a component without weights would write no file).
+`ConditionStack` records, in order, each encoder's name, dropout probability and resolved settings
+(every argument, defaults included), so that a model saved today keeps reading its inputs the same way
+when an encoder's defaults change later. It is a diffusers `ModelMixin` so that
+`save_pretrained`/`from_pretrained` of a pipeline round-trip it; its only tensor is a buffer of channel
+counts (a component without weights would write no file).
 This module path is public API: it is recorded in saved `model_index.json` files.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
-from condiff.conditions.registry import get_condition
-from condiff.errors import CondiffError
-
-STACK_KEYS = ("name", "dropout")  # per-condition keys that are not encoder settings
-
-
-def build_encoder(spec: dict[str, Any], where: str = "conditions") -> ConditionEncoder:
-    """An encoder from {"name": ..., **settings}; unknown settings are errors that name the key."""
-    cls = get_condition(spec["name"])
-    settings = {k: v for k, v in spec.items() if k not in STACK_KEYS}
-    known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in settings:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (settings of {spec['name']}: {', '.join(known)})"
-            raise CondiffError(f"{where}: unknown setting '{key}' for condition {spec['name']!r}{hint}")
-    try:
-        return cls(**settings)
-    except (TypeError, ValueError) as err:
-        raise CondiffError(f"{where}: bad settings for condition {spec['name']!r}: {err}") from None
+from condiff.config import ConditionSpec
 
 
 class ConditionStack(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
-    @register_to_config
     def __init__(self, conditions: list[dict[str, Any]] | tuple = ()) -> None:
+        """`conditions`: flat specs, {"name": ..., "dropout": ..., **settings}, in channel order. Settings
+        left out take the encoder's current defaults (as in a folder saved before settings were recorded)."""
         super().__init__()
-        self.encoders = [build_encoder(spec, f"conditions[{i}]") for i, spec in enumerate(conditions)]
-        self.dropouts = [float(spec.get("dropout", 0.0)) for spec in conditions]
+        specs = [ConditionSpec.from_dict(values, f"conditions[{i}]") for i, values in enumerate(conditions)]
+        self.encoders = [spec.build_encoder(f"conditions[{i}]") for i, spec in enumerate(specs)]
+        self.dropouts = [spec.dropout for spec in specs]
+        # Recorded by hand rather than by @register_to_config, which would record only what was given.
+        resolved = [ConditionSpec(e.name, s.dropout, e.settings) for e, s in zip(self.encoders, specs, strict=True)]
+        self.register_to_config(conditions=[spec.to_dict() for spec in resolved])
         self.register_buffer("channel_counts", torch.tensor([e.num_channels for e in self.encoders] or [0]))
-
-    @classmethod
-    def from_encoders(cls, encoders: list[ConditionEncoder], dropouts: list[float] | None = None) -> ConditionStack:
-        dropouts = dropouts or [0.0] * len(encoders)
-        return cls(conditions=[{**e.to_dict(), "dropout": d} for e, d in zip(encoders, dropouts, strict=True)])
 
     @property
     def names(self) -> list[str]:
@@ -90,6 +70,3 @@ class ConditionStack(ModelMixin, ConfigMixin):
             torch.cat([encoder.encode_input(image, resolution) for encoder in self.encoders], dim=1)
             for image in images
         ])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_training(images)

@@ -196,21 +196,21 @@ STREAM_CHUNK = 64  # Nouns the endless stream renders at once
 class InfiniteNounsDataset(torch.utils.data.IterableDataset):
     """Endless stream, deterministic for a seed; yields the same dicts as NounsDataset.
 
-    Item i of the stream equals item i of `NounsDataset(size > i, seed)`; `start` skips the first
-    items (to resume). DataLoader workers split the stream (worker k of n takes items k, k+n, ...), so
-    no two workers repeat an item; the batch order then depends on the number of workers.
+    Item i of the stream equals item i of `NounsDataset(size > i, seed)`; a resumed run skips batches
+    with accelerate's `skip_first_batches`. DataLoader workers split the stream (worker k of n takes
+    items k, k+n, ...), so no two workers repeat an item; the batch order then depends on the number
+    of workers.
     """
 
-    def __init__(self, seed: int = 0, start: int = 0) -> None:
-        if seed < 0 or start < 0:
-            raise ValueError(f"seed and start must not be negative, got seed={seed}, start={start}")
+    def __init__(self, seed: int = 0) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must not be negative, got seed={seed}")
         self.seed = seed
-        self.start = start
 
     def __iter__(self) -> Iterator[dict]:
         worker = torch.utils.data.get_worker_info()
         offset, step = (0, 1) if worker is None else (worker.id, worker.num_workers)
         art = load_art()
         chunk = STREAM_CHUNK * step  # rendered a chunk at a time; the items and their order are the same
-        for first in itertools.count(self.start + offset, chunk):
+        for first in itertools.count(offset, chunk):
             yield from make_items(art, [nth_noun(art, self.seed, i) for i in range(first, first + chunk, step)])

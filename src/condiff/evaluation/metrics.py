@@ -12,6 +12,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from condiff.conditions.base import LUMA_WEIGHTS
+
 PSNR_CAP = 100.0  # dB; identical images would give infinity, which JSON cannot hold
 
 
@@ -78,8 +80,7 @@ def ssim(outputs, references) -> float:
 
 def luma(images) -> np.ndarray:
     """Rec. 601 luma in [0, 255], (N, H, W): the grayscale a colorization model was given."""
-    unit = to_unit(images)
-    return 255 * (0.299 * unit[..., 0] + 0.587 * unit[..., 1] + 0.114 * unit[..., 2])
+    return 255 * to_unit(images) @ np.array(LUMA_WEIGHTS)
 
 
 def luma_error(outputs, references) -> float:

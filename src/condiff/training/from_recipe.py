@@ -10,7 +10,8 @@ from condiff.training.trainer import Trainer, TrainResult
 
 def _initial_unet(recipe: Recipe, condition_channels: int):
     """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels)."""
-    from condiff.model import IMAGE_CHANNELS, build_unet, load_unet, widen_unet_input
+    from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
+    from condiff.model_folder import load_unet
 
     init_from = recipe.model.init_from
     if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
@@ -39,7 +40,7 @@ def build_parts(recipe: Recipe):
     from condiff.data.sources import build_dataset
     from condiff.model import build_scheduler
 
-    conditions = ConditionStack(conditions=recipe.conditions)  # checks names and settings first
+    conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
     unet = _initial_unet(recipe, conditions.channels)
