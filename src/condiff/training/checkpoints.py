@@ -1,9 +1,9 @@
 """Training checkpoints: written whole or not at all, found by step, pruned only after success.
 
 A checkpoint is a folder `checkpoints/step-00000500/` holding accelerate's state (model weights as
-safetensors, optimizer, LR scheduler, RNG, EMA) and `trainer_state.json`. It is written under a
-temporary name and renamed into place once complete, so a crash mid-save can never leave a
-half-written folder that looks like a checkpoint.
+safetensors, optimizer, LR scheduler, RNG, EMA) and `trainer_state.json` (the loop's `TrainState`
+and the recipe it trains). It is written under a temporary name and renamed into place once
+complete, so a crash mid-save can never leave a half-written folder that looks like a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,33 @@ from condiff.errors import CondiffError, StorageError, is_write_failure, write_f
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainState:
+    """What the training loop carries across a resume, beyond accelerate's own state.
+
+    Saved in `trainer_state.json` under exactly these names (with the key "recipe" beside them).
+    """
+
+    step: int = 0  # optimizer updates done
+    loss_history: list[float] = field(default_factory=list)  # the mean loss of each update
+    seconds: float = 0.0  # training time, earlier runs of a resumed run included
+    batches_done: int = 0  # batches this process drew: a resumed run goes on at the same batch and epoch
+    skipped_updates: int = 0  # updates dropped for a NaN/Inf loss or gradient
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any], where: str = STATE_FILE) -> TrainState:
+        """The state in a `trainer_state.json` (`where`); its other key, the recipe, is the caller's."""
+        names = [f.name for f in fields(cls)]
+        missing = [name for name in names if name not in saved]
+        if missing:  # only the first development versions wrote fewer keys
+            raise CondiffError(f"train.resume: {where} has no {', '.join(missing)}; it was written by an "
+                               "older condiff and cannot be resumed")
+        return cls(**{name: saved[name] for name in names})
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:
@@ -61,6 +89,7 @@ def resolve_resume(output_dir: str | Path, resume: str) -> Path:
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's `trainer_state.json` as saved: `TrainState.to_dict()` and "recipe"."""
     return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
 
@@ -74,6 +103,8 @@ def _fsync_tree(folder: Path) -> None:
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any],
                     keep: int) -> Path:
     """Save the full training state for `step` (every process takes part), then prune old ones.
+
+    `trainer_state` is written as `trainer_state.json` (see `read_trainer_state`).
 
     A failed write (full disk, read-only folder, file size limit) raises a one-line CondiffError: the
     partial folder is removed and the earlier checkpoints stay untouched, the newest still `latest`.

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from condiff.config import Recipe, flatten, save_recipe
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 from condiff.training.checkpoints import (
+    STATE_FILE,
+    TrainState,
     list_checkpoints,
     read_trainer_state,
     resolve_resume,
@@ -64,6 +66,107 @@ def images_from_batch(batch: dict[str, Any]) -> torch.Tensor:
     from condiff.images import to_model_tensor
 
     return to_model_tensor(batch["image"])
+
+
+# --- the loop's working parts -------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The parts one training run works with, as accelerate prepared them for this process."""
+
+    accelerator: Any
+    unet: Any
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    dataloader: DataLoader
+    ema: Any  # a diffusers EMAModel, or None with train.ema: false
+
+
+class _Clock:
+    """Training time, a resumed run's earlier time included, and whether train.max_minutes is spent."""
+
+    def __init__(self, accelerator, seconds_before: float, max_minutes: float | None) -> None:
+        self.accelerator, self.seconds_before, self.max_minutes = accelerator, seconds_before, max_minutes
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def out_of_time(self) -> bool:
+        if self.max_minutes is None:
+            return False
+        over = self.seconds() >= 60 * self.max_minutes
+        if self.accelerator.num_processes > 1:  # every rank must stop at the same step
+            flag = torch.tensor([float(over)], device=self.accelerator.device)
+            over = bool(self.accelerator.reduce(flag, reduction="max").item())
+        return over
+
+
+class _LogWindow:
+    """The averages shown and logged every train.log_every steps: loss per update, images per second."""
+
+    def __init__(self) -> None:
+        self.update_loss, self.micro_batches = 0.0, 0  # the batches of the update being accumulated
+        self.restart()
+
+    def restart(self) -> None:
+        self.loss, self.steps, self.images, self.start = 0.0, 0, 0, time.perf_counter()
+
+    def add_batch(self, loss: float, images: int) -> None:
+        self.update_loss += loss
+        self.micro_batches += 1
+        self.images += images
+
+    def end_update(self) -> float:
+        """The mean loss of the update just made (over its train.grad_accum batches)."""
+        loss = self.update_loss / self.micro_batches
+        self.loss += loss
+        self.steps += 1
+        self.update_loss, self.micro_batches = 0.0, 0
+        return loss
+
+    def write(self, accelerator, progress, lr: float, step: int) -> None:
+        """Onto the progress bar and into the trackers (tensorboard), then a new window begins."""
+        elapsed = time.perf_counter() - self.start
+        logs = {"loss": self.loss / self.steps, "lr": lr, "img_per_s": self.images / elapsed}
+        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", img_s=f"{logs['img_per_s']:.0f}")
+        accelerator.log(logs, step=step)
+        self.restart()
+
+
+class _BadUpdates:
+    """Updates skipped for a NaN/Inf loss or gradient; train.max_bad_updates of them in a row stop training."""
+
+    def __init__(self, state: TrainState, limit: int) -> None:
+        self.state, self.limit, self.in_a_row = state, limit, 0
+
+    def skip(self, what: str) -> None:
+        """Count a skipped update (`what`: the loss or the gradient was NaN/Inf), or stop training."""
+        self.state.skipped_updates += 1
+        self.in_a_row += 1
+        if self.in_a_row >= self.limit:
+            raise CondiffError(
+                f"training stopped at step {self.state.step + 1}: the {what} was NaN or Inf {self.limit} times "
+                "in a row (train.max_bad_updates); lower train.lr or use train.mixed_precision: no, then resume "
+                "from the last checkpoint with --set train.resume=latest"
+            )
+
+
+def _epochs(accelerator, dataloader, batches_done: int, iterable: bool) -> Iterator[Any]:
+    """Each epoch's batches in turn, the first one after the `batches_done` a resumed run had drawn.
+
+    The seedable sampler shuffles by epoch number, so a resumed run sees the batches an
+    uninterrupted one would have.
+    """
+    batches_per_epoch = math.inf if iterable else len(dataloader)
+    epoch = 0 if iterable else batches_done // batches_per_epoch
+    skip = batches_done if iterable else batches_done % batches_per_epoch
+    while True:
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(epoch)
+        yield accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        skip, epoch = 0, epoch + 1
 
 
 class Trainer:
@@ -143,27 +246,29 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )
 
-    # --- the loop -------------------------------------------------------------------------------
+    def _resume_point(self) -> tuple[Path | None, TrainState]:
+        """The checkpoint train.resume names and its state, or (None, a fresh state).
 
-    def train(self) -> TrainResult:
-        from accelerate.utils import set_seed
+        A changed recipe is refused here, before anything is built or written.
+        """
+        cfg = self.recipe.train
+        if not cfg.resume:
+            return None, TrainState()
+        checkpoint = resolve_resume(self.output_dir, cfg.resume)
+        saved = read_trainer_state(checkpoint)
+        differences = recipe_differences(saved["recipe"], self.recipe.to_dict())
+        if differences:
+            raise CondiffError(f"train.resume: {checkpoint} was trained with a different recipe: "
+                               + "; ".join(differences) + ". Undo these changes to resume")
+        return checkpoint, TrainState.from_dict(saved, where=str(checkpoint / STATE_FILE))
+
+    def _prepare(self, accelerator) -> _Run:
+        """Optimizer, LR schedule, data loader and EMA, handed to accelerate with the UNet."""
         from diffusers import UNet2DModel
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
-        from tqdm.auto import tqdm
 
         cfg = self.recipe.train
-        accelerator = self._make_accelerator()
-        self._check_output_dir(accelerator)
-        resume_from = resolve_resume(self.output_dir, cfg.resume) if cfg.resume else None
-        if resume_from is not None:
-            saved = read_trainer_state(resume_from)
-            differences = recipe_differences(saved["recipe"], self.recipe.to_dict())
-            if differences:
-                raise CondiffError(f"train.resume: {resume_from} was trained with a different recipe: "
-                                   + "; ".join(differences) + ". Undo these changes to resume")
-        set_seed(cfg.seed)
-
         optimizer = torch.optim.AdamW(
             self.unet.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
             weight_decay=cfg.weight_decay,
@@ -186,18 +291,11 @@ class Trainer:
                            use_ema_warmup=cfg.ema_warmup, model_cls=UNet2DModel,
                            model_config=accelerator.unwrap_model(unet).config, foreach=True)
             ema.to(accelerator.device)
-            accelerator.register_for_checkpointing(ema)
+            accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoints
+        return _Run(accelerator, unet, optimizer, lr_scheduler, dataloader, ema)
 
-        step, loss_history, seconds_before = 0, [], 0.0
-        bad_updates = {"skipped": 0, "in_a_row": 0}
-        batches_done = 0
-        if resume_from is not None:
-            accelerator.load_state(str(resume_from))
-            state = read_trainer_state(resume_from)
-            step, loss_history, seconds_before = state["step"], state["loss_history"], state["seconds"]
-            bad_updates["skipped"] = state.get("skipped_updates", 0)
-            batches_done = state.get("batches_done", step * cfg.grad_accum)
-            accelerator.print(f"condiff: resumed from {resume_from} at step {step}")
+    def _start_output(self, accelerator) -> None:
+        """The run's recipe first, then the tensorboard logs."""
         if accelerator.is_main_process:
             try:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -206,102 +304,112 @@ class Trainer:
                 reason = write_failure_reason(err)
                 raise StorageError(f"train.output_dir {self.output_dir} is not writable ({reason}); free disk "
                                    "space or choose a writable train.output_dir", reason) from None
-        if cfg.tensorboard:
+        if self.recipe.train.tensorboard:
             accelerator.init_trackers("condiff")
 
-        iterable = isinstance(self.dataset, IterableDataset)
-        batches_per_epoch = math.inf if iterable else len(dataloader)
-        epoch = 0 if iterable else batches_done // batches_per_epoch
-        skip = batches_done if iterable else batches_done % batches_per_epoch
+    # --- the loop -------------------------------------------------------------------------------
 
-        progress = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_local_main_process,
+    def train(self) -> TrainResult:
+        from accelerate.utils import set_seed
+        from tqdm.auto import tqdm
+
+        cfg = self.recipe.train
+        accelerator = self._make_accelerator()
+        self._check_output_dir(accelerator)
+        checkpoint, state = self._resume_point()  # a changed recipe is refused before anything is built
+        set_seed(cfg.seed)
+        run = self._prepare(accelerator)
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint))  # weights, optimizer, LR schedule, EMA and RNGs
+            accelerator.print(f"condiff: resumed from {checkpoint} at step {state.step}")
+        self._start_output(accelerator)
+
+        epochs = _epochs(accelerator, run.dataloader, state.batches_done, isinstance(self.dataset, IterableDataset))
+        progress = tqdm(total=cfg.max_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                         desc="training", unit="step", dynamic_ncols=True)
-        start = time.perf_counter()
-        window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
-        step_loss, micro_batches = 0.0, 0
-
-        def out_of_time() -> bool:
-            if cfg.max_minutes is None:
-                return False
-            over = seconds_before + time.perf_counter() - start >= 60 * cfg.max_minutes
-            if accelerator.num_processes > 1:  # every rank must stop at the same step
-                flag = torch.tensor([float(over)], device=accelerator.device)
-                over = bool(accelerator.reduce(flag, reduction="max").item())
-            return over
-
+        clock = _Clock(accelerator, state.seconds, cfg.max_minutes)
+        window, bad_updates = _LogWindow(), _BadUpdates(state, cfg.max_bad_updates)
         try:  # on an error the bar is closed first, so the error message starts on a line of its own
-            while step < cfg.max_steps and not out_of_time():
-                if hasattr(dataloader, "set_epoch"):
-                    dataloader.set_epoch(epoch)
-                epoch_loader = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-                skip = 0
-                for batch in epoch_loader:
-                    clean = images_from_batch(batch).to(accelerator.device)
-                    if self.recipe.data.random_flip:
-                        clean = random_flip(clean)
-                    condition = self.conditions.encode_training(clean) if self.conditions else None
-                    batches_done += 1
-                    with accelerator.accumulate(unet):
-                        loss = diffusion_loss(unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
-                        if not self._all_finite(accelerator, loss):
-                            optimizer.zero_grad(set_to_none=True)
-                            self._count_bad_update(bad_updates, step, "loss")
-                            continue
-                        accelerator.backward(loss)
-                        if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                            norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
-                            if not self._all_finite(accelerator, norm):
-                                optimizer.zero_grad(set_to_none=True)
-                                self._count_bad_update(bad_updates, step, "gradient")
-                                continue
-                        optimizer.step()
-                        lr_scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    step_loss += loss.item()
-                    micro_batches += 1
-                    window_images += clean.shape[0] * accelerator.num_processes
-                    if not accelerator.sync_gradients:
+            while state.step < cfg.max_steps and not clock.out_of_time():
+                for batch in next(epochs):  # a batch; every train.grad_accum-th one ends an update (a step)
+                    clean, condition = self._model_inputs(batch, accelerator.device)
+                    state.batches_done += 1
+                    loss = self._update(run, clean, condition, bad_updates)
+                    if loss is None:  # skipped: a NaN/Inf loss or gradient
                         continue
-                    bad_updates["in_a_row"] = 0
-                    # One optimizer update completed.
-                    step += 1
-                    if ema is not None:
-                        ema.step(accelerator.unwrap_model(unet).parameters())
-                    loss_history.append(step_loss / micro_batches)
-                    window_loss += step_loss / micro_batches
-                    window_steps += 1
-                    step_loss, micro_batches = 0.0, 0
-                    progress.update(1)
-                    if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        elapsed = time.perf_counter() - window_start
-                        logs = {"loss": window_loss / window_steps,
-                                "lr": lr_scheduler.get_last_lr()[0], "img_per_s": window_images / elapsed}
-                        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}",
-                                             img_s=f"{logs['img_per_s']:.0f}")
-                        accelerator.log(logs, step=step)
-                        window_loss, window_steps, window_images, window_start = 0.0, 0, 0, time.perf_counter()
-                    if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
-                        self._preview(accelerator, unet, ema, step)
-                    last = step >= cfg.max_steps or out_of_time()
-                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
-                        self._check_weights_finite(unet, step)
-                        state = {"step": step, "loss_history": loss_history, "recipe": self.recipe.to_dict(),
-                                 "seconds": seconds_before + time.perf_counter() - start,
-                                 "batches_done": batches_done, "skipped_updates": bad_updates["skipped"]}
-                        save_checkpoint(accelerator, self.output_dir, step, state, cfg.keep_checkpoints)
-                    if last:
+                    window.add_batch(loss.item(), clean.shape[0] * accelerator.num_processes)
+                    if not accelerator.sync_gradients:  # gradients of train.grad_accum batches build up
+                        continue
+                    bad_updates.in_a_row = 0
+                    if self._end_of_step(run, state, window, progress, clock):
                         break
-                epoch += 1
         finally:
             progress.close()
 
-        seconds = seconds_before + time.perf_counter() - start
-        self._check_weights_finite(unet, step)
-        if bad_updates["skipped"]:
-            accelerator.print(f"condiff: skipped {bad_updates['skipped']} update(s) with a NaN/Inf loss or gradient")
-        self._save_final(accelerator, unet, ema, step, seconds, loss_history, bad_updates["skipped"])
+        state.seconds = clock.seconds()
+        self._check_weights_finite(run.unet, state.step)
+        if state.skipped_updates:
+            accelerator.print(f"condiff: skipped {state.skipped_updates} update(s) with a NaN/Inf loss or gradient")
+        self._save_final(run, state)
         accelerator.end_training()
-        return TrainResult(self.output_dir, step, loss_history[-1] if loss_history else math.nan, seconds)
+        final_loss = state.loss_history[-1] if state.loss_history else math.nan
+        return TrainResult(self.output_dir, state.step, final_loss, state.seconds)
+
+    def _model_inputs(self, batch: dict[str, Any], device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Clean images in [-1, 1], maybe mirrored, and their condition channels (None without conditions)."""
+        clean = images_from_batch(batch).to(device)
+        if self.recipe.data.random_flip:
+            clean = random_flip(clean)
+        return clean, self.conditions.encode_training(clean) if self.conditions else None
+
+    def _update(self, run: _Run, clean: torch.Tensor, condition: torch.Tensor | None,
+                bad_updates: _BadUpdates) -> torch.Tensor | None:
+        """Forward and backward on one batch; the optimizer steps on the last of train.grad_accum batches.
+
+        Returns the loss, or None when the loss or the gradient was NaN/Inf on some process: then all
+        processes drop the update's gradients together.
+        """
+        cfg, accelerator = self.recipe.train, run.accelerator
+        with accelerator.accumulate(run.unet):
+            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
+            if not self._all_finite(accelerator, loss):
+                run.optimizer.zero_grad(set_to_none=True)
+                bad_updates.skip("loss")
+                return None
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                norm = accelerator.clip_grad_norm_(run.unet.parameters(), cfg.max_grad_norm)
+                if not self._all_finite(accelerator, norm):
+                    run.optimizer.zero_grad(set_to_none=True)
+                    bad_updates.skip("gradient")
+                    return None
+            run.optimizer.step()
+            run.lr_scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def _end_of_step(self, run: _Run, state: TrainState, window: _LogWindow, progress, clock: _Clock) -> bool:
+        """The bookkeeping of one finished update: EMA, loss, log, preview, checkpoint.
+
+        Returns True when training ends with this step (train.max_steps or train.max_minutes).
+        """
+        cfg = self.recipe.train
+        state.step += 1
+        if run.ema is not None:
+            run.ema.step(run.accelerator.unwrap_model(run.unet).parameters())
+        state.loss_history.append(window.end_update())
+        progress.update(1)
+        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            window.write(run.accelerator, progress, run.lr_scheduler.get_last_lr()[0], state.step)
+        if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
+            self._preview(run.accelerator, run.unet, run.ema, state.step)
+        last = state.step >= cfg.max_steps or clock.out_of_time()  # the same answer on every process
+        if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last:
+            self._check_weights_finite(run.unet, state.step)
+            state.seconds = clock.seconds()
+            save_checkpoint(run.accelerator, self.output_dir, state.step,
+                            {**state.to_dict(), "recipe": self.recipe.to_dict()}, cfg.keep_checkpoints)
+        return last
 
     # --- numerical trouble ---------------------------------------------------------------------
 
@@ -312,18 +420,6 @@ class Trainer:
         if accelerator.num_processes > 1:
             finite = accelerator.reduce(finite.to(accelerator.device), reduction="sum") / accelerator.num_processes
         return bool(finite.item() == 1.0)
-
-    def _count_bad_update(self, bad_updates: dict[str, int], step: int, what: str) -> None:
-        """Skip an update whose loss or gradient is NaN/Inf; stop after train.max_bad_updates in a row."""
-        bad_updates["skipped"] += 1
-        bad_updates["in_a_row"] += 1
-        limit = self.recipe.train.max_bad_updates
-        if bad_updates["in_a_row"] >= limit:
-            raise CondiffError(
-                f"training stopped at step {step + 1}: the {what} was NaN or Inf {limit} times in a row "
-                "(train.max_bad_updates); lower train.lr or use train.mixed_precision: no, then resume from "
-                "the last checkpoint with --set train.resume=latest"
-            )
 
     def _check_weights_finite(self, unet, step: int) -> None:
         """NaN weights must never reach a checkpoint or a saved model."""
@@ -346,23 +442,27 @@ class Trainer:
             ema.restore(model.parameters())
 
     def _preview_grid(self, model, path: Path):
-        from condiff.sampling import generate, make_sampler
+        """Samples through the pipeline the commands use; a conditional model gets the first images' conditions."""
+        from condiff.conditions.stack import ConditionStack
+        from condiff.pipeline import ConditionalDDPMPipeline
+        from condiff.sampling import make_sampler
         from condiff.visualize import make_grid
 
         cfg = self.recipe.train
-        condition, guidance, slices = None, None, None
+        conditions = self.conditions if self.conditions is not None else ConditionStack()
+        pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
+                                           conditions=conditions)
+        condition = None
         if self.conditions is not None:
             batch = next(iter(DataLoader(self.dataset, batch_size=cfg.sample_num)))
             clean = images_from_batch(batch).to(next(model.parameters()).device)
             condition = self.conditions.encode_training(clean, apply_dropout=False)
-            guidance, slices = [1.0] * len(self.conditions.encoders), self.conditions.channel_slices
         was_training = model.training
         model.eval()
-        samples = generate(model, make_sampler(self.scheduler, cfg.sample_sampler), len(condition)
-                           if condition is not None else cfg.sample_num, cfg.sample_steps, seed=cfg.seed,
-                           condition=condition, guidance=guidance, condition_slices=slices)
+        images = pipeline(batch_size=cfg.sample_num, condition_channels=condition, num_inference_steps=cfg.sample_steps,
+                          seed=cfg.seed, output_type="latent").images
         model.train(was_training)
-        grid = make_grid(samples.images, scale=max(1, 128 // self.recipe.data.resolution))
+        grid = make_grid(images, scale=max(1, 128 // self.recipe.data.resolution))
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         return grid
@@ -381,10 +481,10 @@ class Trainer:
             tracker = accelerator.get_tracker("tensorboard", unwrap=True)
             tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
 
-    def _save_final(self, accelerator, unet, ema, step: int, seconds: float, loss_history: list[float],
-                    skipped_updates: int) -> None:
-        from condiff.model import save_model
+    def _save_final(self, run: _Run, state: TrainState) -> None:
+        from condiff.model_folder import save_model
 
+        accelerator = run.accelerator
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return
@@ -393,11 +493,12 @@ class Trainer:
             save_model(self.output_dir, model, self.scheduler, self.conditions)
             self._preview_grid(model, self.output_dir / "samples" / "final.png")
 
-        summary = {"steps": step, "seconds": round(seconds, 1), "final_loss": loss_history[-1] if loss_history
-                   else None, "ema": ema is not None, "skipped_updates": skipped_updates}
+        summary = {"steps": state.step, "seconds": round(state.seconds, 1),
+                   "final_loss": state.loss_history[-1] if state.loss_history else None,
+                   "ema": run.ema is not None, "skipped_updates": state.skipped_updates}
         try:
             with torch.random.fork_rng(devices=[]):
-                self._with_ema_weights(accelerator, unet, ema, save)
+                self._with_ema_weights(accelerator, run.unet, run.ema, save)
             (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         except Exception as err:
             if isinstance(err, StorageError):  # from save_model, which left no half-written model behind
