@@ -4,25 +4,32 @@ Components: `unet` (input = image + condition channels), `scheduler` (any of DDP
 swap with `condiff.sampling.make_sampler` or diffusers' `from_config`) and `conditions` (a
 `ConditionStack` recording which encoders, in which order, with which settings). An unconditional model
 is the same pipeline with an empty stack, so every command samples through this one entry point.
-`save_pretrained`/`from_pretrained` round-trip all three. This module path is public API: it is
-recorded in saved `model_index.json` files.
+`save_pretrained`/`from_pretrained` round-trip all three, and the sampler the commands use
+(`sampler`, `sampler_steps` in model_index.json): a call without `num_inference_steps` samples as
+`condiff colorize` does. Importing condiff registers the class with diffusers, so
+`DiffusionPipeline.from_pretrained(folder)` loads a conditional folder too. This module path is public
+API: it is recorded in saved `model_index.json` files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDPMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 from PIL import Image
 
 from condiff.conditions.stack import ConditionStack
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
-from condiff.sampling import Samples, generate
+from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
+
+OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
+# PIL images or a tensor of images in [-1, 1] for every condition, or {condition name: its own images}.
+Inputs = OneInput | Mapping[str, OneInput]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -51,9 +58,13 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 
 
 class ConditionalDDPMPipeline(DiffusionPipeline):
-    def __init__(self, unet, scheduler, conditions: ConditionStack) -> None:
+    def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
+                 sampler_steps: int = DEFAULT_SAMPLER_STEPS) -> None:
+        """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
+        without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds)."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
+        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps)
 
     @property
     def resolution(self) -> int:
@@ -70,23 +81,25 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                f"but {len(scales)} scales were given; give one, or one per condition")
         return scales
 
-    def encode(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+    def encode(self, images: Inputs) -> torch.Tensor:
         """The condition channels for input images: PIL images of any size and mode, or a tensor of RGB
-        images in [-1, 1] (N, 3, H, W), which is read exactly as the same images saved as PNG would be."""
-        if isinstance(images, torch.Tensor):
-            images = to_pil_images(images)
-        elif isinstance(images, Image.Image):
-            images = [images]
-        return self.conditions.encode_inputs(list(images), self.resolution)
+        images in [-1, 1] (N, 3, H, W), read exactly as the same images saved as PNG would be. One set of
+        images feeds every condition; a mapping {condition name: images} gives each condition its own."""
+        if isinstance(images, Mapping):
+            images = {name: _as_pil_list(value) for name, value in images.items()}
+        else:
+            images = _as_pil_list(images)
+        return self.conditions.encode_inputs(images, self.resolution)
 
     @torch.no_grad()
     def __call__(
         self,
-        images: Image.Image | Sequence[Image.Image] | torch.Tensor | None = None,
+        images: Inputs | None = None,
         num_images_per_input: int = 1,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance: float | Sequence[float] = 1.0,
-        seed: int = 0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        seed: int | None = None,
         batch_size: int = 1,
         condition_channels: torch.Tensor | None = None,
         output_type: str = "pil",
@@ -96,23 +109,37 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         """Generate `num_images_per_input` images for each input image, grouped by input.
 
         A conditional model takes `images` (see `encode`) or precomputed `condition_channels`
-        (N, C, H, W); an unconditional one takes neither and makes `batch_size` images. Image i uses
-        seed + i. `record=True` keeps every step in `.trajectory` (for denoising GIFs).
+        (N, C, H, W); an unconditional one takes neither and makes `batch_size` images. Noise comes from
+        `generator` as in diffusers, or with `seed` image i uses a generator seeded with seed + i (what
+        the commands' --seed does). Without `num_inference_steps` the saved training scheduler samples as
+        the commands do (`sampler`, `sampler_steps` of the config); a scheduler you set is kept. `record=True`
+        keeps every step in `.trajectory` (for denoising GIFs).
         """
         if output_type not in OUTPUT_TYPES:
             raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+        scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
+        run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar}
         if condition is None:
-            samples = generate(self.unet, self.scheduler, batch_size, num_inference_steps, seed=seed, record=record)
+            samples = generate(self.unet, scheduler, batch_size, steps, **run)
         else:
             condition = condition.repeat_interleave(num_images_per_input, dim=0)
-            samples = generate(self.unet, self.scheduler, len(condition), num_inference_steps, seed=seed,
-                               condition=condition, record=record, guidance=self.guidance_scales(guidance),
-                               condition_slices=self.conditions.channel_slices)
+            samples = generate(self.unet, scheduler, len(condition), steps, condition=condition,
+                               guidance=self.guidance_scales(guidance),
+                               condition_slices=self.conditions.channel_slices, **run)
         output = postprocess(samples.images, output_type)
         if not return_dict:
             return (output,)
         return ConditionalPipelineOutput(images=output, trajectory=samples if record else None)
+
+    def _sampler(self, num_inference_steps: int | None):
+        """(scheduler, steps) of this call: the default sampler only replaces the saved training scheduler."""
+        if num_inference_steps is not None:
+            return self.scheduler, num_inference_steps
+        steps = self.config.get("sampler_steps", DEFAULT_SAMPLER_STEPS)
+        if type(self.scheduler) is DDPMScheduler:
+            return make_sampler(self.scheduler, self.config.get("sampler", DEFAULT_SAMPLER), steps), steps
+        return self.scheduler, steps
 
     def _condition(self, images, condition_channels: torch.Tensor | None) -> torch.Tensor | None:
         """The condition channels of this call; None for an unconditional model."""
@@ -129,3 +156,22 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             names = ", ".join(self.conditions.names)
             raise CondiffError(f"this model needs an input image for its conditions ({names})")
         return self.encode(images)
+
+
+def _as_pil_list(images: OneInput) -> list[Image.Image]:
+    if isinstance(images, torch.Tensor):
+        return to_pil_images(images)
+    if isinstance(images, Image.Image):
+        return [images]
+    return list(images)
+
+
+def register_with_diffusers() -> None:
+    """`DiffusionPipeline.from_pretrained` finds a pipeline class by the name in model_index.json, among
+    diffusers' own; adding ours there lets it load condiff's conditional folders."""
+    import diffusers
+
+    diffusers.ConditionalDDPMPipeline = ConditionalDDPMPipeline
+
+
+register_with_diffusers()

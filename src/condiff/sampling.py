@@ -10,6 +10,7 @@ Importing this module is cheap (no torch): recipes and `--help` read the sampler
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,22 +116,33 @@ def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[sli
     return result
 
 
+def seeded_generators(seed: int, num: int) -> list[torch.Generator]:
+    """One CPU generator per image, image i seeded with `seed + i`: the same seed gives the same images
+    on every device, and a batch equals the same images drawn one by one."""
+    import torch
+
+    return [torch.Generator().manual_seed(seed + i) for i in range(num)]
+
+
 def generate(
     unet,
     scheduler,
     num: int,
     steps: int,
-    seed: int = 0,
+    seed: int | None = 0,
     condition: torch.Tensor | None = None,
     record: bool = False,
     guidance: list[float] | None = None,
     condition_slices: list[slice] | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
 ) -> Samples:
     """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
     (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
 
-    Image i draws all its noise from its own CPU generator seeded with `seed + i`, so the same seed
-    gives the same images on every device, and a batch equals the same images drawn one by one.
+    The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
+    `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
+    timesteps (a progress bar).
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
@@ -139,7 +151,8 @@ def generate(
     dtype = next(unet.parameters()).dtype
     size = unet.config.sample_size
     shape = (num, unet.config.out_channels, size, size)
-    generator = [torch.Generator().manual_seed(seed + i) for i in range(num)]
+    if generator is None and seed is not None:
+        generator = seeded_generators(seed, num)
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
     if condition is not None:
         condition = condition.to(device=device, dtype=torch.float32)
@@ -147,7 +160,7 @@ def generate(
     x = x * scheduler.init_noise_sigma
     result = Samples(images=x)
     guide = guidance is not None and any(scale != 1.0 for scale in guidance)
-    for t in scheduler.timesteps:
+    for t in (progress or iter)(scheduler.timesteps):
         model_input = scheduler.scale_model_input(x, t)
         if condition is not None:
             model_input = torch.cat([model_input, condition], dim=1)

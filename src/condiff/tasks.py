@@ -34,13 +34,17 @@ if TYPE_CHECKING:
 MODELS_ROOT = Path(__file__).parent / "models"
 
 
+ANY_CONDITION = "*"  # a task that takes any conditional model, whatever its conditions
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # also the shipped model's folder and the recipe that trains it (recipes/<name>.yaml)
-    condition: str | None  # the condition its models must have; None: an unconditional model
+    condition: str | None  # the condition its models must have; None: unconditional; ANY_CONDITION: any
     description: str  # what the shipped model is (its model card's first line)
     help: str  # the command's one-line help
     output_suffix: str = ""  # INPUT-<suffix>.png is the default output of an image-to-image command
+    shipped: bool = True  # whether a model for it ships inside the package
 
     # --- the shipped model ----------------------------------------------------------------------
 
@@ -56,6 +60,8 @@ class Task:
         """`--model` as given, or the shipped model when it was omitted."""
         if model:
             return model
+        if not self.shipped:
+            raise CondiffError(f"condiff {self.name} needs --model DIR: a folder written by condiff train")
         if not self.is_installed:
             raise CondiffError(f"the shipped {self.name} model is missing from {self.shipped_folder}; reinstall "
                                f"condiff, or train one (condiff train recipes/{self.name}.yaml) and pass "
@@ -66,6 +72,8 @@ class Task:
 
     def accepts(self, conditions: Sequence[str]) -> bool:
         """Whether a model trained on `conditions` can do this task."""
+        if self.condition == ANY_CONDITION:
+            return bool(conditions)
         return self.condition in conditions if self.condition else not conditions
 
     def check(self, pipeline: ConditionalDDPMPipeline, model: str | Path) -> None:
@@ -73,11 +81,12 @@ class Task:
         if self.accepts(names):
             return
         if not self.condition:
-            raise CondiffError(f"{model}: this model needs an input image; use condiff colorize or condiff sketch2img")
+            raise CondiffError(f"{model}: this model needs an input image; use condiff generate (or colorize, "
+                               "sketch2img for their conditions)")
         if not names:
             raise CondiffError(f"{model}: an unconditional model; it takes no input image (use condiff sample)")
         raise CondiffError(f"{model}: this model was trained on conditions [{', '.join(names)}]; "
-                           f"{self.name} needs {self.condition}")
+                           f"{self.name} needs {self.condition}; condiff generate takes any conditional model")
 
     def load(self, model: str | None, device: str, sampler: str, steps: int) -> ConditionalDDPMPipeline:
         """The model (the shipped one when `model` is None) on `device`, checked for this task, sampling
@@ -179,7 +188,11 @@ COLORIZE = ColorizeTask("colorize", "grayscale", "Nouns colorization, grayscale 
                         "colour a grayscale image", "colorized")
 SKETCH2IMG = Task("sketch2img", "sketch", "Nouns sketch-to-image, sketch condition (condiff sketch2img)",
                   "turn a line drawing into an image", "generated")
+# The tasks with a shipped model and an evaluation.
 TASKS: dict[str, Task] = {task.name: task for task in (UNCONDITIONAL, COLORIZE, SKETCH2IMG)}
+# Any conditional model, built-in conditions or plugins, each condition given its own input or one for all.
+GENERATE = Task("generate", ANY_CONDITION, "any conditional model (condiff generate)",
+                "generate images from input images with any conditional model", "generated", shipped=False)
 
 
 def get_task(name: str) -> Task:

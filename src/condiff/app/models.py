@@ -72,6 +72,7 @@ def load_model(folder: str | Path, label: str, device: str) -> AppModel:
     if not folder.is_dir():
         raise CondiffError(f"--model {folder}: no such model folder; give a folder written by `condiff train`")
     pipeline = load_pipeline(folder).to(device)
+    pipeline.set_progress_bar_config(disable=True)
     return AppModel(label, folder, pipeline, pipeline.scheduler)
 
 

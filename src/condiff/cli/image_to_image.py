@@ -1,7 +1,9 @@
-"""`condiff colorize` and `condiff sketch2img`: one command shape for every image-to-image task.
+"""`condiff colorize`, `condiff sketch2img` and `condiff generate`: image-to-image commands.
 
 What each task means (its condition, shipped model, output) is `condiff.tasks`; this module only reads
-the command line and writes files: encode the input, sample with guidance, save.
+the command line and writes files. colorize and sketch2img take one input image; generate takes any
+conditional model (built-in conditions or plugins) and one input per condition (`--input NAME=PATH`)
+or one image for all (`--input PATH`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 from pathlib import Path
 
 from condiff.cli.common import add_sampler_options
-from condiff.tasks import COLORIZE, SKETCH2IMG, Task
+from condiff.tasks import COLORIZE, GENERATE, SKETCH2IMG, Task
 
 FULL_RES_HELP = {
     COLORIZE.name: " (the input's own luminance with the model's colour, in Lab)",
     SKETCH2IMG.name: " (nearest-neighbour enlarged)",
+    GENERATE.name: " of the first input (nearest-neighbour enlarged)",
 }
 
 
@@ -27,51 +30,106 @@ def add_parsers(subparsers) -> None:
                         "with --num N > 1, files OUT-0.png ... OUT-(N-1).png.")
         parser.add_argument("input", help="input image (any size and mode)")
         parser.add_argument("--model", help=f"model folder (default: the shipped Nouns {task.name} model)")
-        parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
-        parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
-        add_sampler_options(parser)
-        parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",
-                            help="classifier-free guidance: one scale, or one per condition (default: 1)")
-        parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")
-        parser.add_argument("--gif", action="store_true", help="also write the denoising animation (OUT.gif)")
-        parser.add_argument("--full-res", action="store_true",
-                            help="also write OUT-fullres.png at the input's size" + FULL_RES_HELP.get(task.name, ""))
-        parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
+        add_output_options(parser, task)
         parser.set_defaults(run=run, task=task)
+    parser = subparsers.add_parser(
+        GENERATE.name, help=GENERATE.help,
+        description="Generate images with any conditional model, whatever its conditions (built-in or "
+                    "plugins): --input NAME=PATH gives condition NAME its own input, once per condition; "
+                    "--input PATH feeds one image to every condition. Writes the output at the model's "
+                    "resolution; with --num N > 1, files OUT-0.png ... OUT-(N-1).png.")
+    parser.add_argument("--model", required=True, help="a conditional model folder written by `condiff train`")
+    parser.add_argument("--input", action="append", required=True, metavar="[NAME=]PATH",
+                        help="an input image for condition NAME (repeat for each condition), or one image for all")
+    add_output_options(parser, GENERATE)
+    parser.set_defaults(run=run, task=GENERATE)
 
 
-def output_paths(out: Path, num: int) -> list[Path]:
-    return [out] if num == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(num)]
+def add_output_options(parser: argparse.ArgumentParser, task: Task) -> None:
+    parser.add_argument("--out", help=f"PNG to write (default: INPUT-{task.output_suffix}.png beside the input)")
+    parser.add_argument("--num", type=int, default=1, help="outputs for the input (default: 1)")
+    add_sampler_options(parser)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",
+                        help="classifier-free guidance: one scale, or one per condition (default: 1)")
+    parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")
+    parser.add_argument("--gif", action="store_true", help="also write the denoising animation (OUT.gif)")
+    parser.add_argument("--full-res", action="store_true",
+                        help="also write OUT-fullres.png at the input's size" + FULL_RES_HELP[task.name])
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
+
+
+# --- inputs and outputs -------------------------------------------------------------------------
+
+
+def input_files(args: argparse.Namespace) -> dict[str | None, str]:
+    """{condition name: path}, or {None: path} for one image that feeds every condition."""
+    from condiff.errors import CondiffError
+
+    if args.task is not GENERATE:
+        return {None: args.input}
+    named: dict[str | None, str] = {}
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier():  # a plain path (which may itself contain "=")
+            name, path = None, item
+        if name in named:
+            raise CondiffError(f"--input {item}: {'one image for all conditions' if name is None else name} "
+                               "was given twice; give each condition one input")
+        named[name] = path
+    if None in named and len(named) > 1:
+        raise CondiffError("--input: give either one image for all conditions (--input PATH) or one per "
+                           "condition (--input NAME=PATH ...), not both")
+    return named
+
+
+def output_plan(out: Path, num: int, full_res: bool, gif: bool) -> tuple[list[Path], list[Path], Path | None]:
+    """(outputs, full-resolution outputs, GIF): every file the command will write."""
+    outputs = [out] if num == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(num)]
+    full = [path.with_name(f"{path.stem}-fullres.png") for path in outputs] if full_res else []
+    return outputs, full, out.with_suffix(".gif") if gif else None
+
+
+def check_outputs(paths: list[Path], inputs: list[str]) -> None:
+    """Every output, the extra ones included, is checked before any work: never an input, right suffix."""
+    from condiff.cli.common import check_output_path
+
+    for path in paths:
+        check_output_path(str(path), (path.suffix.lower(),) if path.suffix.lower() == ".gif" else (".png",),
+                          inputs=tuple(inputs))
+
+
+# --- the command --------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import check_positive
 
     task: Task = args.task
     check_positive("--num", args.num)
     check_positive("--steps", args.steps)
-    source = Path(args.input)
-    out = Path(args.out) if args.out else source.with_name(f"{source.stem}-{task.output_suffix}.png")
-    for path in output_paths(out, args.num):
-        check_output_path(str(path), (".png",), inputs=(args.input,))
+    files = input_files(args)
+    first = Path(next(iter(files.values())))
+    out = Path(args.out) if args.out else first.with_name(f"{first.stem}-{task.output_suffix}.png")
+    outputs, full, gif = output_plan(out, args.num, args.full_res, args.gif)
+    check_outputs([*outputs, *full, *([gif] if gif else [])], list(files.values()))
 
     from condiff.device import pick_device
     from condiff.images import open_image, save_image_atomic
     from condiff.visualize import save_gif
 
-    image = open_image(args.input)  # errors about the input come before loading the model
+    images = {name: open_image(path) for name, path in files.items()}  # input errors before loading the model
     pipeline = task.load(args.model, pick_device(args.device), args.scheduler, args.steps)
     guidance = pipeline.guidance_scales(args.guidance[0] if len(args.guidance) == 1 else args.guidance)
-    result = task.run(pipeline, image, args.num, args.steps, guidance, args.seed, record=args.gif)
-    for path, output in zip(output_paths(out, args.num), result.images, strict=True):
+    inputs = images[None] if None in images else images
+    result = task.run(pipeline, inputs, args.num, args.steps, guidance, args.seed, record=args.gif)
+    source = next(iter(images.values()))
+    for index, (path, output) in enumerate(zip(outputs, result.images, strict=True)):
         save_image_atomic(output, path)
         print(f"condiff: wrote {path}")
-        if args.full_res:
-            full = task.full_resolution(image, output)
-            full_path = path.with_name(f"{path.stem}-fullres.png")
-            save_image_atomic(full, full_path)
-            print(f"condiff: wrote {full_path} ({full.width}x{full.height})")
-    if args.gif:
-        gif = out.with_suffix(".gif")
+        if full:
+            big = task.full_resolution(source, output)
+            save_image_atomic(big, full[index])
+            print(f"condiff: wrote {full[index]} ({big.width}x{big.height})")
+    if gif:
         save_gif(result.trajectory.animation_frames(scale=4), gif)
         print(f"condiff: wrote {gif}")

@@ -10,6 +10,7 @@ This module path is public API: it is recorded in saved `model_index.json` files
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 
 from condiff.config import ConditionSpec
+from condiff.errors import CondiffError
 
 
 class ConditionStack(ModelMixin, ConfigMixin):
@@ -64,9 +66,35 @@ class ConditionStack(ModelMixin, ConfigMixin):
             parts.append(channels)
         return torch.cat(parts, dim=1)
 
-    def encode_inputs(self, images: list[Image.Image], resolution: int) -> torch.Tensor:
-        """Condition channels for user images; each image feeds every condition of the model."""
+    def encode_inputs(self, images: Sequence[Image.Image] | Mapping[str, Sequence[Image.Image]],
+                      resolution: int) -> torch.Tensor:
+        """Condition channels for user images: one list of images that feeds every condition, or a
+        mapping {condition name: its own list}, the lists of equal length (item i of each is input i)."""
+        per_condition = self._inputs_per_condition(images)
         return torch.cat([
-            torch.cat([encoder.encode_input(image, resolution) for encoder in self.encoders], dim=1)
-            for image in images
-        ])
+            torch.cat([encoder.encode_input(image, resolution) for image in inputs])
+            for encoder, inputs in zip(self.encoders, per_condition, strict=True)
+        ], dim=1)
+
+    def _inputs_per_condition(self, images) -> list[Sequence[Image.Image]]:
+        if not isinstance(images, Mapping):
+            return [images] * len(self.encoders)
+        names = self.names
+        if len(set(names)) < len(names):
+            raise CondiffError(f"this model has the condition {_repeated(names)!r} twice; inputs by name cannot "
+                               "tell them apart: give one image for all conditions")
+        unknown = [name for name in images if name not in names]
+        missing = [name for name in names if name not in images]
+        if unknown or missing:
+            problem = f"no condition {unknown[0]!r}" if unknown else f"no input for {', '.join(missing)}"
+            raise CondiffError(f"inputs: {problem}; this model's conditions are {', '.join(names)}: give one "
+                               "input per condition, or one image for all")
+        counts = {name: len(images[name]) for name in names}
+        if len(set(counts.values())) > 1:
+            given = ", ".join(f"{name} {count}" for name, count in counts.items())
+            raise CondiffError(f"inputs: every condition needs the same number of images ({given})")
+        return [images[name] for name in names]
+
+
+def _repeated(names: list[str]) -> str:
+    return next(name for name in names if names.count(name) > 1)

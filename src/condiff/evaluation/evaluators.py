@@ -76,6 +76,7 @@ def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
 def evaluate_unconditional(task: Task, model: str, settings: EvalSettings,
                            net: NounsFeatureNet | None = None) -> Report:
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
+    pipeline.set_progress_bar_config(disable=True)
     return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
 
 
@@ -107,20 +108,27 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
 
 
 def conditional_samples(task: Task, model: str, settings: EvalSettings, condition_of):
-    """Held-out Nouns, and the task's outputs for the condition channels `condition_of(pipeline, truth)`."""
+    """Held-out Nouns, and the task's outputs when the model is given only the task's condition,
+    `condition_of(encoder, truth)`: a model's other conditions get zeros, which mean "not given"
+    (the model met them in training through condition dropout)."""
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
+    pipeline.set_progress_bar_config(disable=True)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
-    outputs = task.run(pipeline, condition_channels=condition_of(pipeline, truth), steps=settings.steps,
-                       guidance=settings.guidance, seed=settings.seed, output_type="latent").images
+    stack = pipeline.conditions
+    index = stack.names.index(task.condition)
+    channels = torch.zeros(len(truth), stack.channels, *truth.shape[-2:])
+    channels[:, stack.channel_slices[index]] = condition_of(stack.encoders[index], truth)
+    outputs = task.run(pipeline, condition_channels=channels, steps=settings.steps, guidance=settings.guidance,
+                       seed=settings.seed, output_type="latent").images
     return pipeline, truth, outputs
 
 
 def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
                       net: NounsFeatureNet | None = None) -> Report:
-    def training_condition(pipeline, truth):  # the channels the model was trained on, without dropout
-        return pipeline.conditions.encode_training(truth, apply_dropout=False)
+    def gray_channel(encoder, truth):  # the grayscale encoder's channel for the truth (luma)
+        return encoder.encode_training(truth)
 
-    pipeline, truth, outputs = conditional_samples(task, model, settings, training_condition)
+    pipeline, truth, outputs = conditional_samples(task, model, settings, gray_channel)
     space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
     gray = luma(truth).expand(-1, 3, -1, -1).contiguous()
 
@@ -150,11 +158,7 @@ def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
                         net: NounsFeatureNet | None = None) -> Report:
     from condiff.conditions.sketch import to_channel
 
-    def sketch_condition(pipeline, truth):
-        if pipeline.conditions.names != ["sketch"]:
-            from condiff.errors import CondiffError
-
-            raise CondiffError(f"{model}: sketch2img evaluation needs a model with the sketch condition alone")
+    def sketch_condition(encoder, truth):  # the outlines without training augmentations
         return to_channel(clean_sketch(truth))
 
     pipeline, truth, outputs = conditional_samples(task, model, settings, sketch_condition)
