@@ -226,3 +226,29 @@ print(len(pipeline(Image.new("L", (32, 32)), num_inference_steps=2).images))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("1")
+
+
+# --- plugins: how encode shows channels -----------------------------------------------------------
+
+
+def test_encode_shows_each_encoder_its_own_way(tmp_path):
+    from condiff import ConditionEncoder, register_condition
+
+    @register_condition("test-four-channels")
+    class FourChannels(ConditionEncoder):
+        channels = 4
+
+        def encode_input(self, image, resolution):
+            return torch.zeros(1, 4, resolution, resolution)
+
+    picture = Image.new("RGBA", (40, 40), (200, 10, 10, 255))
+    picture.paste((0, 0, 0, 0), (0, 0, 20, 20))  # a transparent hole for inpaint
+    picture.save(tmp_path / "in.png")
+    widths = {}
+    for name in ("canny", "lowres", "inpaint", "test-four-channels"):
+        out = tmp_path / f"{name}.png"
+        assert main(["encode", "--condition", name, str(tmp_path / "in.png"), "--resolution", "16", "--scale", "1",
+                     "--out", str(out)]) == 0
+        widths[name] = Image.open(out).width
+    # 1 and 3 channels: one panel; inpaint: the mask beside the masked image; 4 plain channels: 4 grays.
+    assert widths == {"canny": 16, "lowres": 16, "inpaint": 2 * 16 + 1, "test-four-channels": 4 * 16 + 3}

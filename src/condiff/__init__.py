@@ -28,6 +28,7 @@ _LAZY = {
     "make_sampler": "condiff.sampling",
     "TASKS": "condiff.tasks",
     "load_recipe": "condiff.config",
+    "recipe_from_dict": "condiff.config",
     "Recipe": "condiff.config",
     "Trainer": "condiff.training.trainer",
     "train_recipe": "condiff.training.from_recipe",

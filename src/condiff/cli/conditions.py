@@ -15,7 +15,8 @@ def add_parsers(subparsers) -> None:
     encode = subparsers.add_parser(
         "encode", help="show what a condition encoder makes of an image",
         description="Write the condition channels a model would see for an input image, as a picture "
-                    "(1 channel: gray; 3: colour; more: the channels side by side).")
+                    "(1 channel: gray; 3: colour; more: the channels side by side; an encoder may show its "
+                    "own way, e.g. inpaint: the mask beside the masked image).")
     encode.add_argument("input", help="input image (any size and mode)")
     encode.add_argument("--condition", required=True, help="encoder name (see `condiff conditions list`)")
     encode.add_argument("--resolution", type=int, default=32, help="model resolution (default: 32)")
@@ -36,19 +37,14 @@ def run_list(args: argparse.Namespace) -> None:
         print(f"{name:<12} {cls.channels} channel(s)  {cls.__module__}.{cls.__qualname__}  {' '.join(settings)}")
 
 
-def channels_picture(channels, scale: int):
-    """(C, H, W) in [-1, 1] -> a PIL picture: gray for 1 channel, colour for 3, else a row of grays."""
+def channels_picture(encoder, channels, scale: int):
+    """(C, H, W) in [-1, 1] -> a PIL picture of the encoder's panels (`ConditionEncoder.panels`) side by side."""
     import numpy as np
     from PIL import Image
 
     from condiff.images import to_uint8
 
-    if channels.shape[0] == 3:
-        panels = list(to_uint8(channels))
-    elif channels.shape[0] == 4:  # mask + RGB image (inpaint)
-        panels = [to_uint8(channels[:1])[0], to_uint8(channels[1:])[0]]
-    else:
-        panels = list(to_uint8(channels[:, None]))  # each channel as a gray panel
+    panels = [to_uint8(panel)[0] for panel in encoder.panels(channels)]
     gap = np.full((channels.shape[1], 1, 3), 255, np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
     image = Image.fromarray(row)
@@ -68,5 +64,5 @@ def run_encode(args: argparse.Namespace) -> None:
     encoder = get_condition(args.condition)()
     image = open_image(args.input)
     channels = encoder.encode_input(image, args.resolution)[0]
-    save_image_atomic(channels_picture(channels, args.scale), args.out)
+    save_image_atomic(channels_picture(encoder, channels, args.scale), args.out)
     print(f"condiff: wrote the {args.condition} condition ({channels.shape[0]} channel(s)) to {args.out}")

@@ -67,6 +67,14 @@ class ConditionEncoder(ConfigMixin):
         """A user's image (any size and mode, EXIF already applied) -> (1, num_channels, res, res)."""
         raise NotImplementedError
 
+    def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:
+        """How `condiff encode` shows this encoder's channels (C, H, W) in [-1, 1]: panels side by side,
+        each (1, H, W) gray or (3, H, W) colour in [-1, 1]. By default 3 channels are one colour panel and
+        any other count one gray panel per channel; override to show yours your way."""
+        if channels.shape[0] == 3:
+            return [channels]
+        return [channel[None] for channel in channels]
+
     @property
     def settings(self) -> dict:
         """Every constructor argument as recorded by `register_to_config`, defaults included."""

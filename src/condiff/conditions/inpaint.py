@@ -69,6 +69,10 @@ class InpaintCondition(ConditionEncoder):
         holes = random_boxes(count, height, width, self.config.min_size, self.config.max_size)
         return mask_and_masked(images, holes)
 
+    def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:
+        """The mask in gray beside the masked image in colour."""
+        return [channels[:1], channels[1:]]
+
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         """Transparent pixels (alpha < 128) of the user's image are the hole; an image without
         transparency has no hole. Resized with nearest, so hole edges stay sharp."""
