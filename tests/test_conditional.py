@@ -214,7 +214,8 @@ def test_encode_and_list_commands(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path):
-    """The plugin of docs/plugins.md, installed as a distribution with an entry point, is found by name."""
+    """The plugin of docs/plugins.md, installed as a distribution with an entry point, is found by name;
+    a model trained only on it runs through `condiff generate` and `DiffusionPipeline.from_pretrained`."""
     code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S).group(1)
     package = tmp_path / "site" / "my_blur"
     package.mkdir(parents=True)
@@ -224,8 +225,11 @@ def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[condiff.conditions]\nblur = my_blur.condition:BlurCondition\n")
+    Image.new("RGB", (48, 48), (200, 40, 40)).save(tmp_path / "photo.png")
     script = textwrap.dedent(f"""
         import sys
+        import condiff
+        from condiff.cli.main import main
         from condiff.config import recipe_from_dict
         from condiff.conditions.registry import list_conditions
         from condiff.model_folder import load_pipeline
@@ -239,12 +243,18 @@ def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path
         assert pipeline.conditions.names == ["blur"], pipeline.conditions.names
         assert pipeline.conditions.encoders[0].config.radius == 1
         assert "blur" in list_conditions()
+        assert main(["generate", "--model", {str(tmp_path / 'run')!r}, "--input", {str(tmp_path / 'photo.png')!r},
+                     "--steps", "2", "--out", {str(tmp_path / 'out.png')!r}]) == 0
+        from diffusers import DiffusionPipeline
+        loaded = DiffusionPipeline.from_pretrained({str(tmp_path / 'run')!r})
+        assert loaded.conditions.names == ["blur"]
         print("plugin ok")
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT), str(ROOT / "src")])}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "plugin ok" in done.stdout
+    assert Image.open(tmp_path / "out.png").size == (32, 32)
 
 
 def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_path):

@@ -1,25 +1,40 @@
-"""Training checkpoints: written whole or not at all, found by step, pruned only after success.
+"""Training checkpoints: written whole or not at all, verified before they are loaded, found by step,
+pruned only after success.
 
 A checkpoint is a folder `checkpoints/step-00000500/` holding accelerate's state (model weights as
-safetensors, optimizer, LR scheduler, RNG, EMA) and `trainer_state.json` (the loop's `TrainState`
-and the recipe it trains). It is written under a temporary name and renamed into place once
-complete, so a crash mid-save can never leave a half-written folder that looks like a checkpoint.
+safetensors, optimizer, LR scheduler, RNG, EMA), `trainer_state.json` (the loop's `TrainState` and
+the recipe it trains) and `checksums.json` (the SHA-256 of every other file). It is written under a
+temporary name and renamed into place once complete, so a crash mid-save can never leave a
+half-written folder that looks like a checkpoint.
+
+A resume reads a checkpoint only after checking it whole: every file against its checksum, then
+every file loaded without running code (torch pickles with `weights_only=True`). A folder copied
+from someone else cannot run code here, and a damaged file is named instead of resuming inexactly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
+from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
+CHECKSUMS_FILE = "checksums.json"
+
+
+class DamagedCheckpoint(CondiffError):
+    """A checkpoint file that is missing, extra, differs from its checksum, does not load, or holds code."""
 
 
 @dataclass
@@ -62,16 +77,14 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CHECKPOINT_NAME.match(p.name).group(1)))
 
 
-def resolve_resume(output_dir: str | Path, resume: str) -> Path:
-    """Turn `train.resume` ("latest" or a folder) into a checkpoint folder, or raise."""
+def resolve_resume(output_dir: str | Path, resume: str, say: Callable[[str], Any] = print) -> Path:
+    """Turn `train.resume` ("latest" or a folder) into a checkpoint folder whose files are all intact, or raise.
+
+    With "latest", a damaged newest checkpoint is passed over for the one before it, and `say` tells so
+    in one line; a checkpoint named by its folder must be intact.
+    """
     if resume == "latest":
-        found = list_checkpoints(output_dir)
-        if not found:
-            raise CondiffError(
-                f"train.resume: latest: no checkpoint in {checkpoints_root(output_dir)}; "
-                "remove train.resume to start a fresh run"
-            )
-        return found[-1]
+        return _latest_intact(output_dir, say)
     path = Path(resume).expanduser()
     root = checkpoints_root(output_dir).resolve()
     if path.resolve().parent != root:
@@ -85,7 +98,176 @@ def resolve_resume(output_dir: str | Path, resume: str) -> Path:
             f"train.resume: {resume} is not a complete condiff checkpoint (no {STATE_FILE}); "
             f"use 'latest' or one of the folders in {checkpoints_root(output_dir)}"
         )
+    try:
+        verified = verify_checkpoint(path)
+    except DamagedCheckpoint as err:
+        raise CondiffError(f"train.resume: {err}; resume from another checkpoint in {root}, or use 'latest' "
+                           "for the newest intact one") from None
+    _say_if_unverified(path, verified, say)
     return path
+
+
+def _latest_intact(output_dir: str | Path, say: Callable[[str], Any]) -> Path:
+    found = list_checkpoints(output_dir)
+    if not found:
+        raise CondiffError(
+            f"train.resume: latest: no checkpoint in {checkpoints_root(output_dir)}; "
+            "remove train.resume to start a fresh run"
+        )
+    checkpoint = found.pop()
+    while True:
+        try:
+            verified = verify_checkpoint(checkpoint)
+            break
+        except DamagedCheckpoint as err:
+            if not found:
+                raise CondiffError(f"train.resume: latest: {err}, and no earlier checkpoint is intact; start a "
+                                   "fresh run with --overwrite (without train.resume)") from None
+            say(f"condiff: {err}; resuming from the previous checkpoint {found[-1]} instead")
+            checkpoint = found.pop()
+    _say_if_unverified(checkpoint, verified, say)
+    return checkpoint
+
+
+def _say_if_unverified(checkpoint: Path, verified: bool, say: Callable[[str], Any]) -> None:
+    if not verified:
+        say(f"condiff: {checkpoint} has no {CHECKSUMS_FILE} (saved by an older condiff), so its files cannot be "
+            "verified; resuming from it as it is")
+
+
+# --- checking a checkpoint before anything of it is loaded ----------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """`checksums.json`: the SHA-256 of every file in a checkpoint folder being saved."""
+    sums = {path.name: _sha256(path) for path in sorted(folder.iterdir())
+            if path.is_file() and path.name != CHECKSUMS_FILE}
+    (folder / CHECKSUMS_FILE).write_text(json.dumps({"sha256": sums}, indent=1), encoding="utf-8")
+
+
+def _check_checksums(checkpoint: Path) -> bool:
+    """Every file as saved, none missing, none added; False when there are no checksums (older condiff)."""
+    listing = checkpoint / CHECKSUMS_FILE
+    if not listing.exists():
+        return False
+    try:
+        saved = json.loads(listing.read_text(encoding="utf-8"))["sha256"]
+        if not isinstance(saved, dict) or not all(isinstance(v, str) and Path(k).name == k for k, v in saved.items()):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DamagedCheckpoint(f"{listing} is damaged (not a list of checksums)") from None
+    present = {path.name for path in checkpoint.iterdir() if path.is_file() and path.name != CHECKSUMS_FILE}
+    for name in sorted(present - set(saved)):
+        raise DamagedCheckpoint(f"{checkpoint / name} is not in {CHECKSUMS_FILE}: it was added after the save")
+    for name, digest in sorted(saved.items()):
+        if name not in present:
+            raise DamagedCheckpoint(f"{checkpoint / name} is missing")
+        if _sha256(checkpoint / name) != digest:
+            raise DamagedCheckpoint(f"{checkpoint / name} does not match its checksum: it is damaged or was "
+                                    "changed after the save")
+    return True
+
+
+def read_checked(path: Path) -> Any:
+    """One checkpoint file, loaded without running code: JSON, safetensors, or a torch pickle that may
+    hold only tensors and plain data (with the numpy arrays of accelerate's random states)."""
+    import torch
+
+    if not hasattr(torch.serialization, "safe_globals"):
+        raise CondiffError(f"train.resume: torch {torch.__version__} cannot load {path} without the risk of running "
+                           "code in it; resuming needs torch 2.5 or newer")
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text(encoding="utf-8"))
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        from accelerate.utils.other import TORCH_SAFE_GLOBALS
+
+        with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DamagedCheckpoint(f"{path} holds more than tensors and plain data (loading it could run code), "
+                                "so it is not loaded") from None
+    except Exception as err:  # every reader's own error for a damaged file: RuntimeError, SafetensorError...
+        raise DamagedCheckpoint(f"{path} is damaged: it does not load ({type(err).__name__})") from None
+
+
+def verify_checkpoint(checkpoint: Path) -> bool:
+    """Check a whole checkpoint before any of it is used; raise DamagedCheckpoint naming the first bad file.
+
+    Returns False for a checkpoint without checksums (an older condiff's): its files load safely, but
+    a changed byte inside one would go unnoticed.
+    """
+    verified = _check_checksums(checkpoint)
+    for path in sorted(checkpoint.iterdir()):
+        if path.is_file() and path.name != CHECKSUMS_FILE:
+            read_checked(path)
+    return verified
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Every torch.load inside loads tensors and plain data only, also where the caller asks for full
+    unpickling, as accelerate does for registered objects (the EMA): torch's documented
+    TORCH_FORCE_WEIGHTS_ONLY_LOAD overrides the argument."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ[names[0]] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> None:
+    """Restore accelerate's state (weights, optimizer, LR schedule, EMA, RNGs) from a verified checkpoint.
+
+    accelerate only logs a random state it could not restore and goes on; here that stops the resume,
+    which would no longer be exact.
+    """
+    saved_by = len(list(checkpoint.glob("random_states_*.pkl")))  # one per process
+    if saved_by != accelerator.num_processes:  # another data split, batch size and LR schedule pace
+        raise CondiffError(f"train.resume: {checkpoint} was saved by {saved_by} process(es), this run has "
+                           f"{accelerator.num_processes}; resume with accelerate launch --num_processes {saved_by} "
+                           "to go on exactly")
+    rng_file = checkpoint / f"random_states_{accelerator.process_index}.pkl"
+    rng = read_checked(rng_file)
+    with weights_only_loads():
+        try:
+            accelerator.load_state(str(checkpoint))
+        except (RuntimeError, ValueError, KeyError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise CondiffError(f"train.resume: could not load {checkpoint}: {first_line(err)}") from None
+    if not _rng_restored(rng):
+        raise CondiffError(f"train.resume: the random state in {rng_file} could not be restored, so the run "
+                           "would not resume exactly; resume from another checkpoint")
+
+
+def _rng_restored(saved: Any) -> bool:
+    """Whether torch's generators now hold the saved states (accelerate sets Python's and numpy's before
+    torch's CPU one, in one step that stops at the first failure)."""
+    import torch
+
+    cpu = saved.get("torch_manual_seed") if isinstance(saved, dict) else None
+    if not isinstance(cpu, torch.Tensor) or not torch.equal(torch.get_rng_state(), cpu):
+        return False
+    if torch.cuda.is_available() and "torch_cuda_manual_seed" in saved:
+        now, cuda = torch.cuda.get_rng_state_all(), saved["torch_cuda_manual_seed"]
+        return len(now) == len(cuda) and all(torch.equal(a, b.cpu()) for a, b in zip(now, cuda, strict=True))
+    return True
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -121,6 +303,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
         accelerator.wait_for_everyone()  # every rank has written its RNG state before the rename
         if accelerator.is_main_process:
             (partial / STATE_FILE).write_text(json.dumps(trainer_state), encoding="utf-8")
+            write_checksums(partial)  # last, of the files as they are renamed into place
             _fsync_tree(partial)
             if final.exists():  # re-saving the same step after a resume
                 shutil.rmtree(final)

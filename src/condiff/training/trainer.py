@@ -26,11 +26,13 @@ from condiff.training.checkpoints import (
     STATE_FILE,
     TrainState,
     list_checkpoints,
+    load_checkpoint,
     read_trainer_state,
     resolve_resume,
     save_checkpoint,
 )
 from condiff.training.loss import diffusion_loss
+from condiff.training.run_folder import check_output_dir_named, hold_output_dir, not_writable
 
 # Recipe keys that may change between a checkpoint and its resumed run without changing what is trained.
 RESUME_SAFE_KEYS = {
@@ -203,9 +205,13 @@ class Trainer:
                 "--set train.resume=latest, pick another train.output_dir, or pass --overwrite"
             )
         if accelerator.is_main_process:
-            for name in ("checkpoints", "unet", "scheduler", "samples", "logs"):
-                shutil.rmtree(self.output_dir / name, ignore_errors=True)
-            (self.output_dir / "model_index.json").unlink(missing_ok=True)
+            try:  # the folder was found writable when it was locked; a part of it may still not be
+                for name in ("checkpoints", "unet", "scheduler", "samples", "logs"):
+                    if (self.output_dir / name).exists():
+                        shutil.rmtree(self.output_dir / name)
+                (self.output_dir / "model_index.json").unlink(missing_ok=True)
+            except OSError as err:
+                raise not_writable(self.output_dir, err) from None
         accelerator.wait_for_everyone()
 
     def _make_accelerator(self):
@@ -246,20 +252,27 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )
 
-    def _resume_point(self) -> tuple[Path | None, TrainState]:
+    def _resume_point(self, accelerator) -> tuple[Path | None, TrainState]:
         """The checkpoint train.resume names and its state, or (None, a fresh state).
 
-        A changed recipe is refused here, before anything is built or written.
+        The checkpoint's files are verified, and a changed recipe is refused, before anything is built
+        or written.
         """
         cfg = self.recipe.train
         if not cfg.resume:
             return None, TrainState()
-        checkpoint = resolve_resume(self.output_dir, cfg.resume)
+        notices: list[str] = []  # a damaged checkpoint passed over, or one without checksums
+        checkpoint = resolve_resume(self.output_dir, cfg.resume, say=notices.append)
         saved = read_trainer_state(checkpoint)
+        if not isinstance(saved, dict) or not isinstance(saved.get("recipe"), dict):
+            raise CondiffError(f"train.resume: {checkpoint / STATE_FILE} holds no recipe; it was not written by "
+                               "condiff and cannot be resumed")
         differences = recipe_differences(saved["recipe"], self.recipe.to_dict())
         if differences:
             raise CondiffError(f"train.resume: {checkpoint} was trained with a different recipe: "
                                + "; ".join(differences) + ". Undo these changes to resume")
+        for notice in notices:
+            accelerator.print(notice)
         return checkpoint, TrainState.from_dict(saved, where=str(checkpoint / STATE_FILE))
 
     def _prepare(self, accelerator) -> _Run:
@@ -310,19 +323,28 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
+        """Train, holding train.output_dir for the whole run: a second run into it is refused."""
+        check_output_dir_named(self.recipe.train.output_dir)
+        accelerator = self._make_accelerator()
+        with hold_output_dir(accelerator, self.output_dir):
+            return self._train(accelerator)
+
+    def _train(self, accelerator) -> TrainResult:
         from accelerate.utils import set_seed
         from tqdm.auto import tqdm
 
         cfg = self.recipe.train
-        accelerator = self._make_accelerator()
         self._check_output_dir(accelerator)
-        checkpoint, state = self._resume_point()  # a changed recipe is refused before anything is built
+        checkpoint, state = self._resume_point(accelerator)  # refused here before anything is built
         set_seed(cfg.seed)
         run = self._prepare(accelerator)
         if checkpoint is not None:
-            accelerator.load_state(str(checkpoint))  # weights, optimizer, LR schedule, EMA and RNGs
-            accelerator.print(f"condiff: resumed from {checkpoint} at step {state.step}")
+            load_checkpoint(accelerator, checkpoint)  # weights, optimizer, LR schedule, EMA and RNGs
+            if run.ema is not None:  # accelerate loads registered objects onto the CPU
+                run.ema.to(accelerator.device)
         self._start_output(accelerator)
+        if checkpoint is not None:  # said only once the run's folder has proved writable
+            accelerator.print(f"condiff: resumed from {checkpoint} at step {state.step}")
 
         epochs = _epochs(accelerator, run.dataloader, state.batches_done, isinstance(self.dataset, IterableDataset))
         progress = tqdm(total=cfg.max_steps, initial=state.step, disable=not accelerator.is_local_main_process,
@@ -452,6 +474,7 @@ class Trainer:
         conditions = self.conditions if self.conditions is not None else ConditionStack()
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
                                            conditions=conditions)
+        pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
             batch = next(iter(DataLoader(self.dataset, batch_size=cfg.sample_num)))
