@@ -11,6 +11,9 @@ import json
 import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +58,12 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     old, new = flatten(saved), flatten(current)
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if key not in RESUME_SAFE_KEYS and old.get(key) != new.get(key)]
+
+
+def hyperparameters(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as TensorBoard's hyperparameters: scalars as they are, other values as text."""
+    flat = flatten(recipe.to_dict())
+    return {key: value if isinstance(value, bool | int | float | str) else str(value) for key, value in flat.items()}
 
 
 def random_flip(images: torch.Tensor) -> torch.Tensor:
@@ -153,6 +162,38 @@ class _BadUpdates:
                 "in a row (train.max_bad_updates); lower train.lr or use train.mixed_precision: no, then resume "
                 "from the last checkpoint with --set train.resume=latest"
             )
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM during training: the first asks to stop after the current step with a
+    checkpoint, so no work is lost; a second one stops at once."""
+
+    def __init__(self, accelerator) -> None:
+        self.accelerator, self.signal_name, self.previous = accelerator, None, {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._ask)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _ask(self, number: int, frame) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+        print(f"\ncondiff: {self.signal_name}: stopping after this step with a checkpoint (again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def requested(self) -> bool:
+        asked = self.signal_name is not None
+        if self.accelerator.num_processes > 1:  # every rank must stop at the same step
+            flag = torch.tensor([float(asked)], device=self.accelerator.device)
+            asked = bool(self.accelerator.reduce(flag, reduction="max").item())
+        return asked
 
 
 def _epochs(accelerator, dataloader, batches_done: int, iterable: bool) -> Iterator[Any]:
@@ -318,7 +359,21 @@ class Trainer:
                 raise StorageError(f"train.output_dir {self.output_dir} is not writable ({reason}); free disk "
                                    "space or choose a writable train.output_dir", reason) from None
         if self.recipe.train.tensorboard:
-            accelerator.init_trackers("condiff")
+            accelerator.init_trackers("condiff", config=hyperparameters(self.recipe))
+
+    def _describe_work(self, accelerator, state: TrainState) -> None:
+        """One line before the first step: how many images, and how many steps and epochs that is."""
+        cfg = self.recipe.train
+        per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+        steps = f"{cfg.max_steps - state.step} steps" + (f" from step {state.step}" if state.step else "")
+        if isinstance(self.dataset, IterableDataset):
+            source = f"an endless stream of {self.recipe.data.source} images"
+            epochs = ""
+        else:
+            source = f"{len(self.dataset):,} images ({self.recipe.data.source})"
+            epochs = f", {cfg.max_steps * per_step / len(self.dataset):.1f} epochs"
+        accelerator.print(f"condiff: training on {source}: {steps} of {per_step} images{epochs}"
+                          + (f", at most {cfg.max_minutes:g} minutes" if cfg.max_minutes else ""))
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -326,7 +381,7 @@ class Trainer:
         """Train, holding train.output_dir for the whole run: a second run into it is refused."""
         check_output_dir_named(self.recipe.train.output_dir)
         accelerator = self._make_accelerator()
-        with hold_output_dir(accelerator, self.output_dir):
+        with hold_output_dir(accelerator, self.output_dir), _StopRequest(accelerator) as self._stop:
             return self._train(accelerator)
 
     def _train(self, accelerator) -> TrainResult:
@@ -345,6 +400,7 @@ class Trainer:
         self._start_output(accelerator)
         if checkpoint is not None:  # said only once the run's folder has proved writable
             accelerator.print(f"condiff: resumed from {checkpoint} at step {state.step}")
+        self._describe_work(accelerator, state)
 
         epochs = _epochs(accelerator, run.dataloader, state.batches_done, isinstance(self.dataset, IterableDataset))
         progress = tqdm(total=cfg.max_steps, initial=state.step, disable=not accelerator.is_local_main_process,
@@ -426,11 +482,17 @@ class Trainer:
         if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
             self._preview(run.accelerator, run.unet, run.ema, state.step)
         last = state.step >= cfg.max_steps or clock.out_of_time()  # the same answer on every process
-        if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last:
+        interrupted = not last and self._stop.requested()
+        if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last or interrupted:
             self._check_weights_finite(run.unet, state.step)
             state.seconds = clock.seconds()
-            save_checkpoint(run.accelerator, self.output_dir, state.step,
-                            {**state.to_dict(), "recipe": self.recipe.to_dict()}, cfg.keep_checkpoints)
+            saved = save_checkpoint(run.accelerator, self.output_dir, state.step,
+                                    {**state.to_dict(), "recipe": self.recipe.to_dict()}, cfg.keep_checkpoints)
+        if interrupted:
+            progress.close()
+            run.accelerator.print(f"condiff: interrupted at step {state.step}; saved the checkpoint {saved}; "
+                                  "continue with --set train.resume=latest", file=sys.stderr)
+            raise KeyboardInterrupt
         return last
 
     # --- numerical trouble ---------------------------------------------------------------------
@@ -498,6 +560,9 @@ class Trainer:
             grid = self._with_ema_weights(
                 accelerator, unet, ema,
                 lambda model: self._preview_grid(model, self.output_dir / "samples" / f"step-{step:08d}.png"))
+        self._log_image(accelerator, grid, step)
+
+    def _log_image(self, accelerator, grid, step: int) -> None:
         if self.recipe.train.tensorboard:
             import numpy as np
 
@@ -514,7 +579,8 @@ class Trainer:
 
         def save(model) -> None:
             save_model(self.output_dir, model, self.scheduler, self.conditions)
-            self._preview_grid(model, self.output_dir / "samples" / "final.png")
+            grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
+            self._log_image(accelerator, grid, state.step)
 
         summary = {"steps": state.step, "seconds": round(state.seconds, 1),
                    "final_loss": state.loss_history[-1] if state.loss_history else None,

@@ -1,0 +1,78 @@
+"""What a training run tells and keeps: the work it is about to do, a checkpoint on Ctrl-C, and
+TensorBoard logs with the final preview and the hyperparameters."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from condiff.cli.main import main
+from condiff.training.checkpoints import list_checkpoints, read_trainer_state
+from tests.conftest import tiny_values
+
+ROOT = Path(__file__).parents[1]
+
+
+def write_recipe(tmp_path: Path, **train) -> tuple[Path, Path]:
+    values = tiny_values(tmp_path / "run", **train)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(values))
+    return recipe, tmp_path / "run"
+
+
+def test_a_run_says_how_many_images_steps_and_epochs_it_will_train(tmp_path, capsys):
+    recipe, _ = write_recipe(tmp_path, max_steps=4)
+    assert main(["train", str(recipe)]) == 0
+    assert "training on 32 images (nouns): 4 steps of 4 images, 0.5 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_the_first_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path, signal_number):
+    recipe, run = write_recipe(tmp_path, max_steps=100_000, checkpoint_every=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "condiff", "train", str(recipe)], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run / "recipe.yaml").exists() and time.monotonic() < deadline:  # training has started
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps
+    child.send_signal(signal_number)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    saved = list_checkpoints(run)
+    assert len(saved) == 1, err[-2000:]
+    step = read_trainer_state(saved[-1])["step"]
+    assert step >= 1 and f"interrupted at step {step}; saved the checkpoint" in err
+    assert "--set train.resume=latest" in err
+    assert not (run / "model_index.json").exists()  # an interrupted run is not a finished model
+    done = subprocess.run([sys.executable, "-m", "condiff", "train", str(recipe), "--set", "train.resume=latest",
+                           "--set", f"train.max_steps={step + 1}"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed from {saved[-1]} at step {step}" in done.stdout
+    assert (run / "model_index.json").exists()
+
+
+def test_tensorboard_gets_the_final_preview_and_the_hyperparameters(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe, run = write_recipe(tmp_path, max_steps=2, tensorboard=True, sample_every=0)
+    assert main(["train", str(recipe)]) == 0
+    events = [path for path in (run / "logs").rglob("events.out.tfevents.*")]
+    tags = {"images": set(), "scalars": set()}
+    for path in events:
+        accumulator = EventAccumulator(str(path.parent), size_guidance={"images": 0})
+        accumulator.Reload()
+        for kind in tags:
+            tags[kind] |= set(accumulator.Tags()[kind])
+    assert "samples" in tags["images"]  # the final preview, though sample_every is 0
+    assert "loss" in tags["scalars"]
+    hparams = [path for path in events if path.stat().st_size and b"hparams" in path.read_bytes()]
+    assert hparams and b"train.lr" in hparams[0].read_bytes()
