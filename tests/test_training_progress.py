@@ -76,3 +76,22 @@ def test_tensorboard_gets_the_final_preview_and_the_hyperparameters(tmp_path):
     assert "loss" in tags["scalars"]
     hparams = [path for path in events if path.stat().st_size and b"hparams" in path.read_bytes()]
     assert hparams and b"train.lr" in hparams[0].read_bytes()
+
+
+def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
+    from condiff.config import recipe_from_dict
+    from condiff.errors import CondiffError
+    from condiff.model_folder import load_unet
+    from condiff.tasks import UNCONDITIONAL
+    from condiff.training.from_recipe import build_parts
+
+    values = tiny_values(tmp_path / "run")
+    values["model"] = {"init_from": "shipped:unconditional"}
+    values["conditions"] = [{"name": "grayscale"}]
+    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    shipped = load_unet(str(UNCONDITIONAL.shipped_folder))
+    assert unet.config.in_channels == 4
+    assert (unet.conv_in.weight[:, :3] == shipped.conv_in.weight).all()
+    values["model"] = {"init_from": "shipped:colourise"}
+    with pytest.raises(CondiffError, match="no shipped model 'colourise'.*shipped:unconditional"):
+        build_parts(recipe_from_dict(values))

@@ -7,13 +7,29 @@ from pathlib import Path
 from condiff.config import Recipe
 from condiff.training.trainer import Trainer, TrainResult
 
+SHIPPED_PREFIX = "shipped:"  # model.init_from: shipped:unconditional names a model that ships with condiff
+
+
+def resolve_init_from(init_from: str | None) -> str | None:
+    """`model.init_from` as a folder or Hub id: `shipped:NAME` is the shipped model of task NAME."""
+    if not init_from or not init_from.startswith(SHIPPED_PREFIX):
+        return init_from
+    from condiff.errors import RecipeError
+    from condiff.tasks import TASKS
+
+    name = init_from[len(SHIPPED_PREFIX):]
+    if name not in TASKS:
+        raise RecipeError(f"model.init_from {init_from}: no shipped model {name!r}; shipped models are "
+                          + ", ".join(f"{SHIPPED_PREFIX}{task}" for task in TASKS))
+    return TASKS[name].resolve_model(None)
+
 
 def _initial_unet(recipe: Recipe, condition_channels: int):
     """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels)."""
     from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
     from condiff.model_folder import load_unet
 
-    init_from = recipe.model.init_from
+    init_from = resolve_init_from(recipe.model.init_from)
     if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
         print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
         init_from = None
