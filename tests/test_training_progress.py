@@ -95,3 +95,25 @@ def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
     values["model"] = {"init_from": "shipped:colourise"}
     with pytest.raises(CondiffError, match="no shipped model 'colourise'.*shipped:unconditional"):
         build_parts(recipe_from_dict(values))
+
+
+def test_every_trained_folder_has_a_model_card_that_info_prints(tmp_path, capsys):
+    from condiff.config import recipe_from_dict
+    from condiff.training.from_recipe import train_recipe
+
+    values = tiny_values(tmp_path / "run", max_steps=2)
+    values["conditions"] = [{"name": "canny", "dropout": 0.1}]
+    train_recipe(recipe_from_dict(values))
+    text = (tmp_path / "run" / "README.md").read_text()
+    _, front, body = text.split("---", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "diffusers" and meta["pipeline_tag"] == "image-to-image"
+    assert meta["license"] == "cc0-1.0" and {"condiff", "canny", "pixel-art"} <= set(meta["tags"])
+    assert "| canny | condiff | 0.1 | low_threshold=100, high_threshold=200, resize=bicubic |" in body
+    assert "![final samples](samples/final.png)" in body and (tmp_path / "run" / "samples" / "final.png").is_file()
+    recipe = yaml.safe_load(body.split("```yaml", 1)[1].split("```", 1)[0])
+    assert recipe["train"]["max_steps"] == 2 and recipe["conditions"][0]["name"] == "canny"
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert main(["info", str(tmp_path / "absent")]) == 2

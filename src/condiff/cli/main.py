@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from condiff import __version__
-from condiff.cli import app, conditions, data, eval, image_to_image, noise, sample, schedules, train
+from condiff.cli import app, conditions, data, eval, image_to_image, info, noise, sample, schedules, train
 from condiff.errors import CondiffError
 
-SUBCOMMANDS = (train, sample, image_to_image, eval, conditions, noise, schedules, data, app)
+SUBCOMMANDS = (train, sample, image_to_image, eval, info, conditions, noise, schedules, data, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -570,6 +570,7 @@ class Trainer:
             tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
 
     def _save_final(self, run: _Run, state: TrainState) -> None:
+        from condiff.model_card import write_model_card
         from condiff.model_folder import save_model
 
         accelerator = run.accelerator
@@ -589,6 +590,7 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):
                 self._with_ema_weights(accelerator, run.unet, run.ema, save)
             (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            write_model_card(self.output_dir, self.recipe.to_dict(), summary, self.conditions)
         except Exception as err:
             if isinstance(err, StorageError):  # from save_model, which left no half-written model behind
                 reason = err.reason

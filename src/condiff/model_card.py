@@ -1,0 +1,106 @@
+"""Model cards: the README.md that `condiff train` writes into every model folder, and `condiff info`.
+
+The card follows Hugging Face's format (YAML metadata between `---` lines, then Markdown), so a folder
+pushed to the Hub is described there as it is here: what it was trained on, how long, its conditions
+and the packages that provide them, the final sample grid and the resolved recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CARD = "README.md"
+
+
+def condition_package(encoder_class: type) -> str:
+    """The distribution that provides an encoder class: condiff for the built-ins, else a plugin's."""
+    from importlib.metadata import packages_distributions
+
+    top = encoder_class.__module__.split(".")[0]
+    return (packages_distributions().get(top) or [top])[0]
+
+
+def metadata(recipe: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Hugging Face card metadata for a model trained with `recipe` (a resolved recipe as a dict)."""
+    source, init_from = recipe["data"]["source"], recipe["model"]["init_from"]
+    tags = ["condiff", "diffusers", "pixel-space diffusion", *(c["name"] for c in conditions)]
+    if source == "nouns":
+        tags.append("pixel-art")
+    meta: dict[str, Any] = {
+        "library_name": "diffusers",
+        # The built-in Nouns artwork is CC0; for your own data, choose the licence that fits it.
+        "license": "cc0-1.0" if source == "nouns" else "other",
+        "tags": tags,
+        "pipeline_tag": "image-to-image" if conditions else "unconditional-image-generation",
+    }
+    if init_from:
+        meta["base_model"] = init_from
+    if _is_hub_dataset(source):
+        meta["datasets"] = [source]
+    return meta
+
+
+def _is_hub_dataset(source: str) -> bool:
+    from condiff.data.sources import describe_source
+    from condiff.errors import CondiffError
+
+    try:
+        return describe_source(source) == "hub"
+    except CondiffError:
+        return False
+
+
+def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]]) -> str:
+    """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order."""
+    import yaml
+
+    name = Path(recipe["train"]["output_dir"]).name
+    lines = ["---", yaml.safe_dump(metadata(recipe, conditions), sort_keys=False).strip(), "---", "",
+             f"# {name}", "",
+             f"A condiff model trained on `{recipe['data']['source']}` at {recipe['data']['resolution']} px: "
+             f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} minutes, final loss "
+             f"{summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}"
+             f"{', EMA weights' if summary.get('ema') else ''}.", ""]
+    if conditions:
+        lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
+        for spec in conditions:
+            settings = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("name", "dropout", "package"))
+            lines.append(f"| {spec['name']} | {spec['package']} | {spec['dropout']} | {settings} |")
+        lines.append("")
+    command = "condiff generate --model . --input IMAGE" if conditions else "condiff sample --model ."
+    lines += ["## Samples", "", "![final samples](samples/final.png)", "", "## Use", "", "```bash", command,
+              "```", "", "```python", "import condiff", "", "pipeline = condiff.load_pipeline(\".\")", "```", "",
+              "## Recipe (every key resolved)", "", "```yaml",
+              yaml.safe_dump(recipe, sort_keys=False).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack) -> None:
+    """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
+    conditions = []
+    for encoder, spec in zip(stack.encoders, stack.config.conditions, strict=True) if stack is not None else ():
+        conditions.append({**spec, "package": condition_package(type(encoder))})
+    (Path(folder) / CARD).write_text(model_card(recipe, summary, conditions), encoding="utf-8")
+
+
+def describe(folder: str | Path) -> str:
+    """`condiff info`: the folder's model card, or for a folder without one what its configs say."""
+    from condiff.errors import CondiffError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CondiffError(f"{folder}: no such model folder; give a folder written by condiff train")
+    if (folder / CARD).is_file():
+        return (folder / CARD).read_text(encoding="utf-8")
+    from condiff.model_folder import model_kind
+
+    lines = [f"{folder}: a {model_kind(folder)} model (no {CARD}: written before model cards, or not by condiff)"]
+    for part in ("unet/config.json", "scheduler/scheduler_config.json", "conditions/config.json"):
+        path = folder / part
+        if path.is_file():
+            values = json.loads(path.read_text(encoding="utf-8"))
+            shown = {k: v for k, v in values.items() if not k.startswith("_")}
+            lines.append(f"{part}: {json.dumps(shown)}")
+    return "\n".join(lines)
