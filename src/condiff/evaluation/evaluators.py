@@ -69,6 +69,20 @@ class FeatureSpace:
         return result
 
 
+# Notes printed under the tables whose columns they explain.
+KID_NOTE = ("KID: kernel inception distance on the feature network (unbiased MMD^2, kernel (x.y/d + 1)^3), "
+            "as is, not x1000 as some tools print it; compare it only with other KIDs. Near 0 (below too) means "
+            "no difference")
+PARTS_NOTE = ("body ok, glasses ok, all parts ok: share of images whose part the feature network names with "
+              f"probability >= {CONFIDENT}. A blurred average can be named with confidence though no Noun looks like "
+              "it (the mean image row): read them beside FD, and 'all parts ok' before the others")
+
+
+def show_progress(pipeline, task: Task, settings: EvalSettings) -> None:
+    """Sampling is most of an evaluation's time: a progress bar over its denoising steps."""
+    pipeline.set_progress_bar_config(desc=f"eval {task.name}: sampling {settings.num} images", leave=False)
+
+
 def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
     return reference.mean(0, keepdim=True).expand(num, -1, -1, -1).clone()
 
@@ -76,7 +90,7 @@ def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
 def evaluate_unconditional(task: Task, model: str, settings: EvalSettings,
                            net: NounsFeatureNet | None = None) -> Report:
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
-    pipeline.set_progress_bar_config(disable=True)
+    show_progress(pipeline, task, settings)
     return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
 
 
@@ -90,7 +104,7 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
         rows += reference_rows(space, settings)
-    return Report("unconditional", rows, settings.describe(), samples=samples)
+    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE], samples=samples)
 
 
 def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
@@ -112,7 +126,7 @@ def conditional_samples(task: Task, model: str, settings: EvalSettings, conditio
     `condition_of(encoder, truth)`: a model's other conditions get zeros, which mean "not given"
     (the model met them in training through condition dropout)."""
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
-    pipeline.set_progress_bar_config(disable=True)
+    show_progress(pipeline, task, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
     stack = pipeline.conditions
     index = stack.names.index(task.condition)
@@ -144,7 +158,7 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
         Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  ["luma err: mean |output luma - input luma| in 8-bit levels"], samples=outputs)
+                  ["luma err: mean |output luma - input luma| in 8-bit levels", KID_NOTE], samples=outputs)
 
 
 def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
@@ -178,7 +192,8 @@ def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
     ]
     return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance},
                   ["edge F1: outlines of the output against the input sketch, exact pixels (Nouns are "
-                   "aligned, so with a 1 px tolerance any Noun scores about 0.9)"], samples=outputs)
+                   "aligned, so with a 1 px tolerance any Noun scores about 0.9)", KID_NOTE, PARTS_NOTE],
+                  samples=outputs)
 
 
 # By task name; each is called as evaluator(task, model, settings, net) through `Task.evaluate`.
