@@ -117,3 +117,12 @@ def test_every_trained_folder_has_a_model_card_that_info_prints(tmp_path, capsys
     assert main(["info", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
     assert main(["info", str(tmp_path / "absent")]) == 2
+
+
+def test_overwrite_starts_fresh_tensorboard_logs_after_a_run_killed_before_its_first_checkpoint(tmp_path):
+    recipe, run = write_recipe(tmp_path, max_steps=2, tensorboard=True)
+    stale = run / "logs" / "condiff" / "events.out.tfevents.0.stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"points of a killed run")
+    assert main(["train", str(recipe), "--overwrite"]) == 0
+    assert not stale.exists() and list((run / "logs").rglob("events.out.tfevents.*"))

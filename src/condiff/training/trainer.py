@@ -235,10 +235,11 @@ class Trainer:
     # --- set-up ---------------------------------------------------------------------------------
 
     def _check_output_dir(self, accelerator) -> None:
-        """Never silently train over an earlier run's model or checkpoints."""
+        """Never silently train over an earlier run's model or checkpoints; --overwrite starts afresh, also
+        from what a run killed before its first checkpoint left (its TensorBoard points would mix in)."""
         cfg = self.recipe.train
         previous = (self.output_dir / "model_index.json").exists() or bool(list_checkpoints(self.output_dir))
-        if not previous or cfg.resume:
+        if cfg.resume or not (previous or self.overwrite):
             return
         if not self.overwrite:
             raise CondiffError(
@@ -247,7 +248,7 @@ class Trainer:
             )
         if accelerator.is_main_process:
             try:  # the folder was found writable when it was locked; a part of it may still not be
-                for name in ("checkpoints", "unet", "scheduler", "samples", "logs"):
+                for name in ("checkpoints", "unet", "scheduler", "conditions", "samples", "logs"):
                     if (self.output_dir / name).exists():
                         shutil.rmtree(self.output_dir / name)
                 (self.output_dir / "model_index.json").unlink(missing_ok=True)
