@@ -48,4 +48,4 @@ $bin/condiff sketch2img docs/images/input-drawing.png --model outputs/sketch2img
 
 # The web app (docs/app.md): tests/test_app.py drives it in Chromium and screenshots each tab.
 CONDIFF_APP_TEST_MODELS=outputs/quickstart:outputs/colorize-quick:outputs/sketch2img-quick \
-    $bin/python -m pytest tests/test_app.py -q
+    CONDIFF_APP_SCREENSHOTS=docs/images $bin/python -m pytest tests/test_app.py -q

@@ -2,8 +2,10 @@
 
 The app runs as a subprocess on a free port with tiny random models (the UI is tested, not the
 pictures), or with the shipped models when all three are installed, or with the folders listed in
-CONDIFF_APP_TEST_MODELS (separated by os.pathsep). With real models the screenshots of each tab are
-written to docs/images/app-*.png for docs/app.md; with the tiny random ones they go to a temporary folder.
+CONDIFF_APP_TEST_MODELS (separated by os.pathsep); a tiny random model on two conditions (canny +
+lowres) is always added for the Any-model tab. Screenshots go to a temporary folder, so the suite never
+changes tracked files; scripts/make_docs_images.sh sets CONDIFF_APP_SCREENSHOTS=docs/images to write
+the Generate, Colorize and Sketch tabs' screenshots of real models for docs/app.md.
 """
 
 import io
@@ -67,8 +69,12 @@ def test_app_without_models_is_a_one_line_error(tmp_path, capsys):
         assert "\n" not in err and err.startswith("condiff: error:") and fragment in err, err
 
 
+ANY_MODEL = "canny-lowres"  # the tiny two-condition model's folder, and its label in the app
+
+
 def make_tiny_models(folder: Path) -> dict[str, Path]:
-    """A random tiny UNet per tab, saved as `condiff train` saves models: enough to drive the page."""
+    """A random tiny UNet per tab, saved as `condiff train` saves models: enough to drive the page. The
+    Any-model tab's has two conditions that no other tab takes, one of them on 3 channels."""
     import torch
 
     from condiff.conditions.stack import ConditionStack
@@ -81,9 +87,10 @@ def make_tiny_models(folder: Path) -> dict[str, Path]:
     scheduler = build_scheduler(SchedulerConfig())
     models = {"generate": folder / "unconditional"}
     save_model(models["generate"], build_unet(config, 32), scheduler)
-    for tab, condition in (("colorize", "grayscale"), ("sketch", "sketch")):
-        stack = ConditionStack(conditions=[{"name": condition}])
-        models[tab] = folder / condition
+    for tab, name, conditions in (("colorize", "grayscale", ["grayscale"]), ("sketch", "sketch", ["sketch"]),
+                                  ("any", ANY_MODEL, ["canny", "lowres"])):
+        stack = ConditionStack(conditions=[{"name": condition} for condition in conditions])
+        models[tab] = folder / name
         save_model(models[tab], build_unet(config, 32, stack.channels), scheduler, stack)
     return models
 
@@ -96,12 +103,63 @@ def tiny_models(tmp_path_factory):
 def test_models_go_to_their_tabs_and_missing_ones_are_explained(tiny_models, tmp_path):
     from condiff.app.models import TABS, find_models
 
-    catalog = find_models([str(tiny_models["generate"]), str(tiny_models["sketch"])], shipped=False)
+    folders = [str(tiny_models[key]) for key in ("generate", "sketch", "any")]
+    catalog = find_models(folders, shipped=False)
     tabs = {tab.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
-    assert tabs == {"generate": [str(tiny_models["generate"])], "colorize": [], "sketch": [str(tiny_models["sketch"])]}
-    assert "colorize" in catalog.notes and "'grayscale' condition" in catalog.notes["colorize"]
+    assert tabs == {"generate": [folders[0]], "colorize": [], "sketch": [folders[1]], "any": folders[1:]}
+    assert list(catalog.notes) == ["colorize"] and "'grayscale' condition" in catalog.notes["colorize"]
+    assert catalog.by_label(folders[2]).channel_counts == (("canny", 1), ("lowres", 3))
+    only_unconditional = find_models(folders[:1], shipped=False)
+    assert sorted(only_unconditional.notes) == ["any", "colorize", "sketch"]
+    assert "none of the models given is conditional" in only_unconditional.notes["any"]
     with pytest.raises(Exception, match="no such model folder"):
         find_models([str(tmp_path / "nowhere")], shipped=False)
+
+    pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
+    from condiff.app.ui import model_listing
+
+    listing = model_listing(catalog).splitlines()
+    assert listing[2].endswith("→ Sketch, Any model") and listing[3].endswith("(conditions: canny, lowres) → Any model")
+
+
+def test_the_any_model_button_runs_the_generate_task(tiny_models, tmp_path):
+    """What the Any-model tab's Generate does, without a browser: `condiff generate`'s library call."""
+    pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
+    import gradio as gr
+    from PIL import ImageDraw
+
+    from condiff.app.models import TABS, find_models, with_sampler
+    from condiff.app.ui import generate_any, user_errors
+    from condiff.tasks import GENERATE
+
+    tab = next(tab for tab in TABS if tab.key == "any")
+    catalog = find_models([str(tiny_models["any"]), str(tiny_models["sketch"])], shipped=False)
+    label = str(tiny_models["any"])
+    output = generate_any(catalog, tab, label, [str(GRAY_INPUT), str(PHOTO_INPUT)], [1.0, 2.0], 3, "ddim", 5)
+    assert output.size == (32, 32)
+    pipeline = with_sampler(catalog.by_label(label), "ddim", 3)
+    inputs = {"canny": Image.open(GRAY_INPUT), "lowres": Image.open(PHOTO_INPUT)}
+    expected = GENERATE.run(pipeline, inputs, 1, 3, [1.0, 2.0], 5).images[0]
+    assert output.tobytes() == expected.tobytes()
+
+    def message(*arguments) -> str:  # as the button calls it: a user mistake is a one-line message in the page
+        with pytest.raises(gr.Error) as raised:
+            user_errors(generate_any)(catalog, tab, *arguments, 2, "ddim", 0)
+        assert "\n" not in raised.value.message
+        return raised.value.message
+
+    assert message(label, [str(GRAY_INPUT), None], [1, 1]) == (
+        "no image for the lowres condition: upload one (this model takes one image per condition: canny, lowres)")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("these are notes, not an image\n")
+    assert message(label, [str(not_image), str(PHOTO_INPUT)], [1, 1]).startswith(
+        "notes.png: not an image Pillow can read")
+    canvas = Image.new("RGBA", (64, 64), "white")
+    assert message(str(tiny_models["sketch"]), [{"composite": canvas}], [1]) == (
+        "the sketch canvas is empty: draw something first")
+    ImageDraw.Draw(canvas).rectangle((16, 16, 48, 48), outline="black", width=3)
+    assert generate_any(catalog, tab, str(tiny_models["sketch"]), [{"composite": canvas}], [1], 2, "ddim", 0).size == (
+        32, 32)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,6 +185,12 @@ def model_folders(tiny_models) -> tuple[list[Path], bool]:
     return list(tiny_models.values()), False
 
 
+def conditions_of(folder: Path) -> list[str]:
+    stack = folder / "conditions" / "config.json"
+    conditions = json.loads(stack.read_text(encoding="utf-8"))["conditions"] if stack.exists() else []
+    return [condition["name"] for condition in conditions]
+
+
 def model_sizes(folders: list[Path]) -> set[tuple[int, int]]:
     sizes = set()
     for folder in folders:
@@ -139,13 +203,15 @@ def model_sizes(folders: list[Path]) -> set[tuple[int, int]]:
 def app_server(tiny_models, tmp_path_factory):
     pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
     folders, real = model_folders(tiny_models)
-    arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))]]
+    folders = [folder for folder in folders if folder != tiny_models["any"]]
+    # The Any-model tab's tiny model, given relative to the app's folder as a user would: labelled "canny-lowres".
+    arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))], "--model", ANY_MODEL]
     port = free_port()
     log_path = tmp_path_factory.mktemp("app-log") / "app.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "condiff", "app", *arguments, "--port", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tiny_models["any"].parent)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -153,7 +219,7 @@ def app_server(tiny_models, tmp_path_factory):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"condiff app did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url, folders, real, log_path
+        yield url, [*folders, tiny_models["any"]], real, log_path
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the app stops cleanly and removes its temporary files
         try:
@@ -195,8 +261,18 @@ def fetch_image(page, selector: str, timeout: float = 60_000) -> tuple[bytes, Im
     return data, decoded
 
 
-def draw(page, selector: str) -> None:
-    """A Noun drawn with the mouse, as docs/images/input-drawing.png: head, glasses, body."""
+def rectangle(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+
+
+# A Noun, as docs/images/input-drawing.png: head, lenses, bridge, body (points in canvas fractions)
+NOUN = [rectangle(0.27, 0.18, 0.74, 0.59), rectangle(0.20, 0.33, 0.45, 0.47), rectangle(0.53, 0.33, 0.78, 0.47),
+        [(0.45, 0.39), (0.53, 0.39)], [(0.35, 0.97), (0.35, 0.59), (0.66, 0.59), (0.66, 0.97)]]
+
+
+def draw(page, selector: str, strokes=NOUN) -> None:
+    """Strokes drawn with the mouse, one move per straight segment: the editor draws the line between
+    two points itself, and each move costs about half a second in headless Chromium on a busy machine."""
     from condiff.app.ui import CANVAS
 
     canvas = page.locator(f"{selector} canvas").first
@@ -208,26 +284,17 @@ def draw(page, selector: str) -> None:
     side = CANVAS * int(zoom.strip().rstrip("%")) / 100
     box = canvas.bounding_box()
     left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
-
-    def stroke(*points):
+    for points in strokes:
         page.mouse.move(left + points[0][0] * side, top + points[0][1] * side)
         page.mouse.down()
         for x, y in points[1:]:
-            page.mouse.move(left + x * side, top + y * side, steps=6)
+            page.mouse.move(left + x * side, top + y * side)
         page.mouse.up()
-
-    def rectangle(x0, y0, x1, y1):
-        stroke((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
-
-    rectangle(0.27, 0.18, 0.74, 0.59)  # head
-    rectangle(0.20, 0.33, 0.45, 0.47)  # left lens
-    rectangle(0.53, 0.33, 0.78, 0.47)  # right lens
-    stroke((0.45, 0.39), (0.53, 0.39))  # bridge
-    stroke((0.35, 0.97), (0.35, 0.59), (0.66, 0.59), (0.66, 0.97))  # body
 
 
 def screenshot(page, real: bool, tmp_path: Path, name: str) -> None:
-    folder = ROOT / "docs" / "images" if real else tmp_path
+    wanted = os.environ.get("CONDIFF_APP_SCREENSHOTS")
+    folder = Path(wanted) if real and wanted else tmp_path
     path = folder / f"app-{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert Image.open(path).size[0] > 0
@@ -265,7 +332,8 @@ def test_app_in_a_browser(app_server, browser, tmp_path):
     page.locator("#sketch-run").click()
     page.get_by_text("the canvas is empty: draw something first").first.wait_for()
 
-    # Colorize: an uploaded photograph, also at full resolution
+    # Colorize: an uploaded photograph, also at full resolution (on a fresh page: no message left over)
+    page.reload()
     page.get_by_role("tab", name="Colorize").click()
     page.locator("#colorize-input input[type=file]").set_input_files(str(PHOTO_INPUT))
     page.locator("#colorize-preview img").wait_for()
@@ -297,6 +365,56 @@ def test_app_in_a_browser(app_server, browser, tmp_path):
     page.locator("#colorize-input input[type=file]").set_input_files(str(GRAY_INPUT))
     page.locator("#colorize-run").click()
     assert fetch_image(page, "#colorize-output")[1].size in sizes
+    assert not errors, errors
+    assert "Traceback" not in log_path.read_text()
+    page.close()
+
+
+def choose(page, selector: str, option: str) -> None:
+    """Pick `option` in a Gradio dropdown."""
+    page.locator(f"{selector} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+@pytest.mark.slow
+def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
+    url, folders, real, log_path = app_server
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url)
+    listing = page.locator("#model-listing")
+    listing.wait_for()
+    lines = [line for line in listing.inner_text().splitlines() if "→" in line]
+    assert f"{ANY_MODEL} (conditions: canny, lowres) → Any model" in lines
+    assert all(line.endswith("Any model") == ("conditions:" in line) for line in lines), lines
+
+    page.get_by_role("tab", name="Any model").click()
+    choose(page, "#any-model", ANY_MODEL)
+    for condition, channels, image in (("canny", 1, GRAY_INPUT), ("lowres", 3, PHOTO_INPUT)):
+        field = page.locator(f'#tab-any [id$="-input-{condition}"]')
+        assert field.inner_text().startswith(f"{condition} ({channels} channel")
+        field.locator("input[type=file]").set_input_files(str(image))
+        field.locator(f'[data-testid="download-link"][download="{image.name}"]').wait_for()  # uploaded
+        if condition == "canny":  # one input left out: a one-line message, and the page goes on
+            page.locator("#any-run").click()
+            page.get_by_text("no image for the lowres condition: upload one").first.wait_for(timeout=20_000)
+    page.locator('#tab-any [id$="-guidance-lowres"] input[type=number]').fill("2")
+    page.locator("#any-run").click()
+    data, output = fetch_image(page, "#any-output")
+    assert data.startswith(b"\x89PNG") and output.size == (32, 32)
+    screenshot(page, False, tmp_path, "any")  # never into docs/images: a random model's output
+
+    # A model with the sketch condition gets a canvas, its brush chosen when the model is
+    sketch_model = next((folder for folder in folders if conditions_of(folder) == ["sketch"]), None)
+    if sketch_model:  # always, unless CONDIFF_APP_TEST_MODELS lists none
+        choose(page, "#any-model", str(sketch_model))
+        page.locator("#any-output img").wait_for(state="detached")  # the other model's output is gone
+        canvas = '#tab-any [id$="-input-sketch"]'
+        page.locator(canvas).get_by_text("sketch (1 channel): draw here").first.wait_for()
+        draw(page, canvas, [[(0.3, 0.3), (0.7, 0.7)]])
+        page.locator("#any-run").click()
+        assert fetch_image(page, "#any-output")[1].size in model_sizes([sketch_model])
     assert not errors, errors
     assert "Traceback" not in log_path.read_text()
     page.close()

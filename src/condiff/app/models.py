@@ -1,8 +1,9 @@
 """The app's models: which folder goes to which tab, loading once, and running them.
 
 Each tab is one task of `condiff.tasks`: Generate is `unconditional`, Colorize `colorize`, Sketch
-`sketch2img`. A model appears in every tab whose task accepts it (a model trained on several
-conditions in each of theirs), and runs through the same `Task.run` as the CLI commands.
+`sketch2img`, Any model `generate` (every conditional model, one input per condition). A model appears
+in every tab whose task accepts it (a model trained on several conditions in each of theirs), and runs
+through the same `Task.run` as the CLI commands.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from condiff.errors import CondiffError, DataError
-from condiff.tasks import COLORIZE, SKETCH2IMG, UNCONDITIONAL, Task
+from condiff.tasks import ANY_CONDITION, COLORIZE, GENERATE, SKETCH2IMG, UNCONDITIONAL, Task
 
 # Upload limits. Colorize --full-res works in float64 Lab at the input's size: 16 MP needs about 2 GB.
 MAX_UPLOAD_PIXELS = 16_000_000
@@ -29,7 +30,7 @@ class Tab:
 
 
 TABS = (Tab("generate", "Generate", UNCONDITIONAL), Tab("colorize", "Colorize", COLORIZE),
-        Tab("sketch", "Sketch", SKETCH2IMG))
+        Tab("sketch", "Sketch", SKETCH2IMG), Tab("any", "Any model", GENERATE))
 
 
 @dataclass
@@ -42,6 +43,11 @@ class AppModel:
     @property
     def conditions(self) -> tuple[str, ...]:
         return tuple(self.pipeline.conditions.names)
+
+    @property
+    def channel_counts(self) -> tuple[tuple[str, int], ...]:
+        """(condition name, its channels), in the model's order: one input each."""
+        return tuple((encoder.name, encoder.num_channels) for encoder in self.pipeline.conditions.encoders)
 
     def fits(self, tab: Tab) -> bool:
         return tab.task.accepts(self.conditions)
@@ -92,18 +98,24 @@ def find_models(extra: Sequence[str] = (), device: str = "cpu", shipped: bool = 
             seen.add(Path(folder).resolve())
     catalog = Catalog(models, {})
     for tab in TABS:
-        if catalog.for_tab(tab):
-            continue
-        task = tab.task
-        what = f"a model trained on the '{task.condition}' condition" if task.condition else "an unconditional model"
-        if shipped and task.name not in installed:
-            reason = f"the shipped model ({task.description}) is not installed in this copy of condiff"
-        else:
-            reason = "none of the models given has it"
-        catalog.notes[tab.key] = (f"No model for this tab: {reason}. This tab needs {what}; train one "
-                                  f"(`condiff train recipes/{task.name}.yaml`) and start the app with "
-                                  f"`condiff app --model outputs/{task.name}`.")
+        if not catalog.for_tab(tab):
+            catalog.notes[tab.key] = missing_note(tab.task, shipped and tab.task.name not in installed)
     return catalog
+
+
+def missing_note(task: Task, shipped_missing: bool) -> str:
+    """What a tab without a model says: why, and how to get one. `shipped_missing`: the app looked for
+    the shipped models and the task's one (if the task has one) is not installed."""
+    if task.condition == ANY_CONDITION:
+        what, recipe = "a conditional model (any conditions, plugins included)", "sketch2img"
+        reason = "none of the models given is conditional"
+    else:
+        what = f"a model trained on the '{task.condition}' condition" if task.condition else "an unconditional model"
+        recipe, reason = task.name, "none of the models given has it"
+        if shipped_missing:
+            reason = f"the shipped model ({task.description}) is not installed in this copy of condiff"
+    return (f"No model for this tab: {reason}. This tab needs {what}; train one (`condiff train "
+            f"recipes/{recipe}.yaml`) and start the app with `condiff app --model outputs/{recipe}`.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,10 +139,11 @@ def generate_grid(model: AppModel, num: int, steps: int, scheduler: str, seed: i
     return make_grid(result.images, scale=scale), result.trajectory.animation_frames(scale=scale)
 
 
-def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str, guidance: float,
-                    seed: int, full_res: bool = False):
+def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str,
+                    guidance: float | Sequence[float], seed: int, full_res: bool = False):
     """(output at the model's resolution, full-resolution output or None), as `condiff colorize` /
-    `condiff sketch2img` write them. `image` is a PIL image of any size and mode."""
+    `condiff sketch2img` / `condiff generate` write them. `image` is a PIL image of any size and mode,
+    or {condition name: image} (the Any-model tab, which also gives one guidance scale per condition)."""
     pipeline = with_sampler(model, scheduler, steps)
     output = tab.task.run(pipeline, image, 1, steps, pipeline.guidance_scales(guidance), seed).images[0]
     return output, tab.task.full_resolution(image, output) if full_res else None

@@ -1,8 +1,8 @@
-"""The page: a model list on top and one tab per task (Generate, Colorize, Sketch).
+"""The page: a model list on top and one tab per task (Generate, Colorize, Sketch, Any model).
 
-Every user mistake (an unreadable or over-large upload, an empty canvas) becomes a `gr.Error` with
-the one-line message the CLI would print; the app keeps serving. All model runs share one queue slot,
-so two browser tabs never run a model at the same time.
+Every user mistake (an unreadable or over-large upload, an empty canvas, a condition without an input)
+becomes a `gr.Error` with the one-line message the CLI would print; the app keeps serving. All model
+runs share one queue slot, so two browser tabs never run a model at the same time.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import functools
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +21,7 @@ from condiff.app.models import (
     MAX_FILE_SIZE,
     MAX_UPLOAD_PIXELS,
     TABS,
+    AppModel,
     Catalog,
     Tab,
     apply_condition,
@@ -27,22 +30,31 @@ from condiff.app.models import (
 )
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
+from condiff.tasks import SKETCH2IMG
 
 CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
 VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp
 CSS = """
 .pixelated img { image-rendering: pixelated; object-fit: contain; width: 100%; height: 100%; }
 """
-# The editor starts with no tool chosen ("select the draw tool to start"); choose the brush for the user.
-PICK_BRUSH = """() => {
+CANVAS_CLASS = "condiff-canvas"  # every drawing canvas of the page
+
+
+def pick_brush(selector: str) -> str:
+    """JavaScript choosing the brush of every canvas under `selector`: the editor starts with no tool
+    chosen ("select the draw tool to start"), so the app chooses for the user."""
+    return """() => {
   let tries = 0;
   const pick = () => {
-    const brush = document.querySelector('#sketch-canvas button[aria-label="Brush"]');
-    if (!brush) { if (++tries < 50) setTimeout(pick, 100); return; }
-    if (!brush.classList.contains('highlight')) brush.click();
+    const brushes = document.querySelectorAll('SELECTOR button[aria-label="Brush"]');
+    if (!brushes.length) { if (++tries < 50) setTimeout(pick, 100); return; }
+    brushes.forEach(brush => { if (!brush.classList.contains('highlight')) brush.click(); });
   };
   pick();
-}"""
+}""".replace("SELECTOR", selector)
+
+
+PICK_BRUSH = {"sketch": pick_brush("#sketch-canvas"), "any": pick_brush(f"#tab-any .{CANVAS_CLASS}")}  # by tab
 RUN = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time, in any tab
 KEEP_FILES = 3600  # seconds that result files are kept on disk for the page to fetch
 
@@ -76,6 +88,26 @@ def model_listing(catalog: Catalog) -> str:
 def model_choice(catalog: Catalog, tab: Tab) -> gr.Dropdown:
     labels = [model.label for model in catalog.for_tab(tab)]
     return gr.Dropdown(labels, value=labels[0], label="Model", elem_id=f"{tab.key}-model")
+
+
+def sketch_brush(size: int) -> gr.Brush:
+    return gr.Brush(default_size=int(size), colors=["#000000"], color_mode="fixed")
+
+
+def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
+    return gr.Sketchpad(label=label, type="pil", image_mode="RGBA", canvas_size=(CANVAS, CANVAS), fixed_canvas=True,
+                        brush=sketch_brush(4), layers=False, transforms=(), elem_id=elem_id,
+                        elem_classes=CANVAS_CLASS)
+
+
+def drawn_image(drawing, what: str = "the canvas"):
+    """What was drawn on a canvas (its editor value), or a `CondiffError` when nothing was."""
+    from condiff.conditions.sketch import drawing_to_gray, stroke_mask
+
+    image = drawing.get("composite") if drawing else None
+    if image is None or not stroke_mask(drawing_to_gray(image)).any():  # what the sketch condition sees
+        raise CondiffError(f"{what} is empty: draw something first")
+    return image
 
 
 def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number]:
@@ -162,14 +194,9 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
 
 
 def sketch_tab(catalog: Catalog, tab: Tab) -> None:
-    def brush(size: int) -> gr.Brush:
-        return gr.Brush(default_size=int(size), colors=["#000000"], color_mode="fixed")
-
     with gr.Row():
         with gr.Column(scale=1):
-            canvas = gr.Sketchpad(label="Draw here (black on white)", type="pil", image_mode="RGBA",
-                                  canvas_size=(CANVAS, CANVAS), fixed_canvas=True, brush=brush(4),
-                                  layers=False, transforms=(), elem_id="sketch-canvas")
+            canvas = drawing_canvas("Draw here (black on white)", "sketch-canvas")
             with gr.Row():
                 size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id="sketch-brush")
                 clear = gr.Button("Clear", elem_id="sketch-clear")
@@ -184,25 +211,104 @@ def sketch_tab(catalog: Catalog, tab: Tab) -> None:
 
     @user_errors
     def run(drawing, label, guidance, steps, scheduler, seed):
-        from condiff.conditions.sketch import drawing_to_gray, stroke_mask
-
-        image = drawing.get("composite") if drawing else None
-        if image is None or not stroke_mask(drawing_to_gray(image)).any():  # what the sketch condition sees
-            raise CondiffError("the canvas is empty: draw something first")
-        output, _ = apply_condition(catalog.by_label(label), tab, image, int(steps), scheduler, float(guidance),
-                                    int(seed or 0))
+        output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), int(steps), scheduler,
+                                    float(guidance), int(seed or 0))
         return output
 
-    size.release(lambda value: gr.Sketchpad(brush=brush(value)), size, canvas).then(None, js=PICK_BRUSH)
-    clear.click(lambda: (None, None), None, [canvas, result]).then(None, js=PICK_BRUSH)
+    pick = PICK_BRUSH[tab.key]
+    size.release(lambda value: gr.Sketchpad(brush=sketch_brush(value)), size, canvas).then(None, js=pick)
+    clear.click(lambda: (None, None), None, [canvas, result]).then(None, js=pick)
     button.click(run, [canvas, model, guidance, steps, scheduler, seed], result, **RUN)
+
+
+@dataclass
+class ConditionForm:
+    """One model's inputs in the Any-model tab: per condition an upload or a canvas, and a guidance scale."""
+
+    column: gr.Column
+    inputs: list[gr.File | gr.Sketchpad]
+    scales: list[gr.Slider]
+
+
+def condition_form(tab: Tab, index: int, model: AppModel, visible: bool) -> ConditionForm:
+    with gr.Column(visible=visible, elem_id=f"{tab.key}-form-{index}") as column:
+        inputs = []
+        for name, channels in model.channel_counts:
+            label = f"{name} ({channels} channel{'' if channels == 1 else 's'})"
+            elem_id = f"{tab.key}-{index}-input-{name}"
+            if name == SKETCH2IMG.condition:
+                inputs.append(drawing_canvas(f"{label}: draw here (black on white)", elem_id))
+            else:
+                inputs.append(gr.File(label=f"{label}: an image (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
+                                      file_types=["image"], type="filepath", elem_id=elem_id))
+        scales = [gr.Slider(0, 5, value=1.0, step=0.1, label=f"Guidance for {name} (1 = none)",
+                            elem_id=f"{tab.key}-{index}-guidance-{name}") for name in model.conditions]
+    return ConditionForm(column, inputs, scales)
+
+
+def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scales: Sequence[float], steps: int,
+                 scheduler: str, seed: int):
+    """The Any-model tab's Generate: `inputs` has, per condition of the model, an upload's path or a
+    canvas value (None where nothing was given) and `scales` its guidance scale. The output image."""
+    model = catalog.by_label(label)
+    tab.task.check(model.pipeline, label)
+    names = model.conditions
+    if len(set(names)) < len(names):
+        raise CondiffError(f"{label}: this model has a condition twice, so inputs by name cannot tell them "
+                           f"apart; use `condiff generate --model {model.path} --input PATH` (one image for all)")
+    images = {}
+    for name, value in zip(names, inputs, strict=True):
+        if name == SKETCH2IMG.condition:
+            images[name] = drawn_image(value, f"the {name} canvas")
+        elif value is None:
+            raise CondiffError(f"no image for the {name} condition: upload one (this model takes one image per "
+                               f"condition: {', '.join(names)})")
+        else:
+            images[name] = open_upload(value)
+    output, _ = apply_condition(model, tab, images, int(steps), scheduler, [float(scale) for scale in scales],
+                                int(seed or 0))
+    return output
+
+
+def any_model_tab(catalog: Catalog, tab: Tab) -> None:
+    """Every conditional model, one input per condition. The models are known when the app starts, so
+    each gets its form then and the model menu only shows one: no rendering per choice, fixed element
+    ids, any number of conditions, and each model keeps its inputs while another one is chosen."""
+    models = catalog.for_tab(tab)
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = model_choice(catalog, tab)
+            forms = [condition_form(tab, index, chosen, index == 0) for index, chosen in enumerate(models)]
+            with gr.Accordion("Sampling", open=False):
+                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
+            button = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-run")
+        with gr.Column(scale=1):
+            result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
+                              interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
+    fields = [[*form.inputs, *form.scales] for form in forms]  # every form's values, in this order
+    starts = [sum(len(own) for own in fields[:index]) for index in range(len(fields))]
+
+    @user_errors
+    def run(label, steps, scheduler, seed, *values):
+        index = [chosen.label for chosen in models].index(label)
+        count = len(forms[index].inputs)
+        own = values[starts[index]:starts[index] + 2 * count]
+        return generate_any(catalog, tab, label, own[:count], own[count:], steps, scheduler, seed)
+
+    def show(label):  # the chosen model's form, and no output of another model
+        return *(gr.Column(visible=chosen.label == label) for chosen in models), None
+
+    model.change(show, model, [*(form.column for form in forms), result]).then(None, js=PICK_BRUSH[tab.key])
+    inputs = [model, steps, scheduler, seed, *(field for own in fields for field in own)]
+    button.click(run, inputs, result, **RUN)
 
 
 def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
     builders = {"generate": functools.partial(generate_tab, gif_folder=gif_folder),
-                "colorize": colorize_tab, "sketch": sketch_tab}
+                "colorize": colorize_tab, "sketch": sketch_tab, "any": any_model_tab}
     with gr.Blocks(title="condiff", analytics_enabled=False, delete_cache=(KEEP_FILES, KEEP_FILES)) as app:
-        gr.Markdown("# condiff\nSmall pixel-space diffusion models: generate, colorize, sketch to image.")
+        gr.Markdown("# condiff\nSmall pixel-space diffusion models: generate, colorize, sketch to image, and "
+                    "any conditional model.")
         gr.Markdown(model_listing(catalog), elem_id="model-listing")
         with gr.Tabs():
             for tab in TABS:
@@ -211,8 +317,8 @@ def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
                         gr.Markdown(catalog.notes[tab.key], elem_id=f"{tab.key}-missing")
                         continue
                     builders[tab.key](catalog, tab)
-                if tab.key == "sketch":
-                    block.select(None, js=PICK_BRUSH)
+                if tab.key in PICK_BRUSH:
+                    block.select(None, js=PICK_BRUSH[tab.key])
     return app
 
 
