@@ -252,3 +252,12 @@ def test_encode_shows_each_encoder_its_own_way(tmp_path):
         widths[name] = Image.open(out).width
     # 1 and 3 channels: one panel; inpaint: the mask beside the masked image; 4 plain channels: 4 grays.
     assert widths == {"canny": 16, "lowres": 16, "inpaint": 2 * 16 + 1, "test-four-channels": 4 * 16 + 3}
+
+
+@pytest.mark.parametrize("guidance", [float("nan"), float("inf"), -1.0, 1e6, [1.0, float("nan")]])
+def test_guidance_out_of_range_is_refused_in_the_pipeline(two_conditions, guidance):
+    from condiff.model_folder import load_pipeline
+
+    pipeline = load_pipeline(two_conditions)
+    with pytest.raises(CondiffError, match="--guidance .*from 0 to 50"):
+        pipeline(drawing("box"), num_inference_steps=1, guidance=guidance)

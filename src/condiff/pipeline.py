@@ -32,6 +32,8 @@ OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
 Inputs = OneInput | Mapping[str, OneInput]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# Classifier-free guidance scales: 0 ignores a condition, 1 is none; far above ~10 only saturates.
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 50.0
 
 
 @dataclass
@@ -71,14 +73,17 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         return self.unet.config.sample_size
 
     def guidance_scales(self, guidance: float | Sequence[float]) -> list[float]:
-        """One scale per condition: a single number applies to every condition."""
+        """One scale per condition: a single number applies to every condition. Checked here, so the
+        commands, the app and Python callers all refuse NaN, infinities and absurd scales."""
         count = len(self.conditions.encoders)
-        if isinstance(guidance, int | float):
-            return [float(guidance)] * count
-        scales = [float(g) for g in guidance]
+        scales = [float(guidance)] * count if isinstance(guidance, int | float) else [float(g) for g in guidance]
         if len(scales) != count:
             raise CondiffError(f"--guidance: this model has {count} condition(s) ({', '.join(self.conditions.names)}) "
                                f"but {len(scales)} scales were given; give one, or one per condition")
+        for scale in scales:
+            if not MIN_GUIDANCE <= scale <= MAX_GUIDANCE:  # False for NaN too
+                raise CondiffError(f"--guidance {scale}: give a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g} "
+                                   "(1 = no guidance)")
         return scales
 
     def encode(self, images: Inputs) -> torch.Tensor:
