@@ -6,13 +6,20 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from condiff.config import Recipe, recipe_from_dict
+from condiff.config import ENCODER_RANGES, RANGES, Recipe, recipe_from_dict
 from condiff.errors import RecipeError
 
 RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
+# Numbers at the edges of what Python, numpy and torch hold: 32- and 64-bit limits, beyond any float
+# (10**400), too long to print (10**5000), subnormal and largest floats; as YAML 1.1 strings too.
+EXTREMES = [0, -1, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 2**70, -(2**70),
+            10**400, 10**5000, -0.0, 5e-324, 1e-300, 1e300, 1.7976931348623157e308, 0.999999, 1.0000001]
+NUMBERS = st.one_of(
+    st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(EXTREMES),
+    st.sampled_from(["nan", "inf", "-inf", ".nan", "1e999", "-1e999", "1e300", "2e-4"]),
+)
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**12), max_value=10**12),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(), st.booleans(), NUMBERS, st.text(max_size=12),
     st.lists(st.integers(min_value=-5, max_value=300), max_size=4), st.dictionaries(st.text(max_size=5), st.integers()),
 )
 KEYS = st.sampled_from(["data", "model", "scheduler", "train"]).flatmap(
@@ -29,12 +36,90 @@ def test_mutated_recipes_fail_cleanly_or_validate(recipe, mutations):
     try:
         result = recipe_from_dict(values, origin=str(recipe))
     except RecipeError as err:
-        message = str(err)
-        assert message.startswith(str(recipe)) and "\n" not in message
+        check_message(err, str(recipe))
         return
     assert isinstance(result, Recipe)
-    assert result.train.batch_size > 0 and result.data.resolution > 0 and result.train.max_steps > 0
-    assert max(result.model.channels) <= 4096 and len(result.model.channels) == len(result.model.attention)
+    assert_in_range(result)
+    assert len(result.model.channels) == len(result.model.attention)
+
+
+def assert_in_range(recipe: Recipe) -> None:
+    """Every numeric key of an accepted recipe (each entry of a list) lies in its documented range."""
+    for key, bounds in RANGES.items():
+        if key.startswith("conditions."):
+            assert all(spec.dropout in bounds for spec in recipe.conditions)
+            continue
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        for item in value if isinstance(value, list) else [value]:
+            assert item is None or (item in bounds and not isinstance(item, bool)), (key, value)
+
+
+def check_message(err: RecipeError, origin: str) -> None:
+    message = str(err)
+    assert message.startswith(origin) and "\n" not in message and len(message) < 600, message
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every numeric key over its whole range, at the validation level
+# ---------------------------------------------------------------------------------------------------
+
+NUMERIC_KEYS = sorted(key for key in RANGES if not key.startswith("conditions."))
+LIST_KEYS = {"model.channels": [32, None, 128], "data.background": [255, None, 255]}  # None: the fuzzed entry
+
+
+def near_edges(key: str) -> st.SearchStrategy:
+    """The ends of a key's range and their neighbours: just inside and just outside."""
+    import math
+
+    bounds = RANGES[key]
+    low, high = bounds.low, bounds.high
+    return st.sampled_from([low, high, low - 1, high + 1, math.nextafter(low, -math.inf), math.nextafter(low, math.inf),
+                            math.nextafter(high, -math.inf), math.nextafter(high, math.inf), low * 2 + 1, high * 2])
+
+
+MUTATION = st.sampled_from(NUMERIC_KEYS).flatmap(
+    lambda key: st.tuples(st.just(key), st.one_of(NUMBERS, near_edges(key))))
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+@example(mutations=[("train.seed", 10**5000)])
+@example(mutations=[("train.lr", 10**400)])
+@example(mutations=[("model.channels", 2**70)])
+def test_every_numeric_key_over_its_whole_range(mutations):
+    """recipe_from_dict returns a recipe whose numbers all lie in RANGES, or raises a one-line RecipeError;
+    never anything else."""
+    values: dict = {}
+    for key, value in mutations:
+        section, name = key.split(".")
+        if key in LIST_KEYS:
+            value = [value if item is None else item for item in LIST_KEYS[key]]
+        values.setdefault(section, {})[name] = value
+    try:
+        result = recipe_from_dict(values, origin="fuzz.yaml")
+    except RecipeError as err:
+        check_message(err, "fuzz.yaml")
+        return
+    assert_in_range(result)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(key=st.sampled_from(sorted(ENCODER_RANGES)), value=NUMBERS,
+       dropout=st.one_of(st.just(0.1), NUMBERS, near_edges("conditions.dropout")))
+@example(key="sketch.thickness_jitter", value=10_000, dropout=0.1)
+@example(key="lowres.factor", value=10**5000, dropout=0.1)
+def test_every_encoder_setting_over_its_whole_range(key, value, dropout):
+    """The built-in encoders' numeric settings (and a condition's dropout) likewise."""
+    name, setting = key.split(".")
+    try:
+        result = recipe_from_dict({"conditions": [{"name": name, setting: value, "dropout": dropout}]}, "fuzz.yaml")
+    except RecipeError as err:
+        check_message(err, "fuzz.yaml")
+        return
+    (spec,) = result.conditions
+    encoder = spec.build_encoder("fuzz.yaml: conditions[0]")  # the settings as the encoder receives them
+    assert encoder.config[setting] in ENCODER_RANGES[key] and spec.dropout in RANGES["conditions.dropout"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ A recipe is a YAML file with the sections `data`, `model`, `scheduler` and `trai
 list of `conditions`. It lists only what differs from the defaults, which live here and nowhere else
 (an encoder's defaults live in its class). `--set section.key=value` overrides are applied on top.
 Unknown keys, wrong types and bad values raise `RecipeError` naming the file and the key (with a
-"did you mean" where a key is misspelt).
+"did you mean" where a key is misspelt). Every number has a range (`RANGES`, checked before anything is
+built or written); YAML anchors, aliases and duplicate keys are refused; messages show values cut short
+(`shown`), so a huge or self-sharing value is never expanded into one.
 
 This module must stay cheap to import: no torch.
 """
@@ -13,6 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
+import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -132,8 +138,9 @@ class ConditionSpec:
             raise RecipeError(f"{where} must be a mapping with a name, e.g. {{name: sketch, dropout: 0.1}}")
         settings = dict(values)
         name, dropout = settings.pop("name"), settings.pop("dropout", 0.0)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-            raise RecipeError(f"{where}.dropout = {dropout!r} must be a number in [0, 1)")
+        number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
+        if not number or dropout not in RANGES["conditions.dropout"]:
+            raise RecipeError(f"{where}.dropout = {shown(dropout)} must be a number in [0, 1)")
         return cls(name, float(dropout), settings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,8 +148,9 @@ class ConditionSpec:
 
     def build_encoder(self, where: str) -> ConditionEncoder:
         """The encoder this spec describes. Its name (against the registry), settings (against the
-        encoder's arguments) and values (the encoder's own checks) are checked here, and only here: each
-        mistake is a RecipeError starting with `where`."""
+        encoder's arguments), numbers (finite; in `ENCODER_RANGES` for the built-ins) and values (the
+        encoder's own checks) are checked here, and only here: each mistake is a RecipeError starting
+        with `where`."""
         import inspect
 
         from condiff.conditions.registry import get_condition
@@ -154,12 +162,56 @@ class ConditionSpec:
         known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         for key in self.settings:
             if key not in known:
-                hint = _did_you_mean(str(key), known) if known else " (it has no settings)"
-                raise RecipeError(f"{where}: unknown setting {str(key)!r} for condition {self.name!r}{hint}")
+                hint = _did_you_mean(_key_text(key), known) if known else " (it has no settings)"
+                raise RecipeError(f"{where}: unknown setting {shown(key)} for condition {shown(self.name)}{hint}")
+        settings = _typed_settings(cls, self.settings, where)
+        _check_encoder_numbers(self.name, settings, where)
         try:
-            return cls(**_typed_settings(cls, self.settings, where))
+            return cls(**settings)
         except (TypeError, ValueError) as err:
-            raise RecipeError(f"{where}: bad value for condition {self.name!r}: {first_line(err)}") from None
+            raise RecipeError(f"{where}: bad value for condition {shown(self.name)}: {_refusal(err)}") from None
+
+
+def _refusal(err: TypeError | ValueError) -> str:
+    """An encoder's refusal as a sentence: its own ValueError message, or what a TypeError means (an
+    encoder without annotations compared text with a number, or lacks a required setting)."""
+    text = first_line(err)
+    if not isinstance(err, TypeError):
+        return _cut(text, 200)
+    missing = re.findall(r"'(\w+)'", text) if "required" in text else []
+    if missing:
+        return f"it needs the setting(s) {', '.join(missing)}"
+    return "a setting has the wrong type (e.g. text where a number is needed)"
+
+
+def _numbers(value: Any, where: str, depth: int = 0, budget: list[int] | None = None):
+    """(where, number) for every int or float in a setting, through lists and mappings. A setting nested
+    deeper than 8 levels or holding more than 10000 values is refused, not walked."""
+    budget = [10_000] if budget is None else budget
+    budget[0] -= 1
+    if depth > 8 or budget[0] < 0:
+        raise RecipeError(f"{where} is nested too deeply or holds too many values for a setting")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        yield where, value
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{where}[{i}]", depth + 1, budget)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{where}.{_key_text(key)}", depth + 1, budget)
+
+
+def _check_encoder_numbers(name: str, settings: dict[str, Any], where: str) -> None:
+    """Any encoder's numbers are finite and fit torch's 64-bit integers; the built-ins' are in range."""
+    for key, value in settings.items():
+        bounds = ENCODER_RANGES.get(f"{name}.{key}")
+        for path, number in _numbers(value, f"{where}.{key}"):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise RecipeError(f"{path} = {shown(number)} must be a finite number")
+            if isinstance(number, int) and not -(2**63) <= number < 2**63:
+                raise RecipeError(f"{path} = {shown(number)} is too large (torch takes 64-bit integers)")
+            if bounds is not None and number not in bounds:
+                raise RecipeError(f"{path} = {shown(number)} must be {bounds}{bounds.reason}")
 
 
 def _typed_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -206,7 +258,101 @@ def flatten(recipe_dict: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-# --- value checks beyond the type ---------------------------------------------------------------
+# --- ranges: where every number of a recipe may lie --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """low..high; an open end is left out. `why` says where a limit comes from when it is not obvious."""
+
+    low: float
+    high: float
+    why: str = ""
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:  # NaN is in no range
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        low, high = _number_text(self.low), _number_text(self.high)
+        if not self.low_open and not self.high_open:
+            return f"from {low} to {high}"
+        return (f"{'greater than' if self.low_open else 'at least'} {low} and "
+                f"{'below' if self.high_open else 'at most'} {high}")
+
+    @property
+    def reason(self) -> str:
+        return f" ({self.why})" if self.why else ""
+
+
+def _number_text(number: float) -> str:
+    return str(number) if isinstance(number, int) else f"{number:g}"
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit (accelerate's set_seed seeds numpy too); also every --seed
+# Classifier-free guidance scales (--guidance, the app): 0 ignores the condition, 1 follows it as trained;
+# far beyond 10 images only saturate, and a non-finite scale makes every pixel NaN (a black image).
+GUIDANCE_RANGE = Range(0.0, 50.0, "0 ignores the condition, 1 follows it as trained")
+MANY = 10**9  # steps and intervals: more is a typo (and LR schedules multiply them)
+_SEED = Range(0, SEED_MAX, "numpy takes 32-bit seeds")
+_BETA = Range(0, 1, "torch's AdamW needs 0 <= beta < 1", high_open=True)
+
+# Every numeric recipe key (list keys: each entry), checked before anything is built or written. Limits
+# beyond what fits in memory or what torch accepts turn a traceback (or an exhausted machine) into a
+# one-line error. tests/test_input_bounds.py checks that no numeric key is missing.
+RANGES: dict[str, Range] = {
+    "data.size": Range(1, 10_000_000, "each epoch shuffles a permutation of every index; null streams Nouns"),
+    "data.seed": _SEED,
+    "data.resolution": Range(1, 1024, "larger images do not fit in memory"),
+    "data.background": Range(0, 255, "8-bit RGB"),
+    "data.num_workers": Range(0, 256, "each worker is a process"),
+    "model.channels": Range(1, 4096, "per level; wider does not fit in memory"),
+    "model.layers_per_block": Range(1, 16),
+    "model.attention_head_dim": Range(1, 4096, "and at most the narrowest level with attention"),
+    "model.norm_num_groups": Range(1, 4096, "it must divide every model.channels entry"),
+    "model.dropout": Range(0, 1, "a probability; 1 would drop every activation", high_open=True),
+    "scheduler.num_train_timesteps": Range(1, 100_000),
+    "scheduler.beta_start": Range(0, 1, "and below beta_end", low_open=True, high_open=True),
+    "scheduler.beta_end": Range(0, 1, low_open=True, high_open=True),
+    "train.max_steps": Range(1, MANY),
+    "train.batch_size": Range(1, 65_536),
+    "train.grad_accum": Range(1, 4096),
+    "train.lr": Range(0, 1, "AdamW moves each weight by about lr per step; beyond 1 it diverges at once",
+                      low_open=True),
+    "train.warmup_steps": Range(0, MANY),
+    "train.adam_beta1": _BETA,
+    "train.adam_beta2": _BETA,
+    "train.weight_decay": Range(0, 10, "AdamW shrinks each weight by lr * weight_decay per step"),
+    "train.max_grad_norm": Range(0, 1e9, "0 = no clipping"),
+    "train.max_bad_updates": Range(1, 1_000_000),
+    "train.max_minutes": Range(0, 10**7, "null = no limit", low_open=True),
+    "train.min_snr_gamma": Range(0, 1e6, "null = off", low_open=True),
+    "train.ema_decay": Range(0, 1, high_open=True),
+    "train.seed": _SEED,
+    "train.log_every": Range(1, MANY),
+    "train.sample_every": Range(0, MANY, "0 = never"),
+    "train.sample_num": Range(1, 256, "previews are sampled in one batch"),
+    "train.sample_steps": Range(1, 100_000, "and at most what the sampler takes for scheduler.num_train_timesteps"),
+    "train.checkpoint_every": Range(0, MANY, "0 = only at the end"),
+    "train.keep_checkpoints": Range(1, 1000),
+    "conditions.dropout": Range(0, 1, "a probability; 1 would never show the condition", high_open=True),
+}
+
+# The built-in encoders' numeric settings, "name.setting" (their own checks still apply). Any encoder's
+# numbers, a plugin's included, must be finite and fit a 64-bit integer.
+ENCODER_RANGES: dict[str, Range] = {
+    "sketch.thickness_jitter": Range(0, 32, "pixels at 32 px, the whole image"),
+    "sketch.max_shift": Range(0, 32, "pixels at 32 px, the whole image"),
+    "sketch.stroke_dropout": Range(0, 1, high_open=True),
+    "sketch.threshold": Range(0, 1, high_open=True),
+    "canny.low_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
+    "canny.high_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
+    "lowres.factor": Range(1, 1024, "the largest data.resolution"),
+    "inpaint.min_size": Range(0, 1, "a fraction of the image side", low_open=True),
+    "inpaint.max_size": Range(0, 1, "a fraction of the image side", low_open=True),
+}
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.resize": RESIZE_FILTERS,
@@ -217,20 +363,52 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.mixed_precision": MIXED_PRECISION,
     "train.sample_sampler": SAMPLERS,
 }
-_POSITIVE = {
-    "data.size", "data.resolution", "model.layers_per_block", "model.attention_head_dim",
-    "model.norm_num_groups", "scheduler.num_train_timesteps", "train.max_steps", "train.batch_size",
-    "train.grad_accum", "train.lr", "train.log_every", "train.sample_num", "train.sample_steps",
-    "train.keep_checkpoints", "train.min_snr_gamma", "train.max_bad_updates", "train.max_minutes",
-}
-_NON_NEGATIVE = {
-    "data.num_workers", "train.warmup_steps", "train.weight_decay", "train.max_grad_norm",
-    "train.sample_every", "train.checkpoint_every", "model.dropout", "scheduler.beta_start",
-}
-# Sizes far beyond anything that fits in memory are mistakes, not recipes.
-_UPPER_BOUNDS = {"data.resolution": 1024, "train.batch_size": 65_536, "scheduler.num_train_timesteps": 100_000,
-                 "model.layers_per_block": 16, "train.grad_accum": 4096}
-MAX_CHANNELS = 4096  # per UNet level; wider is a typo, not a model that fits in memory
+# Strings that name something and cannot be empty, with an example of a good value.
+_NAMES = {"data.source": "nouns, an image folder, a .parquet file or a Hub id", "data.image_column": "image",
+          "data.split": "train", "train.output_dir": "outputs/run"}
+
+
+# --- values in messages -------------------------------------------------------------------------
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr (a few items per level, three levels); an integer too long for Python to
+    print (over 4300 digits) is described instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 60, 60, 60
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 6
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` in at most `limit` characters, for messages. It never expands a huge or self-sharing
+    value (a YAML alias bomb is 10**9 items), so any value can be put in an error."""
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:  # a repr that fails is still a value to name
+        text = f"<a {type(value).__name__}>"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_text(key: Any) -> str:
+    """A key as written in messages: a string without quotes (escaped, cut short), anything else shown."""
+    return _cut(repr(key[:100])[1:-1], 60) if isinstance(key, str) else shown(key)
+
+
+# --- value checks beyond the type ---------------------------------------------------------------
 
 
 def _validate_conditions(conditions: Any, origin: str) -> list[ConditionSpec]:
@@ -242,27 +420,28 @@ def _validate_conditions(conditions: Any, origin: str) -> list[ConditionSpec]:
     return specs
 
 
-def _validate_values(recipe: Recipe, origin: str) -> None:
-    flat = flatten(recipe.to_dict())
+def _check_ranges(flat: dict[str, Any], origin: str) -> None:
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
-            raise RecipeError(f"{origin}: {key} = {flat[key]!r} is not one of {', '.join(choices)}")
-    for key in _POSITIVE:
-        if flat[key] is not None and flat[key] <= 0:
-            raise RecipeError(f"{origin}: {key} = {flat[key]!r} must be greater than 0")
-    for key in _NON_NEGATIVE:
-        if flat[key] < 0:
-            raise RecipeError(f"{origin}: {key} = {flat[key]!r} must not be negative")
-    for key, bound in _UPPER_BOUNDS.items():
-        if flat[key] > bound:
-            raise RecipeError(f"{origin}: {key} = {flat[key]!r} is too large (at most {bound})")
-    if not 0.0 <= flat["train.ema_decay"] < 1.0:
-        raise RecipeError(f"{origin}: train.ema_decay = {flat['train.ema_decay']!r} must be in [0, 1)")
-    if not 0 < flat["scheduler.beta_start"] < flat["scheduler.beta_end"] < 1:
-        raise RecipeError(f"{origin}: scheduler.beta_start and beta_end need 0 < beta_start < beta_end < 1")
-    if len(recipe.data.background) != 3 or not all(0 <= c <= 255 for c in recipe.data.background):
-        raise RecipeError(f"{origin}: data.background must be three numbers 0..255, e.g. [255, 255, 255]")
-    model = recipe.model
+            raise RecipeError(f"{origin}: {key} = {shown(flat[key])} is not one of {', '.join(choices)}")
+    for key, bounds in RANGES.items():
+        if key.startswith("conditions."):
+            continue
+        value = flat[key]
+        for name, item in ([(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list)
+                           else [(key, value)]):
+            if item is not None and item not in bounds:
+                raise RecipeError(f"{origin}: {name} = {shown(item)} must be {bounds}{bounds.reason}")
+    for key, example in _NAMES.items():
+        if not flat[key].strip():
+            raise RecipeError(f"{origin}: {key} is empty; give a name such as {example}")
+    for key, value in flat.items():
+        if isinstance(value, str) and "\0" in value:
+            raise RecipeError(f"{origin}: {key} = {shown(value)} contains a NUL character")
+
+
+def _check_model(recipe: Recipe, origin: str) -> None:
+    model, resolution = recipe.model, recipe.data.resolution
     if not model.channels:
         raise RecipeError(f"{origin}: model.channels needs at least one level, e.g. [64, 128, 128]")
     if len(model.attention) != len(model.channels):
@@ -273,30 +452,53 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     if len(model.channels) > 8:
         raise RecipeError(f"{origin}: model.channels has {len(model.channels)} levels; at most 8")
     for width in model.channels:
-        if width > MAX_CHANNELS:
-            raise RecipeError(f"{origin}: model.channels entry {width} is too large (at most {MAX_CHANNELS})")
-        if width <= 0 or width % model.norm_num_groups:
+        if width % model.norm_num_groups:
             raise RecipeError(
-                f"{origin}: model.channels entry {width} must be a positive multiple of "
+                f"{origin}: model.channels entry {width} must be a multiple of "
                 f"model.norm_num_groups ({model.norm_num_groups})"
             )
-    levels = len(model.channels) - 1
-    if recipe.data.resolution % (2**levels):
+    # Each attention block has channels // attention_head_dim heads; the middle block always has one.
+    narrowest = min([w for w, a in zip(model.channels, model.attention, strict=True) if a] + model.channels[-1:])
+    if model.attention_head_dim > narrowest:
         raise RecipeError(
-            f"{origin}: data.resolution {recipe.data.resolution} must be divisible by {2**levels} "
+            f"{origin}: model.attention_head_dim {model.attention_head_dim} is wider than model.channels "
+            f"{narrowest}, a level with attention (the middle block always has it); use at most {narrowest}"
+        )
+    levels = len(model.channels) - 1
+    if resolution % (2**levels):
+        raise RecipeError(
+            f"{origin}: data.resolution {resolution} must be divisible by {2**levels} "
             f"for a model with {levels + 1} levels"
         )
     # At the bottom of the UNet, GroupNorm normalises groups of (channels / groups) x side x side values;
     # a group of one value always becomes 0, and torch refuses it outright for a batch of one.
-    side = recipe.data.resolution // 2**levels
-    narrowest = min(model.channels[-2:])
-    if narrowest // model.norm_num_groups * side * side < 2:
+    side = resolution // 2**levels
+    bottom = min(model.channels[-2:])
+    if bottom // model.norm_num_groups * side * side < 2:
         raise RecipeError(
-            f"{origin}: data.resolution {recipe.data.resolution} with {levels + 1} levels leaves a {side}x{side} "
-            f"feature map where GroupNorm groups of model.channels {narrowest} / model.norm_num_groups "
+            f"{origin}: data.resolution {resolution} with {levels + 1} levels leaves a {side}x{side} "
+            f"feature map where GroupNorm groups of model.channels {bottom} / model.norm_num_groups "
             f"{model.norm_num_groups} hold a single value; use fewer levels, a larger data.resolution or "
             "fewer model.norm_num_groups"
         )
+
+
+def _validate_values(recipe: Recipe, origin: str) -> None:
+    flat = flatten(recipe.to_dict())
+    _check_ranges(flat, origin)
+    if not flat["scheduler.beta_start"] < flat["scheduler.beta_end"]:
+        raise RecipeError(f"{origin}: scheduler.beta_start and beta_end need 0 < beta_start < beta_end < 1")
+    if len(recipe.data.background) != 3:
+        raise RecipeError(f"{origin}: data.background must be three numbers 0..255, e.g. [255, 255, 255]")
+    train, timesteps = recipe.train, recipe.scheduler.num_train_timesteps
+    most = timesteps - (train.sample_sampler == "dpm")  # as condiff.sampling.make_sampler allows
+    if train.sample_steps > most:
+        fix = f"use at most {most}" if most else "choose another train.sample_sampler"
+        raise RecipeError(
+            f"{origin}: train.sample_steps {train.sample_steps} is more than the {train.sample_sampler} sampler "
+            f"takes with scheduler.num_train_timesteps {timesteps}; {fix}"
+        )
+    _check_model(recipe, origin)
 
 
 # --- typed merge of plain dicts into the dataclasses -------------------------------------------
@@ -311,6 +513,10 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
+class _WrongType(RecipeError):
+    """A value of the wrong type: a union goes on to its next member. Other RecipeErrors are final."""
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted for floats. Raise on mismatch."""
     origin = typing.get_origin(tp)
@@ -323,7 +529,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, where)
-            except RecipeError:
+            except _WrongType:
                 pass
     elif origin is list:
         if isinstance(value, list | tuple):
@@ -336,19 +542,29 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if value != value or value in (float("inf"), float("-inf")):
-                raise RecipeError(f"{where} = {value!r} must be a finite number")
-            return float(value)
+        return _coerce_float(value, where)
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise RecipeError(f"{where} = {value!r} has the wrong type: expected {_type_name(tp)}")
+    raise _WrongType(f"{where} = {shown(value)} has the wrong type: expected {_type_name(tp)}")
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    number = value
+    if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if not isinstance(number, int | float) or isinstance(number, bool):
+        raise _WrongType(f"{where} = {shown(value)} has the wrong type: expected a number")
+    try:
+        number = float(number)
+    except OverflowError:  # an integer beyond any float
+        raise RecipeError(f"{where} = {shown(value)} is too large") from None
+    if not math.isfinite(number):
+        raise RecipeError(f"{where} = {shown(value)} must be a finite number")
+    return number
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
@@ -363,7 +579,7 @@ def _merge_section(section: Any, values: Any, name: str, origin: str) -> None:
     known = [f.name for f in dataclasses.fields(section)]
     for key, value in values.items():
         if key not in hints:
-            raise RecipeError(f"{origin}: unknown key {f'{name}.{key}'!r}{_did_you_mean(str(key), known)}")
+            raise RecipeError(f"{origin}: unknown key '{name}.{_key_text(key)}'{_did_you_mean(_key_text(key), known)}")
         setattr(section, key, _coerce(value, hints[key], f"{origin}: {name}.{key}"))
 
 
@@ -377,25 +593,76 @@ def recipe_from_dict(values: dict[str, Any], origin: str = "recipe") -> Recipe:
     sections = [f.name for f in dataclasses.fields(recipe)]
     for name, section_values in values.items():
         if name not in sections:
-            raise RecipeError(f"{origin}: unknown section {str(name)!r}{_did_you_mean(str(name), sections)}")
+            text = _key_text(name)
+            raise RecipeError(f"{origin}: unknown section '{text}'{_did_you_mean(text, sections)}")
         if name == "conditions":
-            recipe.conditions = _validate_conditions(section_values or [], origin)
+            recipe.conditions = _validate_conditions([] if section_values is None else section_values, origin)
             continue
-        _merge_section(getattr(recipe, name), section_values or {}, name, origin)
+        _merge_section(getattr(recipe, name), {} if section_values is None else section_values, name, origin)
     _validate_values(recipe, origin)
     return recipe
 
 
 # --- files and overrides ------------------------------------------------------------------------
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a larger file is the wrong file
 
-def _parse_scalar(text: str) -> Any:
-    """Interpret a --set value the way YAML would (numbers, true/false, null, lists)."""
+
+class _RefusedYAML(Exception):
+    """YAML that a recipe may not use (an alias, a duplicate key); the message says what and where."""
+
+
+@functools.cache
+def _recipe_loader() -> type:
+    """PyYAML's SafeLoader, refusing anchors and aliases (600 bytes of aliases expand to 10**9 values),
+    duplicate keys (YAML would silently keep the last) and integers too long for Python to read."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _RefusedYAML(f"line {event.start_mark.line + 1}: YAML anchors and aliases (&name, *name) "
+                                   "are not allowed in recipes; write each value out")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                    if key in seen:
+                        raise _RefusedYAML(f"duplicate key {shown(key)} (lines {seen[key]} and {line}); keep one")
+                    seen[key] = line
+            return super().construct_mapping(node, deep)
+
+        def construct_long_int(self, node: Any) -> int:
+            try:
+                return self.construct_yaml_int(node)
+            except ValueError:  # beyond sys.get_int_max_str_digits()
+                raise _RefusedYAML(f"line {node.start_mark.line + 1}: an integer of {len(node.value)} digits "
+                                   "is too long for a recipe") from None
+
+    RecipeLoader.add_constructor("tag:yaml.org,2002:int", RecipeLoader.construct_long_int)
+    return RecipeLoader
+
+
+def _load_yaml(text: str) -> Any:
+    import yaml
+
+    return yaml.load(text, Loader=_recipe_loader())  # noqa: S506  (a SafeLoader)
+
+
+def _parse_scalar(text: str, item: str) -> Any:
+    """Interpret a --set value the way YAML would (numbers, true/false, null, lists); text that YAML
+    cannot read stays text. `item` is the whole override, for messages."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return _load_yaml(text)
+    except _RefusedYAML as err:
+        raise RecipeError(f"--set {shown(item)}: {err}") from None
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: a date such as 2024-13-45
         return text
 
 
@@ -405,12 +672,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         path, sep, text = item.partition("=")
         parts = path.strip().split(".")
         if not sep or len(parts) != 2 or not all(parts):
-            raise RecipeError(f"--set {item!r}: expected section.key=value, e.g. --set train.lr=2e-4")
+            raise RecipeError(f"--set {shown(item)}: expected section.key=value, e.g. --set train.lr=2e-4")
         section, key = parts
         current = values.setdefault(section, {})
         if not isinstance(current, dict):
-            raise RecipeError(f"--set {item!r}: section '{section}' is not a mapping")
-        current[key] = _parse_scalar(text)
+            raise RecipeError(f"--set {shown(item)}: section '{_key_text(section)}' is not a mapping")
+        current[key] = _parse_scalar(text, item)
     return values
 
 
@@ -423,9 +690,22 @@ def read_recipe_dict(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise RecipeError(f"{path}: is a folder; pass a recipe YAML file such as recipes/quickstart.yaml")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RecipeError(f"{path}: not valid YAML ({first_line(err)}); fix the syntax and try again") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_RECIPE_BYTES + 1)  # never more: /dev/zero is a file too
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot be read ({err.strerror or first_line(err)})") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: too large for a recipe (over {MAX_RECIPE_BYTES >> 10} KiB); "
+                          "pass a recipe YAML file such as recipes/quickstart.yaml")
+    try:
+        values = _load_yaml(data.decode("utf-8"))
+    except _RefusedYAML as err:
+        raise RecipeError(f"{path}: {err}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to be a recipe") from None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # ValueError: a date such as 2024-13-45
+        reason = _cut(first_line(err), 100)
+        raise RecipeError(f"{path}: not valid YAML ({reason}); fix the syntax and try again") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -444,7 +724,13 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
-    """Write the fully resolved recipe (every key, defaults included) as YAML."""
+    """Write the fully resolved recipe (every key, defaults included) as YAML, readable as a recipe: a
+    value that appears twice is written out twice, never as an alias."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    text = yaml.dump(recipe.to_dict(), Dumper=Dumper, sort_keys=False)
+    Path(path).write_text(text, encoding="utf-8")

@@ -23,6 +23,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from condiff.conditions.stack import ConditionStack
+from condiff.config import GUIDANCE_RANGE
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
@@ -32,8 +33,7 @@ OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
 Inputs = OneInput | Mapping[str, OneInput]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-# Classifier-free guidance scales: 0 ignores a condition, 1 is none; far above ~10 only saturates.
-MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 50.0
+
 
 
 @dataclass
@@ -81,9 +81,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             raise CondiffError(f"--guidance: this model has {count} condition(s) ({', '.join(self.conditions.names)}) "
                                f"but {len(scales)} scales were given; give one, or one per condition")
         for scale in scales:
-            if not MIN_GUIDANCE <= scale <= MAX_GUIDANCE:  # False for NaN too
-                raise CondiffError(f"--guidance {scale}: give a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g} "
-                                   "(1 = no guidance)")
+            if not GUIDANCE_RANGE.low <= scale <= GUIDANCE_RANGE.high:  # False for NaN too
+                raise CondiffError(f"--guidance {scale}: give a number from {GUIDANCE_RANGE.low:g} to "
+                                   f"{GUIDANCE_RANGE.high:g} ({GUIDANCE_RANGE.why})")
         return scales
 
     def encode(self, images: Inputs) -> torch.Tensor:

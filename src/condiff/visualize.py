@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from condiff.config import RANGES, shown
 from condiff.errors import CondiffError
 from condiff.images import to_model_tensor, to_uint8, write_bytes_atomic
 
 # diffusers DDPMScheduler `beta_schedule` names worth comparing.
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
+MAX_GRID_PIXELS = 2**28  # 268M pixels, 800 MB of RGB: a larger grid is a mistake, not a picture
 LABEL_FONT_SIZE = 14
 LABEL_MARGIN = 4
 WHITE = (255, 255, 255)
@@ -49,10 +51,13 @@ def make_grid(
         raise ValueError(f"need scale >= 1, padding >= 0, ncols >= 1; got {scale}, {padding}, {ncols}")
     ncols = min(ncols or math.ceil(math.sqrt(count)), count)
     nrows = math.ceil(count / ncols)
-
-    cells = batch.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest-neighbour upscale, exact values
     cell_h, cell_w = height * scale, width * scale
     grid_shape = (nrows * cell_h + (nrows + 1) * padding, ncols * cell_w + (ncols + 1) * padding, 3)
+    if grid_shape[0] * grid_shape[1] > MAX_GRID_PIXELS:
+        raise CondiffError(f"a grid of {count} images of {width}x{height} enlarged {scale} times would be "
+                           f"{grid_shape[1]}x{grid_shape[0]} px; use fewer images or a smaller scale")
+
+    cells = batch.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest-neighbour upscale, exact values
     grid = np.full(grid_shape, pad_value, dtype=np.uint8)
     for index, cell in enumerate(cells):
         row, col = divmod(index, ncols)
@@ -254,8 +259,7 @@ def plot_schedules(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if num_train_timesteps < 1:
-        raise CondiffError(f"num_train_timesteps must be at least 1, got {num_train_timesteps}")
+    _check_num_train_timesteps(num_train_timesteps)
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     beta_axes, signal_axes = figure.subplots(1, 2)
@@ -283,7 +287,19 @@ def plot_schedules(
     write_bytes_atomic(path, lambda tmp_path: figure.savefig(tmp_path, dpi=120))
 
 
+def _check_num_train_timesteps(num_train_timesteps: int) -> None:
+    """A whole number of timesteps within the recipes' range (the schedule holds one beta per timestep)."""
+    limits = RANGES["scheduler.num_train_timesteps"]
+    try:
+        valid = operator.index(num_train_timesteps) in limits
+    except TypeError:
+        valid = False
+    if not valid:
+        raise CondiffError(f"num_train_timesteps must be a whole number {limits}, got {shown(num_train_timesteps)}")
+
+
 def _check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> None:
+    _check_num_train_timesteps(num_train_timesteps)
     valid = f"use integers in 0..{num_train_timesteps - 1} (num_train_timesteps={num_train_timesteps})"
     if len(timesteps) == 0:
         raise CondiffError(f"no timesteps given; {valid}")
@@ -293,7 +309,7 @@ def _check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> None
         except TypeError:
             in_range = False
         if not in_range:
-            raise CondiffError(f"timestep {step!r} is out of range; {valid}")
+            raise CondiffError(f"timestep {shown(step)} is out of range; {valid}")
 
 
 def _ddpm_scheduler(name: str, num_train_timesteps: int) -> Any:

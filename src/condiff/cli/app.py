@@ -1,4 +1,4 @@
-"""`condiff app`: a local web app with Generate, Colorize and Sketch tabs (Gradio, `condiff[app]`)."""
+"""`condiff app`: a local web app with Generate, Colorize, Sketch and Any-model tabs (Gradio, `condiff[app]`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import argparse
 
 def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
-        "app", help="start a local web app: generate, colorize, sketch to image",
-        description="Start a web app in the browser with three tabs: Generate (an unconditional model), "
-                    "Colorize (a model trained on 'grayscale') and Sketch (a model trained on 'sketch'). "
-                    "It uses the models shipped with condiff, plus every folder given with --model, each in "
-                    "the tab it fits. Needs the app extra: pip install \"condiff[app]\".")
+        "app", help="start a local web app: generate, colorize, sketch to image, any conditional model",
+        description="Start a web app in the browser with four tabs: Generate (an unconditional model), "
+                    "Colorize (a model trained on 'grayscale'), Sketch (a model trained on 'sketch') and Any "
+                    "model (every conditional model, one input per condition, as condiff generate). It uses "
+                    "the models shipped with condiff, plus every folder given with --model, each in the tabs "
+                    "it fits. Needs the app extra: pip install \"condiff[app]\".")
     parser.add_argument("--model", action="append", default=[], metavar="DIR",
                         help="a model folder written by `condiff train`; repeat for several")
     parser.add_argument("--host", default="127.0.0.1",
@@ -26,10 +27,10 @@ def add_parsers(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import os
 
+    from condiff.cli.common import check_range
     from condiff.errors import CondiffError
 
-    if not 1 <= args.port <= 65535:
-        raise CondiffError(f"--port {args.port}: use a port number from 1 to 65535")
+    check_range("--port", args.port, 1, 65535, "a TCP port")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app: nothing sent anywhere
     try:
         import gradio  # noqa: F401

@@ -1,12 +1,26 @@
-"""Checks shared by the subcommands: user mistakes become one-line CondiffErrors before any work."""
+"""Checks shared by the subcommands: user mistakes become one-line CondiffErrors before any work.
+
+Every numeric option has a range, checked at the top of its command's `run` with `check_range` (or the
+helpers built on it) before a model is loaded or a file is read: beyond it an option would crash torch
+or exhaust memory or time. The limits that several commands share are named here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+from condiff.config import GUIDANCE_RANGE, RANGES, SEED_MAX, shown
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
+
+MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)  # a noise schedule's length, as in recipes
+MAX_STEPS = MAX_TIMESTEPS  # sampling steps: no model has more; a loaded model checks its own limit
+MAX_RESOLUTION = int(RANGES["data.resolution"].high)
+MAX_BATCH = 256  # images sampled at once (sample, colorize, sketch2img)
+MAX_SCALE = 16  # nearest-neighbour enlargement
+MAX_PICTURE_SIDE = 16_384  # pixels per side of a written grid or picture
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +31,48 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         help=f"sampler (default: {DEFAULT_SAMPLER} = DPM-Solver++)")
 
 
-def check_positive(option: str, value: int) -> None:
-    if value <= 0:
-        raise CondiffError(f"{option} {value}: must be a positive number")
+def check_range(option: str, value: float, low: float, high: float, why: str = "") -> None:
+    """`option`'s value must be finite and within low..high; `why` explains a limit that is not obvious."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CondiffError(f"{option} {value}: must be a finite number from {low:g} to {high:g}")
+    if not low <= value <= high:
+        reason = f" ({why})" if why else ""
+        raise CondiffError(f"{option} {shown(value)}: must be from {_text(low)} to {_text(high)}{reason}")
+
+
+def _text(number: float) -> str:
+    return str(number) if isinstance(number, int) else f"{number:g}"
+
+
+def check_seed(value: int, option: str = "--seed") -> None:
+    check_range(option, value, 0, SEED_MAX, "seeds are 32-bit, as numpy takes them")
+
+
+def check_steps(value: int) -> None:
+    check_range("--steps", value, 1, MAX_STEPS, "the model's own limit is checked when it is loaded")
+
+
+def check_guidance(scales: list[float]) -> None:
+    """One guidance scale, or one per condition: each finite and in GUIDANCE_RANGE."""
+    for scale in scales:
+        check_range("--guidance", scale, GUIDANCE_RANGE.low, GUIDANCE_RANGE.high, GUIDANCE_RANGE.why)
+
+
+def check_grid(num: int, resolution: int, scale: int) -> None:
+    """A square grid of `num` images of `resolution` px enlarged `scale` times must stay MAX_PICTURE_SIDE
+    px on a side or less (it is held in memory whole)."""
+    side = math.ceil(math.sqrt(num)) * (resolution * scale + 1) + 1
+    if side > MAX_PICTURE_SIDE:
+        raise CondiffError(f"--num {num}, --resolution {resolution} and --scale {scale}: the grid would be {side} px "
+                           f"on a side, more than {MAX_PICTURE_SIDE} px; lower one of them")
+
+
+def check_timesteps(timesteps: list[int], num_train_timesteps: int) -> None:
+    """--t: at most 32 timesteps, each in 0..num_train_timesteps - 1."""
+    if len(timesteps) > 32:
+        raise CondiffError(f"--t: {len(timesteps)} timesteps given; one strip shows at most 32")
+    for step in timesteps:
+        check_range("--t", step, 0, num_train_timesteps - 1, f"--num-train-timesteps is {num_train_timesteps}")
 
 
 def check_output_path(path: str, suffixes: tuple[str, ...], inputs: tuple[str, ...] = ()) -> Path:

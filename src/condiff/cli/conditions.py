@@ -52,10 +52,11 @@ def channels_picture(encoder, channels, scale: int):
 
 
 def run_encode(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import MAX_RESOLUTION, MAX_SCALE, check_output_path, check_range
 
-    check_positive("--resolution", args.resolution)
-    check_positive("--scale", args.scale)
+    check_range("--resolution", args.resolution, 1, MAX_RESOLUTION)
+    check_range("--scale", args.scale, 1, min(MAX_SCALE, 4096 // args.resolution),
+                f"at --resolution {args.resolution}, each panel stays within 4096 px")
     check_output_path(args.out, (".png",), inputs=(args.input,))
 
     from condiff.conditions.registry import get_condition

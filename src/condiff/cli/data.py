@@ -35,11 +35,9 @@ def add_parsers(subparsers) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from condiff.cli.common import check_positive
     from condiff.config import recipe_from_dict
     from condiff.data.sources import build_dataset
 
-    check_positive("--num", args.num)
     config = recipe_from_dict({"data": {"source": args.source, "size": args.num, "seed": args.seed,
                                         "resolution": args.resolution}}, origin="condiff data").data
     return build_dataset(config)
@@ -48,11 +46,15 @@ def _load(args: argparse.Namespace):
 def run_preview(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import MAX_RESOLUTION, MAX_SCALE, check_grid, check_output_path, check_range, check_seed
     from condiff.images import save_image_atomic
     from condiff.visualize import make_grid
 
-    check_positive("--scale", args.scale)
+    check_range("--num", args.num, 1, 1024, "one grid")
+    check_seed(args.seed)
+    check_range("--resolution", args.resolution, 1, MAX_RESOLUTION)
+    check_range("--scale", args.scale, 1, MAX_SCALE)
+    check_grid(args.num, args.resolution, args.scale)
     check_output_path(args.out, (".png",))
     dataset = _load(args)
     images = np.stack([dataset[i]["image"] for i in range(min(args.num, len(dataset)))])
@@ -66,8 +68,12 @@ def run_export(args: argparse.Namespace) -> None:
     import tempfile
     from pathlib import Path
 
+    from condiff.cli.common import MAX_RESOLUTION, check_range, check_seed
     from condiff.errors import CondiffError
 
+    check_range("--num", args.num, 1, 1_000_000, "one file per image")
+    check_seed(args.seed)
+    check_range("--resolution", args.resolution, 1, MAX_RESOLUTION)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CondiffError(f"{out}: already exists and is not an empty folder; choose a new --out")

@@ -29,14 +29,14 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import check_guidance, check_output_path, check_range, check_seed, check_steps
     from condiff.device import pick_device
     from condiff.errors import CondiffError
 
-    check_positive("--num", args.num)
-    check_positive("--steps", args.steps)
-    if args.num < 10:
-        raise CondiffError(f"--num {args.num}: distances need at least 10 images per set; use --num 500")
+    check_range("--num", args.num, 10, 10_000, "distances need at least 10 images per set; 500 is the default")
+    check_steps(args.steps)
+    check_seed(args.seed)
+    check_guidance([args.guidance])
     if args.task == "all" and args.model:
         raise CondiffError("--model needs a task: condiff eval unconditional|colorize|sketch2img --model DIR")
     if args.json:

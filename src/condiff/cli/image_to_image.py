@@ -102,11 +102,13 @@ def check_outputs(paths: list[Path], inputs: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_positive
+    from condiff.cli.common import MAX_BATCH, check_guidance, check_range, check_seed, check_steps
 
     task: Task = args.task
-    check_positive("--num", args.num)
-    check_positive("--steps", args.steps)
+    check_range("--num", args.num, 1, MAX_BATCH, "sampled in one batch")
+    check_steps(args.steps)
+    check_seed(args.seed)
+    check_guidance(args.guidance)
     files = input_files(args)
     first = Path(next(iter(files.values())))
     out = Path(args.out) if args.out else first.with_name(f"{first.stem}-{task.output_suffix}.png")

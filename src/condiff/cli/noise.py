@@ -27,10 +27,12 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import MAX_TIMESTEPS, check_output_path, check_range, check_seed, check_timesteps
 
-    check_positive("--num-train-timesteps", args.num_train_timesteps)
-    check_positive("--size", args.size)
+    check_range("--num-train-timesteps", args.num_train_timesteps, 1, MAX_TIMESTEPS)
+    check_range("--size", args.size, 1, 512, "the strip holds every timestep of every schedule")
+    check_seed(args.seed)
+    check_timesteps(args.timesteps, args.num_train_timesteps)
     check_output_path(args.out, (".png",), inputs=(args.image,))
 
     from condiff.data.preprocess import prepare_image

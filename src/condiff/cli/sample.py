@@ -25,10 +25,12 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import MAX_BATCH, MAX_SCALE, check_output_path, check_range, check_seed, check_steps
 
-    for option, value in (("--num", args.num), ("--steps", args.steps), ("--scale", args.scale)):
-        check_positive(option, value)
+    check_range("--num", args.num, 1, MAX_BATCH, "sampled in one batch")
+    check_steps(args.steps)
+    check_seed(args.seed)
+    check_range("--scale", args.scale, 1, MAX_SCALE)
     check_output_path(args.out, (".png",))
     if args.gif:
         check_output_path(args.gif, (".gif",))

@@ -16,10 +16,10 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_output_path, check_positive
+    from condiff.cli.common import MAX_TIMESTEPS, check_output_path, check_range
     from condiff.visualize import plot_schedules
 
-    check_positive("--num-train-timesteps", args.num_train_timesteps)
+    check_range("--num-train-timesteps", args.num_train_timesteps, 1, MAX_TIMESTEPS)
     check_output_path(args.out, (".png",))
     plot_schedules(args.out, num_train_timesteps=args.num_train_timesteps)
     print(f"condiff: wrote {args.out}")

@@ -6,21 +6,25 @@ declare theirs in the `condiff.conditions` entry-point group of their pyproject.
     [project.entry-points."condiff.conditions"]
     blur = "my_package.blur:BlurCondition"
 
-Entry points are loaded lazily, once, the first time a name is not found (or when listing).
+Entry points are loaded lazily, once, the first time a name is not found (or when listing). A plugin
+that fails to load (any exception, `sys.exit` included), or whose entry point is not a ConditionEncoder
+class, is left out with a warning on stderr naming it and its package; condiff goes on without it.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import sys
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
-from condiff.config import ConditionSpec
-from condiff.errors import CondiffError
+from condiff.config import ConditionSpec, shown
+from condiff.errors import CondiffError, first_line
 
 ENTRY_POINT_GROUP = "condiff.conditions"
 _REGISTRY: dict[str, type] = {}
+_FAILED: dict[str, str] = {}  # plugin name -> why it was not loaded
 _entry_points_loaded = False
 
 
@@ -49,12 +53,39 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry.load()
-            if entry.name not in _REGISTRY:
-                register_condition(entry.name)(cls)
-        except Exception as err:  # a broken plugin must not break condiff
-            print(f"condiff: warning: could not load condition plugin {entry.name!r} ({entry.value}): {err}")
+        problem = _load_plugin(entry)
+        if problem:
+            _FAILED[entry.name] = problem
+            print(f"condiff: warning: condition plugin {entry.name!r} ({_origin(entry)}) was not loaded: {problem}",
+                  file=sys.stderr)
+
+
+def _load_plugin(entry: EntryPoint) -> str | None:
+    """Register one entry point; why it could not be, or None. A broken plugin must not break condiff."""
+    from condiff.conditions.base import ConditionEncoder
+
+    try:
+        cls = entry.load()
+    except SystemExit as err:
+        return f"importing it called sys.exit({shown(err.code)})"
+    except Exception as err:
+        return f"{type(err).__name__}: {first_line(err)[:120]}"
+    if not isinstance(cls, type):
+        return f"{entry.value} is not a class but {shown(cls)}"
+    if not issubclass(cls, ConditionEncoder):
+        return f"{entry.value} is not a ConditionEncoder subclass"
+    try:
+        register_condition(entry.name)(cls)
+    except ValueError as err:  # the name is taken, or a setting clashes with name/dropout
+        return first_line(err)
+    return None
+
+
+def _origin(entry: EntryPoint) -> str:
+    """"blur = my_blur.condition:BlurCondition from my-blur 0.1": the entry point and its package."""
+    dist = getattr(entry, "dist", None)
+    package = f"{dist.name} {dist.version}" if dist is not None else "an unknown package"
+    return f"{entry.value} from {package}"
 
 
 def get_condition(name: str) -> type:
@@ -65,9 +96,12 @@ def get_condition(name: str) -> type:
         _load_entry_points()
     if name not in _REGISTRY:
         known = list_conditions()
+        if name in _FAILED:
+            raise CondiffError(f"unknown condition {shown(name)}: its plugin was not loaded ({_FAILED[name]}); "
+                               f"known conditions: {', '.join(known)}")
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise CondiffError(f"unknown condition {name!r}{hint}; known conditions: {', '.join(known)}")
+        raise CondiffError(f"unknown condition {shown(name)}{hint}; known conditions: {', '.join(known)}")
     return _REGISTRY[name]
 
 
