@@ -154,3 +154,13 @@ def test_train_sample_noise_schedules_end_to_end(tmp_path):
     done = run_cli("schedules", "--out", str(tmp_path / "schedules.png"))
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "schedules.png").format == "PNG"
+
+
+@pytest.mark.parametrize("argv,named", [(["sample", "--num", "1e9"], "--num"), (["bogus"], "bogus"),
+                                        (["colorize"], "input"), (["train", "r.yaml", "--bogus"], "--bogus")])
+def test_command_line_mistakes_are_one_line(argv, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("condiff: error:") and named in err and "--help" in err and len(err.splitlines()) == 1

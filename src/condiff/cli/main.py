@@ -16,8 +16,16 @@ from condiff.errors import CondiffError
 SUBCOMMANDS = (train, sample, image_to_image, eval, info, conditions, noise, schedules, data, app)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A command-line mistake (an unknown option, `--num 1e9` for a whole number) is one line, like every
+    other user mistake, pointing to --help instead of printing the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"condiff: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="condiff",
         description="Train and run small pixel-space diffusion models (DDPM), unconditional and conditional.",
     )
