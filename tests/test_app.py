@@ -418,3 +418,37 @@ def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
     assert not errors, errors
     assert "Traceback" not in log_path.read_text()
     page.close()
+
+
+@pytest.mark.parametrize("steps,seed,num,named", [(float("nan"), 0, 1, "steps"), (2, -1, 1, "seed"),
+                                                  (2, 2**70, 1, "seed"), (2, 0, 10**9, "number of images"),
+                                                  (2.5, 0, 1, "steps"), ("x", 0, 1, "steps")])
+def test_request_numbers_are_checked_on_the_server(steps, seed, num, named):
+    from condiff.app.models import request_numbers
+    from condiff.errors import CondiffError
+
+    with pytest.raises(CondiffError, match=f"^{named} .*: give a whole number"):
+        request_numbers(steps, seed, num)
+    assert request_numbers(20.0, None, 4) == (20, 0, 4)
+
+
+def test_sigterm_leaves_no_app_files_behind(tiny_models, tmp_path):
+    pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    process = subprocess.Popen([sys.executable, "-m", "condiff", "app", "--no-shipped", "--model",
+                                str(tiny_models["generate"]), "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not answers(f"http://127.0.0.1:{port}/") and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.5)
+        assert list(tmp_path.glob("condiff-app-*")), "the app keeps its files in its own folder"
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert list(tmp_path.glob("condiff-app-*")) == []

@@ -8,6 +8,7 @@ through the same `Task.run` as the CLI commands.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,25 @@ def missing_note(task: Task, shipped_missing: bool) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
+MAX_IMAGES = 16  # images one Generate may ask for (its slider's maximum)
+
+
+def request_numbers(steps, seed, num=1) -> tuple[int, int, int]:
+    """(steps, seed, num) of a request as whole numbers in range. Checked on the server: a direct request
+    can send anything (NaN, 1e300, -1) past the page's sliders. The sampler checks the steps' upper limit."""
+    from condiff.config import SEED_MAX
+
+    checked = []
+    for name, value, low, high in (("steps", steps, 1, None), ("seed", seed or 0, 0, SEED_MAX),
+                                   ("number of images", num, 1, MAX_IMAGES)):
+        number = float(value) if isinstance(value, int | float) else math.nan
+        if not math.isfinite(number) or number != int(number) or number < low or (high and number > high):
+            limit = f"from {low} to {high}" if high else f"of at least {low}"
+            raise CondiffError(f"{name} {str(value)[:30]}: give a whole number {limit}")
+        checked.append(int(number))
+    return checked[0], checked[1], checked[2]
+
+
 def with_sampler(model: AppModel, kind: str, steps: int):
     from condiff.sampling import make_sampler
 
@@ -130,7 +150,7 @@ def with_sampler(model: AppModel, kind: str, steps: int):
     return model.pipeline
 
 
-def generate_grid(model: AppModel, num: int, steps: int, scheduler: str, seed: int, scale: int = 4):
+def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: str, scale: int = 4):
     """(grid image, denoising animation frames), as `condiff sample --gif` writes them."""
     from condiff.visualize import make_grid
 

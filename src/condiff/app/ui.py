@@ -8,7 +8,6 @@ runs share one queue slot, so two browser tabs never run a model at the same tim
 from __future__ import annotations
 
 import functools
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from condiff.app.models import (
     apply_condition,
     generate_grid,
     open_upload,
+    request_numbers,
 )
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
@@ -57,6 +57,7 @@ def pick_brush(selector: str) -> str:
 PICK_BRUSH = {"sketch": pick_brush("#sketch-canvas"), "any": pick_brush(f"#tab-any .{CANVAS_CLASS}")}  # by tab
 RUN = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time, in any tab
 KEEP_FILES = 3600  # seconds that result files are kept on disk for the page to fetch
+CLEAN_EVERY = 300  # seconds between sweeps of Gradio's cache for files older than KEEP_FILES
 
 
 def user_errors(function):
@@ -140,7 +141,7 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     def run(label, steps, scheduler, seed, num):
         from condiff.visualize import save_gif
 
-        image, frames = generate_grid(catalog.by_label(label), int(num), int(steps), scheduler, int(seed or 0))
+        image, frames = generate_grid(catalog.by_label(label), *request_numbers(steps, seed, num), scheduler)
         for old in gif_folder.glob("*.gif"):
             if time.time() - old.stat().st_mtime > KEEP_FILES:
                 old.unlink(missing_ok=True)
@@ -185,8 +186,9 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
     def run(path, label, guidance, full_res, steps, scheduler, seed):
         if path is None:
             raise CondiffError("no image yet: upload one first")
-        output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), int(steps), scheduler,
-                                      float(guidance), int(seed or 0), full_res=full_res)
+        steps, seed, _ = request_numbers(steps, seed)
+        output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), steps, scheduler,
+                                      float(guidance), seed, full_res=full_res)
         return output, gr.Image(value=big, visible=big is not None)
 
     upload.change(show, upload, preview)
@@ -211,8 +213,9 @@ def sketch_tab(catalog: Catalog, tab: Tab) -> None:
 
     @user_errors
     def run(drawing, label, guidance, steps, scheduler, seed):
-        output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), int(steps), scheduler,
-                                    float(guidance), int(seed or 0))
+        steps, seed, _ = request_numbers(steps, seed)
+        output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), steps, scheduler,
+                                    float(guidance), seed)
         return output
 
     pick = PICK_BRUSH[tab.key]
@@ -265,8 +268,8 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
                                f"condition: {', '.join(names)})")
         else:
             images[name] = open_upload(value)
-    output, _ = apply_condition(model, tab, images, int(steps), scheduler, [float(scale) for scale in scales],
-                                int(seed or 0))
+    steps, seed, _ = request_numbers(steps, seed)
+    output, _ = apply_condition(model, tab, images, steps, scheduler, [float(scale) for scale in scales], seed)
     return output
 
 
@@ -306,7 +309,7 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
 def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
     builders = {"generate": functools.partial(generate_tab, gif_folder=gif_folder),
                 "colorize": colorize_tab, "sketch": sketch_tab, "any": any_model_tab}
-    with gr.Blocks(title="condiff", analytics_enabled=False, delete_cache=(KEEP_FILES, KEEP_FILES)) as app:
+    with gr.Blocks(title="condiff", analytics_enabled=False, delete_cache=(CLEAN_EVERY, KEEP_FILES)) as app:
         gr.Markdown("# condiff\nSmall pixel-space diffusion models: generate, colorize, sketch to image, and "
                     "any conditional model.")
         gr.Markdown(model_listing(catalog), elem_id="model-listing")
@@ -322,16 +325,17 @@ def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
     return app
 
 
-def serve(catalog: Catalog, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C)."""
+def serve(catalog: Catalog, host: str, port: int, work: Path) -> None:
+    """Serve until interrupted (Ctrl-C); the app's files go into `work`, which the caller removes."""
     # System fonts: the default theme would fetch its fonts from the internet.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    with tempfile.TemporaryDirectory(prefix="condiff-app-") as gif_folder:
-        app = build_app(catalog, Path(gif_folder))
-        app.queue()
-        try:
-            app.launch(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True,
-                       theme=theme, css=CSS, ssr_mode=False, footer_links=[], quiet=False)
-        except OSError:
-            raise CondiffError(f"--host {host} --port {port}: cannot listen there (the port is in use, or the "
-                               "address is not one of this machine's); choose another --port") from None
+    gif_folder = work / "gifs"
+    gif_folder.mkdir(parents=True, exist_ok=True)
+    app = build_app(catalog, gif_folder)
+    app.queue()
+    try:
+        app.launch(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True,
+                   theme=theme, css=CSS, ssr_mode=False, footer_links=[], quiet=False)
+    except OSError:
+        raise CondiffError(f"--host {host} --port {port}: cannot listen there (the port is in use, or the "
+                           "address is not one of this machine's); choose another --port") from None
