@@ -17,14 +17,16 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from condiff.errors import DataError, first_line
+from condiff.errors import DataError, StorageError, first_line, is_write_failure, write_failure_reason
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -195,18 +197,48 @@ def write_bytes_atomic(
     if suffix is None:
         suffix = os.path.splitext(path)[1]
     directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
 
-    tmp_path = _reserve_temp_file(directory, name, suffix)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tmp_path = _reserve_temp_file(directory, name, suffix)
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         write(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:  # also on KeyboardInterrupt: never leave the temporary file behind
+    except BaseException as err:  # also on KeyboardInterrupt: never leave the temporary file behind
         try:
             os.remove(tmp_path)
         except FileNotFoundError:
             pass
+        if isinstance(err, Exception) and is_write_failure(err):
+            raise _write_error(path, err) from None
         raise
+
+
+def _write_error(path: str, err: BaseException) -> StorageError:
+    reason = write_failure_reason(err)
+    return StorageError(f"{path}: could not write it ({reason}); free disk space or choose a writable folder", reason)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Before any work: an output file can be created at `path` (its name is not too long, and its
+    nearest existing folder takes a new file), or a one-line StorageError that names it."""
+    path = os.fspath(path)
+    for part in Path(path).parts:
+        if len(os.fsencode(part)) > 255:
+            raise StorageError(f"{path}: the name {part[:40]}... is too long (at most 255 bytes); choose a shorter one",
+                               "File name too long")
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StorageError(f"{path}: {folder} is a file, not a folder; choose another output", "Not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # created and removed at once: nothing is left behind
+            pass
+    except OSError as err:
+        raise _write_error(path, err) from None
 
 
 def _reserve_temp_file(directory: str, name: str, suffix: str) -> str:

@@ -76,8 +76,12 @@ def check_timesteps(timesteps: list[int], num_train_timesteps: int) -> None:
 
 
 def check_output_path(path: str, suffixes: tuple[str, ...], inputs: tuple[str, ...] = ()) -> Path:
-    """An output file: right extension, not a folder, never one of the inputs."""
+    """An output file, checked before any work: right extension, not a folder, never one of the inputs,
+    and a place where a file can be created (`condiff.images.check_writable`)."""
+    from condiff.images import check_writable
+
     out = Path(path)
+    check_writable(out)  # first: a name too long cannot even be looked at
     if out.suffix.lower() not in suffixes:
         raise CondiffError(f"{path}: output must end in {' or '.join(suffixes)}")
     if out.is_dir():

@@ -74,14 +74,19 @@ def run_export(args: argparse.Namespace) -> None:
     check_range("--num", args.num, 1, 1_000_000, "one file per image")
     check_seed(args.seed)
     check_range("--resolution", args.resolution, 1, MAX_RESOLUTION)
+    from condiff.errors import is_write_failure, write_failure_reason
+    from condiff.images import check_writable
+
     out = Path(args.out)
+    check_writable(out / "metadata.jsonl")  # first: a name too long cannot even be looked at
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CondiffError(f"{out}: already exists and is not an empty folder; choose a new --out")
     dataset = _load(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the destination and rename at the end: no half-written dataset on failure.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         if args.format == "folder":
             _write_folder(dataset, staging)
         else:
@@ -89,8 +94,14 @@ def run_export(args: argparse.Namespace) -> None:
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
+    except Exception as err:
+        if not is_write_failure(err):
+            raise
+        raise CondiffError(f"{out}: could not write the dataset ({write_failure_reason(err)}); free disk space "
+                           "or choose a writable folder") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     print(f"condiff: exported {len(dataset)} images to {out} ({args.format})")
 
 
