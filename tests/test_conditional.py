@@ -214,18 +214,22 @@ def test_encode_and_list_commands(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path):
-    """The plugin of docs/plugins.md, installed as a distribution with an entry point, is found by name;
-    a model trained only on it runs through `condiff generate` and `DiffusionPipeline.from_pretrained`."""
-    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S).group(1)
-    package = tmp_path / "site" / "my_blur"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "condition.py").write_text(code)
-    dist = tmp_path / "site" / "my_blur-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[condiff.conditions]\nblur = my_blur.condition:BlurCondition\n")
+    """The plugin package of docs/plugins.md, built and pip-installed from the docs alone, is found by
+    name; a model trained only on it records the package, runs through `condiff generate` and
+    `DiffusionPipeline.from_pretrained`, and where the package is missing says what to install."""
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    package = tmp_path / "my-blur"
+    (package / "my_blur").mkdir(parents=True)
+    (package / "my_blur" / "__init__.py").write_text("")
+    (package / "my_blur" / "condition.py").write_text(re.search(r"```python\n(.*?)```", docs, re.S).group(1))
+    toml = re.search(r"```toml\n(.*?)```", docs, re.S).group(1)
+    (package / "pyproject.toml").write_text(textwrap.dedent(toml))
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr[-2000:]
     Image.new("RGB", (48, 48), (200, 40, 40)).save(tmp_path / "photo.png")
+    run, out = tmp_path / "run", tmp_path / "out.png"
     script = textwrap.dedent(f"""
         import sys
         import condiff
@@ -236,25 +240,34 @@ def test_out_of_tree_plugin_from_the_docs_trains_through_an_entry_point(tmp_path
         from condiff.training.from_recipe import train_recipe
         from tests.conftest import tiny_values
         assert "my_blur" not in sys.modules
-        values = tiny_values({str(tmp_path / 'run')!r}, max_steps=2)
+        values = tiny_values({str(run)!r}, max_steps=2)
         values["conditions"] = [{{"name": "blur", "radius": 1}}]
         train_recipe(recipe_from_dict(values))
-        pipeline = load_pipeline({str(tmp_path / 'run')!r})
+        pipeline = load_pipeline({str(run)!r})
         assert pipeline.conditions.names == ["blur"], pipeline.conditions.names
         assert pipeline.conditions.encoders[0].config.radius == 1
+        assert pipeline.conditions.config.conditions[0]["package"] == "my-blur"
         assert "blur" in list_conditions()
-        assert main(["generate", "--model", {str(tmp_path / 'run')!r}, "--input", {str(tmp_path / 'photo.png')!r},
-                     "--steps", "2", "--out", {str(tmp_path / 'out.png')!r}]) == 0
+        assert main(["generate", "--model", {str(run)!r}, "--input", {str(tmp_path / 'photo.png')!r},
+                     "--steps", "2", "--out", {str(out)!r}]) == 0
         from diffusers import DiffusionPipeline
-        loaded = DiffusionPipeline.from_pretrained({str(tmp_path / 'run')!r})
+        loaded = DiffusionPipeline.from_pretrained({str(run)!r})
         assert loaded.conditions.names == ["blur"]
         print("plugin ok")
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT), str(ROOT / "src")])}
+    base = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**base, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), str(ROOT / "src")])}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "plugin ok" in done.stdout
-    assert Image.open(tmp_path / "out.png").size == (32, 32)
+    assert Image.open(out).size == (32, 32)
+    # Without the package: one line that names it.
+    missing = subprocess.run([sys.executable, "-m", "condiff", "generate", "--model", str(run), "--input",
+                              str(tmp_path / "photo.png"), "--out", str(tmp_path / "again.png")],
+                             capture_output=True, text=True, timeout=300,
+                             env={**base, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])})
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    assert "pip install my-blur" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_path):

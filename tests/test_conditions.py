@@ -287,9 +287,9 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # ---------------------------------------------------------------------------------------------------
 
 SHIPPED_CONDITIONS = {
-    "colorize": [{"name": "grayscale", "dropout": 0.1, "resize": "bicubic"}],
-    "sketch2img": [{"name": "sketch", "dropout": 0.1, "thickness_jitter": 0.0, "stroke_dropout": 0.1,
-                    "max_shift": 1.0, "threshold": 0.05}],
+    "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
+    "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
+                    "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05}],
 }
 
 
@@ -325,8 +325,9 @@ def test_a_stack_records_every_setting_and_rebuilds_from_its_config(tmp_path):
 
     given = [{"name": "canny", "low_threshold": 50}, {"name": "lowres", "dropout": 0.2}]
     stack = ConditionStack(conditions=given)
-    resolved = [{"name": "canny", "dropout": 0.0, "low_threshold": 50, "high_threshold": 200, "resize": "bicubic"},
-                {"name": "lowres", "dropout": 0.2, "factor": 4}]
+    resolved = [{"name": "canny", "dropout": 0.0, "package": "condiff", "low_threshold": 50, "high_threshold": 200,
+                 "resize": "bicubic"},
+                {"name": "lowres", "dropout": 0.2, "package": "condiff", "factor": 4}]
     assert stack.config.conditions == resolved
     stack.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["conditions"] == resolved
@@ -368,7 +369,7 @@ def test_shipped_models_record_the_settings_they_were_trained_with(model):
     stack = ConditionStack.from_pretrained(folder)
     assert stack.config.conditions == SHIPPED_CONDITIONS[model]
     assert [e.to_dict() for e in stack.encoders] == [
-        {k: v for k, v in spec.items() if k != "dropout"} for spec in SHIPPED_CONDITIONS[model]]
+        {k: v for k, v in spec.items() if k not in ("dropout", "package")} for spec in SHIPPED_CONDITIONS[model]]
     assert stack.dropouts == [spec["dropout"] for spec in SHIPPED_CONDITIONS[model]]
 
 

@@ -125,11 +125,12 @@ class TrainConfig:
 class ConditionSpec:
     """One condition encoder, written flat in a recipe: {name: sketch, dropout: 0.1, <encoder settings>}."""
 
-    FLAT_KEYS: typing.ClassVar[tuple[str, ...]] = ("name", "dropout")  # written beside the settings
+    FLAT_KEYS: typing.ClassVar[tuple[str, ...]] = ("name", "dropout", "package")  # written beside the settings
 
     name: str  # a registered encoder (`condiff conditions list`)
     dropout: float = 0.0  # probability that a training sample gets no condition (for guidance)
     settings: dict[str, Any] = field(default_factory=dict)  # the encoder's arguments; omitted ones keep its defaults
+    package: str | None = None  # the distribution that provides the encoder, recorded in saved models
 
     @classmethod
     def from_dict(cls, values: Any, where: str) -> ConditionSpec:
@@ -138,13 +139,17 @@ class ConditionSpec:
             raise RecipeError(f"{where} must be a mapping with a name, e.g. {{name: sketch, dropout: 0.1}}")
         settings = dict(values)
         name, dropout = settings.pop("name"), settings.pop("dropout", 0.0)
+        package = settings.pop("package", None)
         number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
         if not number or dropout not in RANGES["conditions.dropout"]:
             raise RecipeError(f"{where}.dropout = {shown(dropout)} must be a number in [0, 1)")
-        return cls(name, float(dropout), settings)
+        if package is not None and not isinstance(package, str):
+            raise RecipeError(f"{where}.package = {shown(package)} must be a package name")
+        return cls(name, float(dropout), settings, package)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dropout": self.dropout, **self.settings}
+        package = {"package": self.package} if self.package else {}
+        return {"name": self.name, "dropout": self.dropout, **package, **self.settings}
 
     def build_encoder(self, where: str) -> ConditionEncoder:
         """The encoder this spec describes. Its name (against the registry), settings (against the
@@ -158,6 +163,9 @@ class ConditionSpec:
         try:
             cls = get_condition(self.name)
         except CondiffError as err:
+            if self.package and self.package != "condiff":  # a saved model knows where its plugin comes from
+                raise RecipeError(f"{where}: condition {shown(self.name)} comes from the package {self.package}, "
+                                  f"which is not installed: pip install {self.package}") from None
             raise RecipeError(f"{where}: {err}") from None
         known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         for key in self.settings:

@@ -14,14 +14,6 @@ from typing import Any
 CARD = "README.md"
 
 
-def condition_package(encoder_class: type) -> str:
-    """The distribution that provides an encoder class: condiff for the built-ins, else a plugin's."""
-    from importlib.metadata import packages_distributions
-
-    top = encoder_class.__module__.split(".")[0]
-    return (packages_distributions().get(top) or [top])[0]
-
-
 def metadata(recipe: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
     """Hugging Face card metadata for a model trained with `recipe` (a resolved recipe as a dict)."""
     source, init_from = recipe["data"]["source"], recipe["model"]["init_from"]
@@ -67,7 +59,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
             settings = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("name", "dropout", "package"))
-            lines.append(f"| {spec['name']} | {spec['package']} | {spec['dropout']} | {settings} |")
+            lines.append(f"| {spec['name']} | {spec.get('package', '')} | {spec['dropout']} | {settings} |")
         lines.append("")
     command = "condiff generate --model . --input IMAGE" if conditions else "condiff sample --model ."
     lines += ["## Samples", "", "![final samples](samples/final.png)", "", "## Use", "", "```bash", command,
@@ -79,9 +71,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
 
 def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack) -> None:
     """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
-    conditions = []
-    for encoder, spec in zip(stack.encoders, stack.config.conditions, strict=True) if stack is not None else ():
-        conditions.append({**spec, "package": condition_package(type(encoder))})
+    conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
     (Path(folder) / CARD).write_text(model_card(recipe, summary, conditions), encoding="utf-8")
 
 

@@ -14,6 +14,7 @@ class, is left out with a warning on stderr naming it and its package; condiff g
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import sys
 from collections.abc import Callable
@@ -110,3 +111,16 @@ def list_conditions() -> list[str]:
 
     _load_entry_points()
     return sorted(_REGISTRY)
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
+def provider(encoder_class: type) -> str:
+    """The distribution (pip name) that provides an encoder class: condiff for the built-ins."""
+    top = encoder_class.__module__.split(".")[0]
+    return (_distributions().get(top) or [top])[0]

@@ -18,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 
+from condiff.conditions.registry import provider
 from condiff.config import ConditionSpec
 from condiff.errors import CondiffError
 
@@ -33,7 +34,8 @@ class ConditionStack(ModelMixin, ConfigMixin):
         self.encoders = [spec.build_encoder(f"conditions[{i}]") for i, spec in enumerate(specs)]
         self.dropouts = [spec.dropout for spec in specs]
         # Recorded by hand rather than by @register_to_config, which would record only what was given.
-        resolved = [ConditionSpec(e.name, s.dropout, e.settings) for e, s in zip(self.encoders, specs, strict=True)]
+        resolved = [ConditionSpec(e.name, s.dropout, e.settings, provider(type(e)))
+                    for e, s in zip(self.encoders, specs, strict=True)]
         self.register_to_config(conditions=[spec.to_dict() for spec in resolved])
         self.register_buffer("channel_counts", torch.tensor([e.num_channels for e in self.encoders] or [0]))
 
