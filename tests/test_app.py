@@ -87,12 +87,33 @@ def make_tiny_models(folder: Path) -> dict[str, Path]:
     scheduler = build_scheduler(SchedulerConfig())
     models = {"generate": folder / "unconditional"}
     save_model(models["generate"], build_unet(config, 32), scheduler)
+    install_docs_plugin(folder / "site")
     for tab, name, conditions in (("colorize", "grayscale", ["grayscale"]), ("sketch", "sketch", ["sketch"]),
-                                  ("any", ANY_MODEL, ["canny", "lowres"])):
+                                  ("any", ANY_MODEL, ["canny", "lowres"]), ("plugin", "blur-model", ["blur"])):
         stack = ConditionStack(conditions=[{"name": condition} for condition in conditions])
         models[tab] = folder / name
         save_model(models[tab], build_unet(config, 32, stack.channels), scheduler, stack)
     return models
+
+
+def install_docs_plugin(site: Path) -> None:
+    """docs/plugins.md's `blur` condition as an installed distribution with its entry point, on `site`
+    (the app's PYTHONPATH); this process registers it by importing it."""
+    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S).group(1)
+    (site / "my_blur").mkdir(parents=True, exist_ok=True)
+    (site / "my_blur" / "__init__.py").write_text("")
+    (site / "my_blur" / "condition.py").write_text(code)
+    dist = site / "my_blur-0.1.0.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[condiff.conditions]\nblur = my_blur.condition:BlurCondition\n")
+    (dist / "top_level.txt").write_text("my_blur\n")
+    if str(site) not in sys.path:
+        sys.path.insert(0, str(site))
+    from condiff.conditions.registry import list_conditions
+
+    if "blur" not in list_conditions():
+        import my_blur.condition  # noqa: F401  (registers blur)
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +224,15 @@ def model_sizes(folders: list[Path]) -> set[tuple[int, int]]:
 def app_server(tiny_models, tmp_path_factory):
     pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
     folders, real = model_folders(tiny_models)
-    folders = [folder for folder in folders if folder != tiny_models["any"]]
+    folders = [folder for folder in folders if folder not in (tiny_models["any"], tiny_models["plugin"])]
     # The Any-model tab's tiny model, given relative to the app's folder as a user would: labelled "canny-lowres".
-    arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))], "--model", ANY_MODEL]
+    arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))], "--model", ANY_MODEL,
+                 "--model", str(tiny_models["plugin"])]  # trained on docs/plugins.md's plugin, installed below
     port = free_port()
     log_path = tmp_path_factory.mktemp("app-log") / "app.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    site = tiny_models["plugin"].parent / "site"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "condiff", "app", *arguments, "--port", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tiny_models["any"].parent)
@@ -219,7 +243,7 @@ def app_server(tiny_models, tmp_path_factory):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"condiff app did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url, [*folders, tiny_models["any"]], real, log_path
+        yield url, [*folders, tiny_models["any"], tiny_models["plugin"]], real, log_path
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the app stops cleanly and removes its temporary files
         try:
@@ -404,6 +428,16 @@ def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
     data, output = fetch_image(page, "#any-output")
     assert data.startswith(b"\x89PNG") and output.size == (32, 32)
     screenshot(page, False, tmp_path, "any")  # never into docs/images: a random model's output
+
+    # A model trained on a third-party plugin (docs/plugins.md's blur, installed as a package) runs too
+    plugin_model = next(folder for folder in folders if conditions_of(folder) == ["blur"])
+    choose(page, "#any-model", str(plugin_model))
+    field = page.locator('#tab-any [id$="-input-blur"]')
+    assert field.inner_text().startswith("blur (3 channel")
+    field.locator("input[type=file]").set_input_files(str(PHOTO_INPUT))
+    field.locator(f'[data-testid="download-link"][download="{PHOTO_INPUT.name}"]').wait_for()
+    page.locator("#any-run").click()
+    assert fetch_image(page, "#any-output")[1].size == (32, 32)
 
     # A model with the sketch condition gets a canvas, its brush chosen when the model is
     sketch_model = next((folder for folder in folders if conditions_of(folder) == ["sketch"]), None)
