@@ -175,3 +175,13 @@ def test_nouns_source_sizes():
     assert len(build_dataset(data_config(size=10))) == 10
     upscaled = build_dataset(data_config(size=2, resolution=64))
     assert upscaled[0]["image"].shape == (64, 64, 3)
+
+
+@pytest.mark.slow
+def test_an_unreachable_hub_dataset_is_one_line(tmp_path, capfd):
+    """Offline (as here), huggingface_hub retries and used to print a line per try before the error."""
+    from condiff.cli.main import main
+
+    assert main(["data", "preview", "someone/no-such-dataset", "--num", "4", "--out", str(tmp_path / "p.png")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("condiff: error: data.source") and len(err.splitlines()) == 1, err

@@ -11,6 +11,7 @@ loop is what makes tutorial-style loops slow, and datasets of small images fit e
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -135,18 +136,33 @@ def _folder_dataset(config: DataConfig) -> ArrayDataset:
     return ArrayDataset(np.stack(images), skipped=skipped)
 
 
+@contextlib.contextmanager
+def quiet_hub():
+    """No retry notices from huggingface_hub while a dataset loads (offline, each try printed a line):
+    a failure ends in condiff's own one-line error."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(level)
+
+
 def _hf_dataset(config: DataConfig, kind: str) -> ArrayDataset:
     import datasets
 
     from condiff.data.preprocess import prepare_image
 
     try:
-        if kind == "disk":
-            loaded = datasets.load_from_disk(str(Path(config.source).expanduser()))
-        elif kind == "parquet":
-            loaded = datasets.load_dataset("parquet", data_files=config.source, split="train")
-        else:
-            loaded = datasets.load_dataset(config.source, split=config.split)
+        with quiet_hub():
+            if kind == "disk":
+                loaded = datasets.load_from_disk(str(Path(config.source).expanduser()))
+            elif kind == "parquet":
+                loaded = datasets.load_dataset("parquet", data_files=config.source, split="train")
+            else:
+                loaded = datasets.load_dataset(config.source, split=config.split)
     except Exception as err:  # datasets raises many types (connection, not found, schema)
         reason = first_line(err)
         hint = " (check the id and your internet connection)" if kind == "hub" else ""
