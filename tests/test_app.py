@@ -324,16 +324,22 @@ def screenshot(page, real: bool, tmp_path: Path, name: str) -> None:
     assert Image.open(path).size[0] > 0
 
 
-@pytest.mark.slow
-def test_app_in_a_browser(app_server, browser, tmp_path):
-    url, folders, real, log_path = app_server
-    sizes = model_sizes(folders)
+def open_app(browser, url: str):
+    """(page, the page's JavaScript errors), once the model listing is shown."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors = []
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.goto(url)
+    page.locator("#model-listing").wait_for()
+    return page, errors
+
+
+@pytest.mark.slow
+def test_app_in_a_browser(app_server, browser, tmp_path):
+    url, folders, real, log_path = app_server
+    sizes = model_sizes(folders)
+    page, errors = open_app(browser, url)
     listing = page.locator("#model-listing")
-    listing.wait_for()
     assert "Generate" in listing.inner_text() and "Sketch" in listing.inner_text()
 
     # Generate: a grid and the denoising GIF
@@ -403,12 +409,8 @@ def choose(page, selector: str, option: str) -> None:
 @pytest.mark.slow
 def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
     url, folders, real, log_path = app_server
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    errors = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(url)
+    page, errors = open_app(browser, url)
     listing = page.locator("#model-listing")
-    listing.wait_for()
     lines = [line for line in listing.inner_text().splitlines() if "→" in line]
     assert f"{ANY_MODEL} (conditions: canny, lowres) → Any model" in lines
     assert all(line.endswith("Any model") == ("conditions:" in line) for line in lines), lines

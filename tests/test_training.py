@@ -52,9 +52,11 @@ def test_same_seed_same_losses_and_weights(tmp_path):
 
 
 def assert_same(x, y):
-    """Recursive bitwise equality of nested state dicts."""
+    """Recursive bitwise equality of nested states (tensors, numpy arrays, containers, numbers)."""
     if isinstance(x, torch.Tensor):
         assert torch.equal(x, y)
+    elif isinstance(x, np.ndarray):
+        assert np.array_equal(x, y)
     elif isinstance(x, dict):
         assert x.keys() == y.keys()
         for key in x:

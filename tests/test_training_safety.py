@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -35,6 +34,7 @@ from safetensors.torch import load_file
 
 from condiff.cli.main import main
 from tests.conftest import tiny_values
+from tests.test_training import assert_same
 
 ROOT = Path(__file__).parents[1]
 fcntl = pytest.importorskip("fcntl")  # Unix only, as the lock itself
@@ -111,24 +111,6 @@ def refresh_checksums(checkpoint: Path) -> None:
         saved["sha256"] = {name: hashlib.sha256((checkpoint / name).read_bytes()).hexdigest()
                            for name in saved["sha256"]}
         manifest.write_text(json.dumps(saved))
-
-
-def assert_same(x, y) -> None:
-    """Bitwise equality of nested states (tensors, numpy arrays, containers, numbers)."""
-    if isinstance(x, torch.Tensor):
-        assert torch.equal(x, y)
-    elif isinstance(x, np.ndarray):
-        assert np.array_equal(x, y)
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys()
-        for key in x:
-            assert_same(x[key], y[key])
-    elif isinstance(x, list | tuple):
-        assert len(x) == len(y)
-        for u, v in zip(x, y, strict=True):
-            assert_same(u, v)
-    else:
-        assert x == y
 
 
 def assert_resumed_exactly(run: Path, reference: Path) -> None:
