@@ -1,4 +1,4 @@
-"""`condiff noise IMAGE --t 0 50 99`: the forward process at chosen timesteps, per beta schedule."""
+"""`condiff noise IMAGE --t 0 500 999`: the forward process at chosen timesteps, per beta schedule."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ def add_parsers(subparsers) -> None:
                     "(the same noise everywhere, so only the schedule differs).",
     )
     parser.add_argument("image", help="input image (any size and mode)")
-    parser.add_argument("--t", dest="timesteps", type=int, nargs="+", default=[0, 50, 99],
-                        help="timesteps to show (default: 0 50 99)")
+    parser.add_argument("--t", dest="timesteps", type=int, nargs="+", default=[0, 250, 500, 750, 999],
+                        help="timesteps to show (default: 0 250 500 750 999)")
     parser.add_argument("--schedule", dest="schedules", choices=SCHEDULES, action="append",
                         help="beta schedule to show (repeatable; default: all three)")
-    parser.add_argument("--num-train-timesteps", type=int, default=100,
-                        help="T of the schedules (default: 100, so --t 0 50 99 spans the whole process)")
+    parser.add_argument("--num-train-timesteps", type=int, default=1000,
+                        help="T of the schedules (default: 1000, as models are trained)")
     parser.add_argument("--size", type=int, default=32, help="resize the image to this square size (default: 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     parser.add_argument("--out", default="noise.png", help="PNG to write (default: noise.png)")
