@@ -169,14 +169,3 @@ def _as_pil_list(images: OneInput) -> list[Image.Image]:
     if isinstance(images, Image.Image):
         return [images]
     return list(images)
-
-
-def register_with_diffusers() -> None:
-    """`DiffusionPipeline.from_pretrained` finds a pipeline class by the name in model_index.json, among
-    diffusers' own; adding ours there lets it load condiff's conditional folders."""
-    import diffusers
-
-    diffusers.ConditionalDDPMPipeline = ConditionalDDPMPipeline
-
-
-register_with_diffusers()

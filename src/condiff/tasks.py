@@ -195,12 +195,6 @@ GENERATE = Task("generate", ANY_CONDITION, "any conditional model (condiff gener
                 "generate images from input images with any conditional model", "generated", shipped=False)
 
 
-def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise CondiffError(f"{name}: no such task; tasks are {', '.join(TASKS)}")
-    return TASKS[name]
-
-
 def installed_models() -> dict[str, Path]:
     """The shipped models present in this installation, by task name."""
     return {name: task.shipped_folder for name, task in TASKS.items() if task.is_installed}
