@@ -164,3 +164,23 @@ def test_command_line_mistakes_are_one_line(argv, named, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("condiff: error:") and named in err and "--help" in err and len(err.splitlines()) == 1
+
+
+def test_sample_out_dir_writes_one_png_per_image_as_in_the_grid(tmp_path, capsys):
+    grid, folder = tmp_path / "grid.png", tmp_path / "images"
+    assert main(["sample", "--num", "3", "--steps", "2", "--seed", "4", "--scale", "1", "--out", str(grid),
+                 "--out-dir", str(folder)]) == 0
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == ["00000.png", "00001.png", "00002.png"]
+    from PIL import Image
+
+    first = np.asarray(Image.open(folder / "00000.png"))
+    assert first.shape == (32, 32, 3) and np.array_equal(first, np.asarray(Image.open(grid))[1:33, 1:33])
+    again = tmp_path / "again"
+    assert main(["sample", "--num", "3", "--steps", "2", "--seed", "4", "--out-dir", str(again)]) == 0
+    assert not (tmp_path / "samples.png").exists()  # --out-dir alone writes no grid
+    assert all(np.array_equal(np.asarray(Image.open(again / name)), np.asarray(Image.open(folder / name)))
+               for name in names)
+    capsys.readouterr()
+    assert main(["sample", "--num", "1", "--out-dir", str(folder)]) == 2  # files already there are kept
+    assert "not an empty folder" in capsys.readouterr().err
