@@ -171,3 +171,16 @@ def test_plot_schedules_writes_a_png(tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > image.height > 100
     assert os.listdir(path.parent) == ["schedules.png"]
+
+
+def test_a_long_animation_keeps_evenly_spaced_frames_first_and_last_included(tmp_path):
+    frames = [Image.new("RGB", (8, 8), (10 * i, 0, 0)) for i in range(26)]
+    assert save_gif(frames, tmp_path / "a.gif") == 12
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 12
+    reds = []
+    for index in range(gif.n_frames):
+        gif.seek(index)
+        reds.append(gif.convert("RGB").getpixel((0, 0))[0])
+    assert reds[0] == 0 and reds[-1] == 250 and reds == sorted(reds)
+    assert save_gif(frames, tmp_path / "all.gif", max_frames=None) == 26

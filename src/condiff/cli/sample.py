@@ -62,9 +62,8 @@ def run(args: argparse.Namespace) -> None:
     if args.out_dir:
         write_files(pipeline, args, result.images)
     if args.gif:
-        frames = result.trajectory.animation_frames(scale=args.scale)
-        save_gif(frames, args.gif)
-        print(f"condiff: wrote the denoising animation ({len(frames)} frames) to {args.gif}")
+        written = save_gif(result.trajectory.animation_frames(scale=args.scale), args.gif)
+        print(f"condiff: wrote the denoising animation ({written} frames) to {args.gif}")
 
 
 def check_out_dir(folder: str) -> None:
