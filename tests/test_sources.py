@@ -177,11 +177,19 @@ def test_nouns_source_sizes():
     assert upscaled[0]["image"].shape == (64, 64, 3)
 
 
-@pytest.mark.slow
-def test_an_unreachable_hub_dataset_is_one_line(tmp_path, capfd):
-    """Offline (as here), huggingface_hub retries and used to print a line per try before the error."""
+def test_an_unreachable_hub_dataset_is_one_line(tmp_path, capfd, monkeypatch):
+    """Offline, huggingface_hub logs a line per retry before giving up (about 25 s here): only condiff's
+    one-line error may reach the user. The loader is replaced by one that logs and fails as it does."""
+    import datasets
+    from huggingface_hub.utils import logging as hub_logging
+
     from condiff.cli.main import main
 
+    def offline(*args, **kwargs):
+        hub_logging.get_logger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        raise ConnectionError("Couldn't reach 'someone/no-such-dataset' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     assert main(["data", "preview", "someone/no-such-dataset", "--num", "4", "--out", str(tmp_path / "p.png")]) == 2
     err = capfd.readouterr().err.strip()
     assert err.startswith("condiff: error: data.source") and len(err.splitlines()) == 1, err
