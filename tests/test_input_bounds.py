@@ -274,7 +274,7 @@ OPTIONS = [
     (["noise", "in.png", "--t=0"], "--num-train-timesteps", [0, 10**9], 100),
     (["noise", "in.png"], "--size", [0, 10**5], 32),
     (["noise", "in.png"], "--seed", [-1, 2**70], 3),
-    (["noise", "in.png"], "--t", [-1, 100, 2**70], 99),
+    (["noise", "in.png"], "--t", [-1, 1000, 2**70], 999),  # T = 1000 by default
     (["schedules"], "--num-train-timesteps", [0, 10**9], 1000),
     (["encode", "in.png", "--condition", "sketch"], "--resolution", [0, 10**5], 64),
     (["encode", "in.png", "--condition", "sketch"], "--scale", [0, 2000], 4),
@@ -342,7 +342,7 @@ RANGE_OF = {("sample", "--num"): (1, 256), ("sample", "--steps"): (1, 100_000), 
             ("colorize", "--seed"): (0, 2**32 - 1), ("sketch2img", "--seed"): (0, 2**32 - 1),
             ("eval", "--num"): (10, 10_000), ("eval", "--steps"): (1, 100_000), ("eval", "--seed"): (0, 2**32 - 1),
             ("noise", "--num-train-timesteps"): (1, 100_000), ("noise", "--size"): (1, 512),
-            ("noise", "--seed"): (0, 2**32 - 1), ("noise", "--t"): (0, 99),
+            ("noise", "--seed"): (0, 2**32 - 1), ("noise", "--t"): (0, 999),
             ("schedules", "--num-train-timesteps"): (1, 100_000), ("encode", "--resolution"): (1, 1024),
             ("encode", "--scale"): (1, 16), ("data", "--num"): (1, 1024), ("data", "--resolution"): (1, 1024),
             ("data", "--scale"): (1, 16), ("data", "--seed"): (0, 2**32 - 1)}
