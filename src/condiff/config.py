@@ -307,6 +307,8 @@ MANY = 10**9  # steps and intervals: more is a typo (and LR schedules multiply t
 _SEED = Range(0, SEED_MAX, "numpy takes 32-bit seeds")
 _BETA = Range(0, 1, "torch's AdamW needs 0 <= beta < 1", high_open=True)
 
+MAX_LEVELS = 8  # UNet levels (model.channels entries); more is a typo, not a model
+
 # Every numeric recipe key (list keys: each entry), checked before anything is built or written. Limits
 # beyond what fits in memory or what torch accepts turn a traceback (or an exhausted machine) into a
 # one-line error. tests/test_input_bounds.py checks that no numeric key is missing.
@@ -457,8 +459,8 @@ def _check_model(recipe: Recipe, origin: str) -> None:
             f"{origin}: model.attention has {len(model.attention)} entries but model.channels has "
             f"{len(model.channels)}; give one true/false per level"
         )
-    if len(model.channels) > 8:
-        raise RecipeError(f"{origin}: model.channels has {len(model.channels)} levels; at most 8")
+    if len(model.channels) > MAX_LEVELS:
+        raise RecipeError(f"{origin}: model.channels has {len(model.channels)} levels; at most {MAX_LEVELS}")
     for width in model.channels:
         if width % model.norm_num_groups:
             raise RecipeError(

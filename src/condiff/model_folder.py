@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from condiff.config import BETA_SCHEDULES, PREDICTION_TYPES
+from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 from condiff.model import IMAGE_CHANNELS
 from condiff.sampling import SAMPLERS
@@ -84,11 +84,12 @@ def _list_of(rule: Rule, most: int) -> Rule:
 
 # The bounds of everything that sizes an allocation (or the time to build a model) when a folder loads.
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything larger (or /dev/zero) is not one
-MAX_TIMESTEPS = 100_000  # betas per schedule, as recipes allow (1e9 would be 5 GB before anything fails)
-MAX_SIDE = 1024  # sampled images are side x side: as recipes allow, and google/ncsnpp-ffhq-1024's side
-MAX_WIDTH = 4096  # channels of a UNet level, as recipes allow
-MAX_LEVELS = 8  # UNet levels, as recipes allow
-MAX_LAYERS = 16  # ResNet layers per level, as recipes allow (building a million would never end)
+# The model's own sizes are bounded as recipes bound them (config.RANGES), so a folder loads exactly when
+# a recipe could have trained it: 1e9 timesteps would be 5 GB of betas, a million layers never finish.
+MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)
+MAX_SIDE = int(RANGES["data.resolution"].high)  # sampled images are side x side
+MAX_WIDTH = int(RANGES["model.channels"].high)  # channels of a UNet level
+MAX_LAYERS = int(RANGES["model.layers_per_block"].high)
 MAX_CONDITIONS = 16  # encoders in a conditional model; each adds input channels (real ones have 1 or 2)
 
 # The blocks UNet2DModel's forward can run: cross-attention blocks need text, encoder blocks no time.
