@@ -44,19 +44,22 @@ class ConditionalPipelineOutput(BaseOutput):
     trajectory: Samples | None = None
 
 
+def check_output_type(output_type: str) -> None:
+    """Before sampling, so a misspelt output type costs nothing."""
+    if output_type not in OUTPUT_TYPES:
+        raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+
+
 def postprocess(images: torch.Tensor, output_type: str) -> Any:
     """Samples in the model's range [-1, 1] as diffusers' output types: "pil" (a list of RGB images),
     "np" (N, H, W, 3) floats in [0, 1], "pt" (N, 3, H, W) in [0, 1], or "latent" (unchanged, [-1, 1])."""
+    check_output_type(output_type)
     if output_type == "pil":
         return to_pil_images(images)
     if output_type == "latent":
         return images
     unit = (images / 2 + 0.5).clamp(0, 1)
-    if output_type == "pt":
-        return unit
-    if output_type == "np":
-        return unit.permute(0, 2, 3, 1).numpy()
-    raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+    return unit if output_type == "pt" else unit.permute(0, 2, 3, 1).numpy()
 
 
 class ConditionalDDPMPipeline(DiffusionPipeline):
@@ -120,8 +123,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         the commands do (`sampler`, `sampler_steps` of the config); a scheduler you set is kept. `record=True`
         keeps every step in `.trajectory` (for denoising GIFs).
         """
-        if output_type not in OUTPUT_TYPES:
-            raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+        check_output_type(output_type)
         scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar}

@@ -118,8 +118,9 @@ class Task:
 
         `inputs` is what the pipeline takes: PIL images or a tensor of images in [-1, 1]; or give the
         model's `condition_channels` directly (eval does). Image i uses seed + i."""
-        from condiff.pipeline import postprocess
+        from condiff.pipeline import check_output_type, postprocess
 
+        check_output_type(output_type)
         if self.condition and condition_channels is None:
             condition_channels = pipeline.encode(inputs)
         count = {"num_images_per_input": num} if self.condition else {"batch_size": num}
