@@ -1,5 +1,6 @@
 """The command line: fast help, user mistakes as one-line errors (exit 2, nothing written)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +102,20 @@ def test_pickled_weights_are_refused(tmp_path, capsys):
     assert not marker.exists()
 
 
+def test_data_preview_takes_data_settings(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 60, 0, 0)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    one_line_error(capsys, ["data", "preview", str(folder), "--out", str(tmp_path / "p.png")], "bad_images")
+    assert main(["data", "preview", str(folder), "--num", "4", "--resolution", "8", "--out", str(tmp_path / "p.png"),
+                 "--set", "data.bad_images=skip"]) == 0
+    assert "a grid of 3 images" in capsys.readouterr().out
+    one_line_error(capsys, ["data", "preview", "nouns", "--set", "train.lr=1"], "data.* settings only")
+    one_line_error(capsys, ["data", "preview", "nouns", "--set", "data.bad_imges=skip"], "bad_images")
+
+
 def test_data_preview_and_export(tmp_path, capsys):
     assert main(["data", "preview", "nouns", "--num", "4", "--out", str(tmp_path / "p.png")]) == 0
     width, height = Image.open(tmp_path / "p.png").size
@@ -108,6 +123,10 @@ def test_data_preview_and_export(tmp_path, capsys):
     assert main(["data", "export", "nouns", "--num", "5", "--out", str(tmp_path / "folder")]) == 0
     files = sorted(p.name for p in (tmp_path / "folder").iterdir())
     assert files == ["0.png", "1.png", "2.png", "3.png", "4.png", "metadata.jsonl"]
+    first = json.loads((tmp_path / "folder" / "metadata.jsonl").read_text().splitlines()[0])
+    from condiff.data.nouns import load_art
+
+    assert first["glasses"] in load_art().part_names["glasses"] and first["background"] in ("cool", "warm")
     one_line_error(capsys, ["data", "export", "nouns", "--num", "5", "--out", str(tmp_path / "folder")],
                    "already exists")
 
@@ -119,7 +138,14 @@ def test_export_as_datasets_and_train_from_it(tmp_path):
     assert main(["data", "export", "nouns", "--num", "8", "--format", "datasets",
                  "--out", str(tmp_path / "ds")]) == 0
     loaded = datasets.load_from_disk(str(tmp_path / "ds"))
-    assert loaded.column_names[:2] == ["image", "text"] and len(loaded) == 8
+    assert loaded.column_names == ["image", "text", "background", "body", "accessory", "head", "glasses"]
+    assert len(loaded) == 8
+    # The parts carry their names: the head named in the caption is the head the label names.
+    from condiff.data.nouns import NounsDataset
+
+    for item, source in zip(loaded, NounsDataset(size=8, seed=0), strict=True):
+        head = loaded.features["head"].int2str(item["head"])
+        assert item["head"] == source["labels"][3] and f"{head.replace('-', ' ')} head" in item["text"]
     assert "glasses" in loaded[0]["text"]
     # The exported folder is itself a valid training source (image folder with metadata.jsonl too).
     assert main(["data", "export", "nouns", "--num", "8", "--out", str(tmp_path / "imgs")]) == 0

@@ -304,3 +304,41 @@ def test_missing_optional_warm_start_trains_from_scratch(tmp_path):
     values["model"]["init_required"] = True
     with pytest.raises(CondiffError, match="absent"):
         build_parts(recipe_from_dict(values))
+
+
+def test_colorize_takes_several_files_and_folders(colorize_model, tmp_path, capsys):
+    folder = tmp_path / "grays"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "single.png"
+    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(single)
+    common = ["--model", str(colorize_model), "--steps", "2"]
+    # Files beside their inputs, a folder into FOLDER-colorized/, the model loaded once.
+    assert main(["colorize", str(single), str(folder), *common]) == 0
+    assert (tmp_path / "single-colorized.png").exists()
+    assert sorted(p.name for p in (tmp_path / "grays-colorized").iterdir()) == ["a-colorized.png", "b-colorized.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.jpg", "notes.txt"]  # inputs untouched
+    # --out-dir and --num: every input gets N outputs with the same seeds.
+    out_dir = tmp_path / "outs"
+    assert main(["colorize", str(folder), *common, "--out-dir", str(out_dir), "--num", "2"]) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a-colorized-0.png", "a-colorized-1.png",
+                                                         "b-colorized-0.png", "b-colorized-1.png"]
+    capsys.readouterr()
+    # Mistakes are one line before any work: --out with several inputs, clashing names, a bad input.
+    (tmp_path / "other").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "other" / "a.png")
+    (tmp_path / "empty").mkdir()
+    for argv, message in [
+        ([str(single), str(folder), "--out", str(tmp_path / "x.png")], "with 3 inputs use --out-dir"),
+        ([str(folder), str(tmp_path / "other"), "--out-dir", str(tmp_path / "clash")], "would both write"),
+        ([str(folder), str(tmp_path / "missing.png"), "--out-dir", str(tmp_path / "bad")], "missing.png: file not"),
+        ([str(tmp_path / "empty"), "--out-dir", str(tmp_path / "bad")], "empty: a folder without images"),
+        ([str(folder), str(folder / "notes.txt"), "--out-dir", str(tmp_path / "bad")], "notes.txt"),
+    ]:
+        assert main(["colorize", *argv, *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+        assert not (tmp_path / "clash").exists() and not (tmp_path / "bad").exists()

@@ -28,7 +28,23 @@ def write_recipe(tmp_path: Path, **train) -> tuple[Path, Path]:
 def test_a_run_says_how_many_images_steps_and_epochs_it_will_train(tmp_path, capsys):
     recipe, _ = write_recipe(tmp_path, max_steps=4)
     assert main(["train", str(recipe)]) == 0
-    assert "training on 32 images (nouns): 4 steps of 4 images, 0.5 epochs" in capsys.readouterr().out
+    assert "training on 32 images (nouns): 4 steps of 4 images, 0.5 epochs, on " in capsys.readouterr().out
+
+
+def test_train_runs_on_the_device_asked_for_and_refuses_others_in_one_line(tmp_path, capsys):
+    import torch
+
+    recipe, run = write_recipe(tmp_path, max_steps=2)
+    assert main(["train", str(recipe), "--device", "cpu"]) == 0
+    assert "0.2 epochs, on cpu" in capsys.readouterr().out
+    (tmp_path / "other").mkdir()
+    other, other_run = write_recipe(tmp_path / "other", max_steps=2)
+    wrong = ["banana", "cuda:7" if torch.cuda.is_available() else "cuda"]
+    for device in wrong:
+        assert main(["train", str(other), "--device", device]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"condiff: error: --device {device}:") and "\n" not in err
+        assert not other_run.exists()
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from condiff.errors import DataError, StorageError, first_line, is_write_failure, write_failure_reason
 
 DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 # Pillow's format plugins raise many exception types on malformed data, not only OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError)
@@ -41,6 +42,13 @@ _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # ---------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------
+
+
+def list_image_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """The image files in `folder` (by suffix, see IMAGE_SUFFIXES), sorted; in its subfolders too if
+    `recursive`."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

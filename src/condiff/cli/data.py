@@ -18,28 +18,44 @@ def add_parsers(subparsers) -> None:
     preview.add_argument("--resolution", type=int, default=32, help="image size (default: 32)")
     preview.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling (default: 4)")
     preview.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
+    add_data_overrides(preview)
     preview.set_defaults(run=run_preview)
 
     export = actions.add_parser(
         "export", help="write a dataset as an image folder or a datasets dataset",
-        description="Write images (with a caption in `text` and, for Nouns, the part labels). "
+        description="Write images (with a caption in `text` and, for Nouns, one column per part: "
+                    "background, body, accessory, head, glasses). "
                     "--format folder writes PNGs and metadata.jsonl (loadable with datasets' imagefolder); "
-                    "--format datasets writes a save_to_disk dataset with columns image and text.")
+                    "--format datasets writes a save_to_disk dataset with columns image, text and the parts as "
+                    "ClassLabels (numbers with names); the folder's metadata has the part names.")
     export.add_argument("source", help="'nouns' or any other source")
     export.add_argument("--num", type=int, default=50_000, help="number of images (default: 50000)")
     export.add_argument("--seed", type=int, default=0, help="which Nouns are drawn (default: 0)")
     export.add_argument("--resolution", type=int, default=32, help="image size (default: 32)")
     export.add_argument("--format", choices=("folder", "datasets"), default="folder")
     export.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
+    add_data_overrides(export)
     export.set_defaults(run=run_export)
 
 
-def _load(args: argparse.Namespace):
-    from condiff.config import recipe_from_dict
-    from condiff.data.sources import build_dataset
+def add_data_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
+                        help="any data setting of a recipe, as for condiff train, e.g. --set data.image_column=img "
+                             "--set data.bad_images=skip (repeatable; see docs/train.md)")
 
-    config = recipe_from_dict({"data": {"source": args.source, "size": args.num, "seed": args.seed,
-                                        "resolution": args.resolution}}, origin="condiff data").data
+
+def _load(args: argparse.Namespace):
+    from condiff.config import apply_overrides, recipe_from_dict
+    from condiff.data.sources import build_dataset
+    from condiff.errors import RecipeError
+
+    for item in args.overrides:
+        if not item.startswith("data."):
+            raise RecipeError(f"--set {item.split('=')[0]}: condiff data takes data.* settings only; "
+                              "use condiff train for the others")
+    values = {"data": {"source": args.source, "size": args.num, "seed": args.seed, "resolution": args.resolution}}
+    config = recipe_from_dict(apply_overrides(values, args.overrides),
+                              origin="condiff data" + (" (with --set overrides)" if args.overrides else "")).data
     return build_dataset(config)
 
 
@@ -105,12 +121,23 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"condiff: exported {len(dataset)} images to {out} ({args.format})")
 
 
-def _rows(dataset):
+def _part_names(dataset) -> dict[str, list[str]]:
+    """{part kind: its names} when the items carry Nouns part labels, else {}."""
+    if "labels" not in dataset[0]:
+        return {}
+    from condiff.data.nouns import PART_KINDS, load_art
+
+    return {kind: load_art().part_names[kind] for kind in PART_KINDS}
+
+
+def _rows(dataset, names: dict[str, list[str]], as_names: bool):
+    """(index, image, row): the caption and, for Nouns, one column per part (its name, or its index
+    into `names` where the format keeps the names beside the numbers)."""
     for i in range(len(dataset)):
         item = dataset[i]
         row = {"text": item.get("text", "")}
-        if "labels" in item:
-            row["labels"] = [int(v) for v in item["labels"]]
+        for (kind, kind_names), label in zip(names.items(), item.get("labels", ()), strict=False):
+            row[kind] = kind_names[int(label)] if as_names else int(label)
         yield i, item["image"], row
 
 
@@ -121,7 +148,7 @@ def _write_folder(dataset, folder) -> None:
 
     digits = len(str(len(dataset) - 1))
     with open(folder / "metadata.jsonl", "w", encoding="utf-8") as meta:
-        for i, image, row in _rows(dataset):
+        for i, image, row in _rows(dataset, _part_names(dataset), as_names=True):
             name = f"{i:0{digits}d}.png"
             Image.fromarray(image).save(folder / name)
             meta.write(json.dumps({"file_name": name, **row}) + "\n")
@@ -131,12 +158,14 @@ def _write_datasets(dataset, folder) -> None:
     import datasets
     from PIL import Image
 
+    names = _part_names(dataset)
+
     def generate():
-        for _, image, row in _rows(dataset):
+        for _, image, row in _rows(dataset, names, as_names=False):
             yield {"image": Image.fromarray(image), **row}
 
+    # Each part is a ClassLabel: the numbers train a classifier, .int2str() names them.
     features = {"image": datasets.Image(), "text": datasets.Value("string")}
-    if "labels" in dataset[0]:
-        features["labels"] = datasets.Sequence(datasets.Value("int64"))
+    features.update({kind: datasets.ClassLabel(names=kind_names) for kind, kind_names in names.items()})
     built = datasets.Dataset.from_generator(generate, features=datasets.Features(features))
     built.save_to_disk(str(folder))

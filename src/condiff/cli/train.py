@@ -17,6 +17,8 @@ def add_parsers(subparsers) -> None:
                         help="override a recipe value, e.g. --set train.lr=2e-4 (repeatable)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in train.output_dir instead of refusing")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: accelerate's choice, a GPU when "
+                                         "present); train.batch_size is per process under accelerate launch")
     parser.set_defaults(run=run)
 
 
@@ -24,10 +26,14 @@ def run(args: argparse.Namespace) -> None:
     from condiff.config import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.device:
+        from condiff.device import pick_device
+
+        pick_device(args.device)  # a wrong device is one line before anything is built
 
     from condiff.training.from_recipe import train_recipe
 
-    result = train_recipe(recipe, overwrite=args.overwrite)
+    result = train_recipe(recipe, overwrite=args.overwrite, device=args.device)
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch, one summary is enough
         return
     print(f"condiff: trained {result.steps} steps in {result.seconds / 60:.1f} min "

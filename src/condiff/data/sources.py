@@ -20,8 +20,8 @@ import numpy as np
 
 from condiff.config import DataConfig
 from condiff.errors import DataError, first_line
+from condiff.images import IMAGE_SUFFIXES, list_image_files
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -101,10 +101,6 @@ def _nouns_dataset(config: DataConfig) -> Any:
     if config.resolution != 32:
         return ResizedDataset(dataset, config.resolution, config.resize)
     return dataset
-
-
-def list_image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _folder_dataset(config: DataConfig) -> ArrayDataset:

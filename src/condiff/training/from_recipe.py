@@ -63,6 +63,7 @@ def build_parts(recipe: Recipe):
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 
-def train_recipe(recipe: Recipe, overwrite: bool = False) -> TrainResult:
+def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = None) -> TrainResult:
     dataset, unet, scheduler, conditions = build_parts(recipe)
-    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, overwrite=overwrite).train()
+    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, overwrite=overwrite,
+                   device=device).train()

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from condiff.config import Recipe, flatten, save_recipe
+from condiff.device import pick_device
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 from condiff.training.checkpoints import (
     STATE_FILE,
@@ -221,15 +222,18 @@ class Trainer:
         dataset,
         conditions=None,
         overwrite: bool = False,
+        device: str | None = None,
     ) -> None:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
-        that are concatenated to the noisy image; it is saved with the model."""
+        that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
+        cuda:N, mps) overrides accelerate's choice of a single process's device."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
         self.dataset = dataset
         self.conditions = conditions if conditions is not None and conditions.channels else None
         self.overwrite = overwrite
+        self.device = device
         self.output_dir = Path(recipe.train.output_dir)
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -266,8 +270,15 @@ class Trainer:
         # Several processes on a machine without a GPU (torchrun / `accelerate launch --multi_gpu`):
         # accelerate only picks gloo on the CPU when told so.
         cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.device:
+            device = torch.device(pick_device(self.device))
+            if device.type != "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise CondiffError(f"--device {self.device}: under accelerate launch each process has its own "
+                                   "GPU; leave --device out (or use --device cpu)")
+            if device.type == "cuda" and device.index is not None:
+                torch.cuda.set_device(device)  # accelerate's single process uses the current CUDA device
         return Accelerator(
-            cpu=cpu_processes,
+            cpu=cpu_processes or (self.device is not None and torch.device(self.device).type == "cpu"),
             mixed_precision=cfg.mixed_precision,
             gradient_accumulation_steps=cfg.grad_accum,
             log_with="tensorboard" if cfg.tensorboard else None,
@@ -374,7 +385,9 @@ class Trainer:
             source = f"{len(self.dataset):,} images ({self.recipe.data.source})"
             epochs = f", {cfg.max_steps * per_step / len(self.dataset):.1f} epochs"
         accelerator.print(f"condiff: training on {source}: {steps} of {per_step} images{epochs}"
-                          + (f", at most {cfg.max_minutes:g} minutes" if cfg.max_minutes else ""))
+                          + (f", at most {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
+                          + f", on {accelerator.device}" + (f" x {accelerator.num_processes} processes"
+                                                            if accelerator.num_processes > 1 else ""))
 
     # --- the loop -------------------------------------------------------------------------------
 
