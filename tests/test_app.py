@@ -169,6 +169,9 @@ def test_the_any_model_button_runs_the_generate_task(tiny_models, tmp_path):
         assert "\n" not in raised.value.message
         return raised.value.message
 
+    with pytest.raises(gr.Error, match="palette 'banana': choose one of auto, off, snap, project"):
+        user_errors(generate_any)(catalog, tab, label, [str(GRAY_INPUT), str(PHOTO_INPUT)], [1, 1], 2, "ddim", 0,
+                                  "banana")
     assert message(label, [str(GRAY_INPUT), None], [1, 1]) == (
         "no image for the lowres condition: upload one (this model takes one image per condition: canny, lowres)")
     not_image = tmp_path / "notes.png"

@@ -136,8 +136,8 @@ def tiny_models(tmp_path_factory):
 
 @pytest.mark.parametrize("task,columns", [
     ("unconditional", ["FD", "KID", "glasses ok"]),
-    ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD"]),
-    ("sketch2img", ["edge F1", "FD"]),
+    ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD", "on palette", "body right", "glasses right"]),
+    ("sketch2img", ["silhouette IoU", "edge F1", "FD", "on palette"]),
 ])
 def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models, tmp_path, capsys, task, columns):
     out = tmp_path / "report.json"
@@ -148,15 +148,20 @@ def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models
     assert all(column in printed for column in columns)
     (report,) = json.loads(out.read_text())
     names = [row["name"] for row in report["rows"]]
-    assert names[0] == "model" and len(names) >= 3
-    floor = report["rows"][1]
-    model = report["rows"][0]
+    models = [row for row in report["rows"] if row["name"].startswith("model")]
+    assert names[0].startswith("model") and len(names) >= len(models) + 2
+    floor = report["rows"][len(models)]
+    model = models[0]
     # An untrained model is far from real Nouns; the floor (real against real) is close.
     assert floor["FD"] < model["FD"]
     if task == "colorize":
         assert floor["PSNR"] == metrics.PSNR_CAP and floor["luma err"] == 0.0
-    if task == "sketch2img":
-        assert floor["edge F1"] == 1.0
+    if task == "sketch2img":  # one row per drawing style; the ceiling is exact, chance is not
+        styles = ["outlines", "simple", "wobbly", "inverted"]
+        assert [row["name"] for row in models] == [f"model, {style}" for style in styles]
+        assert floor["edge F1"] == 1.0 and floor["silhouette IoU"] == 1.0
+        chance = next(row for row in report["rows"] if row["name"] == "other Noun")
+        assert 0.5 < chance["silhouette IoU"] < 0.95
 
 
 def test_eval_refuses_a_model_of_another_task_in_one_line(tiny_models, capsys):

@@ -1,6 +1,7 @@
 """A model folder gives the same fixed-seed samples, bit for bit, as the code gave before it was
 consolidated: tests/data/reference-samples/ was written by the code of commit bee3425 from the shipped
-models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must still reproduce it."""
+models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must still reproduce it.
+That code had no palettes: `palette="off"` (--palette off) samples as it did."""
 
 import json
 import shutil
@@ -33,9 +34,9 @@ def test_tasks_reproduce_the_stored_samples_of_the_shipped_models(name):
     task = TASKS[name]
     pipeline = task.load(None, "cpu", "dpm", 8)
     if name == "unconditional":
-        result = task.run(pipeline, num=3, steps=8, seed=5)
+        result = task.run(pipeline, num=3, steps=8, seed=5, palette="off")
     else:
-        result = task.run(pipeline, open_image(INPUTS[name]), num=2, steps=8, guidance=2.0, seed=5)
+        result = task.run(pipeline, open_image(INPUTS[name]), num=2, steps=8, guidance=2.0, seed=5, palette="off")
     assert np.array_equal(side_by_side(result.images), reference(name))
 
 
@@ -49,18 +50,20 @@ def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_th
     config.write_text(json.dumps(values))
     task = TASKS["sketch2img"]
     pipeline = task.load(str(folder), "cpu", "dpm", 8)
-    result = task.run(pipeline, open_image(INPUTS["sketch2img"]), num=2, steps=8, guidance=2.0, seed=5)
+    result = task.run(pipeline, open_image(INPUTS["sketch2img"]), num=2, steps=8, guidance=2.0, seed=5,
+                      palette="off")
     assert np.array_equal(side_by_side(result.images), reference("sketch2img"))
 
 
 def test_the_commands_write_the_stored_samples(tmp_path):
     out = tmp_path / "samples.png"
-    assert main(["sample", "--num", "3", "--steps", "8", "--seed", "5", "--scale", "1", "--out", str(out)]) == 0
+    assert main(["sample", "--num", "3", "--steps", "8", "--seed", "5", "--scale", "1", "--out", str(out),
+                 "--palette", "off"]) == 0
     grid = np.asarray(Image.open(out).convert("RGB"))
     cells = [grid[1:33, 1 + 33 * i: 33 + 33 * i] for i in range(2)] + [grid[34:66, 1:33]]  # a 2 x 2 grid
     assert np.array_equal(np.concatenate(cells, axis=1), reference("unconditional"))
     out = tmp_path / "colorized.png"
     assert main(["colorize", str(INPUTS["colorize"]), "--num", "2", "--steps", "8", "--seed", "5",
-                 "--guidance", "2", "--out", str(out)]) == 0
+                 "--guidance", "2", "--out", str(out), "--palette", "off"]) == 0
     written = [np.asarray(Image.open(tmp_path / f"colorized-{i}.png")) for i in range(2)]
     assert np.array_equal(np.concatenate(written, axis=1), reference("colorize"))

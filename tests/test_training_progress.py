@@ -127,6 +127,7 @@ def test_every_trained_folder_has_a_model_card_that_info_prints(tmp_path, capsys
     assert meta["license"] == "cc0-1.0" and {"condiff", "canny", "pixel-art"} <= set(meta["tags"])
     assert "| canny | condiff | 0.1 | low_threshold=100, high_threshold=200, resize=bicubic |" in body
     assert "![final samples](samples/final.png)" in body and (tmp_path / "run" / "samples" / "final.png").is_file()
+    assert "Palette (saved in model_index.json, see docs/sample.md): palette: the data's " in body
     recipe = yaml.safe_load(body.split("```yaml", 1)[1].split("```", 1)[0])
     assert recipe["train"]["max_steps"] == 2 and recipe["conditions"][0]["name"] == "canny"
     capsys.readouterr()

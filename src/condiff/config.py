@@ -37,6 +37,7 @@ RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 BAD_IMAGE_POLICIES = ("skip", "fail")
+PALETTE_CHOICES = ("auto", "off", "kmeans")  # data.palette: see condiff.palette.find_palette
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -59,6 +60,10 @@ class DataConfig:
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     bad_images: str = "fail"  # in an image folder: "skip" (and count) or "fail" on an unreadable file
     num_workers: int = 0  # workers only add start-up time: benchmarks/bench_nouns_render.py (docs/benchmarks.md)
+    # The colours the model is saved with (condiff.palette): "auto" = the data's exact colours when a
+    # sample has at most palette_size of them, "kmeans" = else palette_size k-means colours, "off" = none.
+    palette: str = "auto"
+    palette_size: int = 256
 
 
 @dataclass
@@ -316,6 +321,7 @@ RANGES: dict[str, Range] = {
     "data.size": Range(1, 10_000_000, "each epoch shuffles a permutation of every index; null streams Nouns"),
     "data.seed": _SEED,
     "data.resolution": Range(1, 1024, "larger images do not fit in memory"),
+    "data.palette_size": Range(2, 4096, "the most colours a saved palette holds"),
     "data.background": Range(0, 255, "8-bit RGB"),
     "data.num_workers": Range(0, 256, "each worker is a process"),
     "model.channels": Range(1, 4096, "per level; wider does not fit in memory"),
@@ -367,6 +373,7 @@ ENCODER_RANGES: dict[str, Range] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.resize": RESIZE_FILTERS,
     "data.bad_images": BAD_IMAGE_POLICIES,
+    "data.palette": PALETTE_CHOICES,
     "scheduler.beta_schedule": BETA_SCHEDULES,
     "scheduler.prediction_type": PREDICTION_TYPES,
     "train.lr_schedule": LR_SCHEDULES,

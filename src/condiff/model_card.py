@@ -44,6 +44,9 @@ def _is_hub_dataset(source: str) -> bool:
         return False
 
 
+PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
+
+
 def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]]) -> str:
     """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order."""
     import yaml
@@ -55,6 +58,10 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
              f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} minutes, final loss "
              f"{summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}"
              f"{', EMA weights' if summary.get('ema') else ''}.", ""]
+    if summary.get("palette"):
+        lines += [f"Palette ({PALETTE_DOC}): {summary['palette']}."
+                  + (" Sampling uses it unless told `--palette off`." if not summary["palette"].startswith("no ")
+                     else ""), ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:

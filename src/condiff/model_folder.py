@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 from condiff.model import IMAGE_CHANNELS
+from condiff.palette import HEX_COLOR, MAX_PALETTE
 from condiff.sampling import SAMPLERS
 
 if TYPE_CHECKING:
+    import numpy as np
     from diffusers import DDPMScheduler, UNet2DModel
 
     from condiff.conditions.stack import ConditionStack
@@ -57,6 +59,11 @@ def _is_number(value: Any) -> bool:
 def _whole(low: int, high: int) -> Rule:
     """A whole number in [low, high]: not a bool, and not 1e9 (a float in JSON)."""
     return lambda v: None if type(v) is int and low <= v <= high else f"must be a whole number from {low} to {high}"
+
+
+def _hex_color(value: Any) -> str | None:
+    return None if isinstance(value, str) and HEX_COLOR.match(value) else 'must be a colour "#rrggbb" (lower-case hex)'
+
 
 
 def _number(low: float, high: float) -> Rule:
@@ -105,7 +112,10 @@ INDEX_RULES: dict[str, Rule] = {
     "conditions": _one_of(["condiff.conditions.stack", "ConditionStack"], ["condiff", "ConditionStack"]),
     "sampler": _one_of(*SAMPLERS),  # how a call without num_inference_steps samples
     "sampler_steps": _whole(1, MAX_TIMESTEPS),  # ... in this many steps (at most the timesteps: checked below)
+    "palette": _optional(_list_of(_hex_color, MAX_PALETTE)),  # the data's colours
 }
+# Either kind's model_index.json may hold the palette (diffusers' DDPMPipeline ignores the key).
+PALETTE_RULES: dict[str, Rule] = {"palette": INDEX_RULES["palette"]}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -164,7 +174,8 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     timesteps = scheduler.config.num_train_timesteps
     if _kind(index) == UNCONDITIONAL:
         unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps)
-        return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack())
+        return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
+                                       palette=index.get("palette"))
     return _load_conditional(path, index, timesteps)
 
 
@@ -362,6 +373,8 @@ def _read_index(folder: Path) -> dict[str, Any]:
         if missing:
             raise _damaged(folder, file, f"names no {missing[0]}")
         _check_rules(folder, file, index, INDEX_RULES)
+    else:
+        _check_rules(folder, file, index, PALETTE_RULES)
     return index
 
 
@@ -560,22 +573,29 @@ def as_float32(model):
 # --- saving -------------------------------------------------------------------------------------
 
 
-def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None) -> None:
+def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
+               palette: np.ndarray | None = None) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
-    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels.
+    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
+    ((P, 3) uint8, condiff.palette) goes into model_index.json as `palette` for either kind.
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
     in `folder` untouched; it raises a one-line CondiffError naming the folder.
     """
+    from condiff.palette import to_hex
+
     if conditions is None or not conditions.channels:
         from diffusers import DDPMPipeline
 
         pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
+        if palette is not None:
+            pipeline.register_to_config(palette=to_hex(palette))
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
-        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions)
+        palette = None if palette is None else to_hex(palette)
+        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, palette=palette)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

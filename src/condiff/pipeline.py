@@ -8,7 +8,8 @@ is the same pipeline with an empty stack, so every command samples through this 
 (`sampler`, `sampler_steps` in model_index.json): a call without `num_inference_steps` samples as
 `condiff colorize` does. Importing condiff registers the class with diffusers, so
 `DiffusionPipeline.from_pretrained(folder)` loads a conditional folder too. This module path is public
-API: it is recorded in saved `model_index.json` files.
+API: it is recorded in saved `model_index.json` files. `palette` (config) is the training data's colours
+when it had few (condiff.palette); calls use it as their `palette` argument says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from condiff.conditions.stack import ConditionStack
 from condiff.config import GUIDANCE_RANGE
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
+from condiff.palette import PaletteProjection, from_hex, nearest_colors, palette_tensor, resolve_mode
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
 
 OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
@@ -64,16 +66,30 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 
 class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
-                 sampler_steps: int = DEFAULT_SAMPLER_STEPS) -> None:
+                 sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
-        without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds)."""
+        without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
+        training data's colours ("#rrggbb" strings) or None."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
-        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps)
+        if palette is not None:
+            from_hex(palette)  # checked now, not at the first call
+            palette = list(palette)
+        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette)
 
     @property
     def resolution(self) -> int:
         return self.unet.config.sample_size
+
+    @property
+    def palette(self) -> torch.Tensor | None:
+        """The saved palette as (P, 3) floats in [-1, 1], or None."""
+        colors = self.config.get("palette")
+        return None if colors is None else palette_tensor(from_hex(colors), self.device)
+
+    def palette_mode(self, palette: str) -> str:
+        """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""
+        return resolve_mode(palette, self.config.get("palette") is not None)
 
     def guidance_scales(self, guidance: float | Sequence[float]) -> list[float]:
         """One scale per condition: a single number applies to every condition. Checked here, so the
@@ -113,6 +129,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         output_type: str = "pil",
         record: bool = False,
         return_dict: bool = True,
+        palette: str = "auto",
     ) -> ConditionalPipelineOutput | tuple:
         """Generate `num_images_per_input` images for each input image, grouped by input.
 
@@ -121,19 +138,32 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         `generator` as in diffusers, or with `seed` image i uses a generator seeded with seed + i (what
         the commands' --seed does). Without `num_inference_steps` the saved training scheduler samples as
         the commands do (`sampler`, `sampler_steps` of the config); a scheduler you set is kept. `record=True`
-        keeps every step in `.trajectory` (for denoising GIFs).
+        keeps every step in `.trajectory` (for denoising GIFs). `palette`: "auto" (the default) uses the
+        model's palette when it has one, "project" pulls the last steps toward it and snaps, "snap" only
+        snaps the result, "off" ignores it (condiff.palette).
         """
         check_output_type(output_type)
+        mode = self.palette_mode(palette)
         scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
-        run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar}
+        if condition is not None:
+            condition = condition.repeat_interleave(num_images_per_input, dim=0)
+        # A condition that fixes the output's lightness (grayscale) limits the palette to its colours.
+        luma = None
+        if condition is not None and mode != "off":
+            luma = self.conditions.known_luma(condition.to(self.device))
+        steer = PaletteProjection(self.palette, steps, luma_target=luma) if mode == "project" else None
+        run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
+               "steer": steer}
         if condition is None:
             samples = generate(self.unet, scheduler, batch_size, steps, **run)
         else:
-            condition = condition.repeat_interleave(num_images_per_input, dim=0)
             samples = generate(self.unet, scheduler, len(condition), steps, condition=condition,
                                guidance=self.guidance_scales(guidance),
                                condition_slices=self.conditions.channel_slices, **run)
+        if mode != "off":
+            samples.images = nearest_colors(samples.images, self.palette.cpu(),
+                                            None if luma is None else luma.cpu())
         output = postprocess(samples.images, output_type)
         if not return_dict:
             return (output,)

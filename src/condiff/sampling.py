@@ -90,6 +90,18 @@ def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int)
     return x0.clamp(-1, 1)
 
 
+def output_for_x0(scheduler, x0: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
+    """The model output that implies the clean image `x0` at x_t, timestep t (predict_x0's inverse):
+    what a sampler is given to steer toward a chosen x0 (palette projection)."""
+    alpha_bar = scheduler.alphas_cumprod[int(t)].to(x_t)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+    if prediction_type == "v_prediction":
+        return (alpha_bar.sqrt() * x_t - x0) / (1 - alpha_bar).sqrt()
+    return x0
+
+
 def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[slice],
                   guidance: list[float]) -> torch.Tensor:
     """Classifier-free guidance with one scale per condition (Ho & Salimans 2022, arxiv 2207.12598).
@@ -136,13 +148,15 @@ def generate(
     condition_slices: list[slice] | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    steer: Callable | None = None,
 ) -> Samples:
     """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
     (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
 
     The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
     `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
-    timesteps (a progress bar).
+    timesteps (a progress bar). `steer(scheduler, model_output, x_t, t, index)` may replace each
+    step's model output (condiff.palette.PaletteProjection).
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
@@ -160,7 +174,7 @@ def generate(
     x = x * scheduler.init_noise_sigma
     result = Samples(images=x)
     guide = guidance is not None and any(scale != 1.0 for scale in guidance)
-    for t in (progress or iter)(scheduler.timesteps):
+    for index, t in enumerate((progress or iter)(scheduler.timesteps)):
         model_input = scheduler.scale_model_input(x, t)
         if condition is not None:
             model_input = torch.cat([model_input, condition], dim=1)
@@ -169,6 +183,8 @@ def generate(
                 model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
             else:
                 model_output = unet(model_input.to(dtype), t).sample.float()
+        if steer is not None:
+            model_output = steer(scheduler, model_output, x, t, index)
         if record:
             result.noisy.append(x.cpu())
             result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())

@@ -7,7 +7,10 @@ the web app and `scripts/ship_model.py` all use these objects, so a task behaves
 Colorization keeps the input's own lightness and takes only colour from the model: at the model's
 resolution each output pixel is shifted equally in R, G and B until its luma is the gray the model
 was given (`keep_luma`); at full resolution the output's colour (Lab a, b) is combined with the
-lightness (L) of the input itself, so every edge and detail is exactly the input's.
+lightness (L) of the input itself, so every edge and detail is exactly the input's. With a palette,
+each pixel takes the palette colour of the input's lightness nearest to the model's colour; where no
+palette colour has that lightness (a photograph, not a gray Noun), the input's lightness wins: the
+pixel keeps the model's colour at that lightness and leaves the palette.
 """
 
 from __future__ import annotations
@@ -113,29 +116,34 @@ class Task:
         record: bool = False,
         output_type: str = "pil",
         condition_channels: torch.Tensor | None = None,
+        palette: str = "auto",
     ) -> ConditionalPipelineOutput:
         """`num` outputs (for each input image of a conditional task), as this task writes them.
 
         `inputs` is what the pipeline takes: PIL images or a tensor of images in [-1, 1]; or give the
-        model's `condition_channels` directly (eval does). Image i uses seed + i."""
+        model's `condition_channels` directly (eval does). Image i uses seed + i. `palette` is the
+        pipeline's (auto, off, snap, project)."""
         from condiff.pipeline import check_output_type, postprocess
 
         check_output_type(output_type)
+        palette_mode = pipeline.palette_mode(palette)
         if self.condition and condition_channels is None:
             condition_channels = pipeline.encode(inputs)
         count = {"num_images_per_input": num} if self.condition else {"batch_size": num}
         output = pipeline(condition_channels=condition_channels, num_inference_steps=steps, guidance=guidance,
-                          seed=seed, record=record, output_type="latent", **count)
+                          seed=seed, record=record, output_type="latent", palette=palette_mode, **count)
         if condition_channels is not None:
             seen = condition_channels.repeat_interleave(num, dim=0)
-            output.images = self.finish(pipeline, output.images, seen)
+            output.images = self.finish(pipeline, output.images, seen, palette_mode)
         if output.trajectory is not None:
             output.trajectory.images = output.images  # the animation ends on what is written
         output.images = postprocess(output.images, output_type)
         return output
 
-    def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """The task's last touch on the model's samples in [-1, 1], given the channels the model saw."""
+    def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor,
+               palette_mode: str = "off") -> torch.Tensor:
+        """The task's last touch on the model's samples in [-1, 1], given the channels the model saw
+        and the palette mode the samples were made with."""
         return images
 
     def full_resolution(self, source: Image.Image, output: Image.Image) -> Image.Image:
@@ -154,9 +162,13 @@ class Task:
 class ColorizeTask(Task):
     """Colorization keeps the input's lightness exactly (see the module's docstring)."""
 
-    def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor,
+               palette_mode: str = "off") -> torch.Tensor:
         gray = condition[:, pipeline.conditions.channel_slices[pipeline.conditions.names.index(self.condition)]]
-        return keep_luma(images, gray)
+        images = keep_luma(images, gray)
+        if palette_mode == "off":
+            return images
+        return snap_keeping_luma(images, gray, pipeline.palette)
 
     def full_resolution(self, source: Image.Image, output: Image.Image) -> Image.Image:
         """The input's own lightness with the model's colour, in Lab."""
@@ -169,6 +181,25 @@ def keep_luma(images: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
     from condiff.conditions.base import luma
 
     return (images + (gray.to(images) - luma(images))).clamp(-1, 1)
+
+
+# The gray input is 8-bit: a palette colour within one gray level of it has the input's lightness.
+LUMA_TOLERANCE = 2 / 255
+
+
+def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+    """Each pixel of `images` (already given the gray's luma) the palette colour of the gray's lightness
+    nearest to its colour; where the palette has no colour of that lightness, the pixel stays as it is
+    (the gray's luma, the model's colour) and leaves the palette."""
+    import torch
+
+    from condiff.conditions.base import luma
+    from condiff.palette import nearest_colors
+
+    gray = gray.to(images)
+    snapped = nearest_colors(images, palette, luma_target=gray, luma_tolerance=LUMA_TOLERANCE)
+    agree = (luma(snapped) - gray).abs() <= LUMA_TOLERANCE
+    return torch.where(agree, snapped, images)
 
 
 def recombine_luminance(source: Image.Image, colour: Image.Image) -> Image.Image:

@@ -150,22 +150,25 @@ def with_sampler(model: AppModel, kind: str, steps: int):
     return model.pipeline
 
 
-def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: str, scale: int = 4):
+def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: str, scale: int = 4,
+                  palette: str = "auto"):
     """(grid image, denoising animation frames), as `condiff sample --gif` writes them."""
     from condiff.visualize import make_grid
 
     result = UNCONDITIONAL.run(with_sampler(model, scheduler, steps), num=num, steps=steps, seed=seed, record=True,
-                               output_type="latent")
+                               output_type="latent", palette=palette)
     return make_grid(result.images, scale=scale), result.trajectory.animation_frames(scale=scale)
 
 
 def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str,
-                    guidance: float | Sequence[float], seed: int, full_res: bool = False):
+                    guidance: float | Sequence[float], seed: int, full_res: bool = False, palette: str = "auto"):
     """(output at the model's resolution, full-resolution output or None), as `condiff colorize` /
     `condiff sketch2img` / `condiff generate` write them. `image` is a PIL image of any size and mode,
-    or {condition name: image} (the Any-model tab, which also gives one guidance scale per condition)."""
+    or {condition name: image} (the Any-model tab, which also gives one guidance scale per condition).
+    `palette` as --palette (condiff.palette)."""
     pipeline = with_sampler(model, scheduler, steps)
-    output = tab.task.run(pipeline, image, 1, steps, pipeline.guidance_scales(guidance), seed).images[0]
+    output = tab.task.run(pipeline, image, 1, steps, pipeline.guidance_scales(guidance), seed,
+                          palette=palette).images[0]
     return output, tab.task.full_resolution(image, output) if full_res else None
 
 

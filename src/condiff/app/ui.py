@@ -29,6 +29,7 @@ from condiff.app.models import (
     request_numbers,
 )
 from condiff.errors import CondiffError
+from condiff.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.tasks import SKETCH2IMG
 
@@ -111,12 +112,15 @@ def drawn_image(drawing, what: str = "the canvas"):
     return image
 
 
-def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number]:
+def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
     steps_slider = gr.Slider(1, 200, value=steps, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
     scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm = DPM-Solver++)",
                          elem_id=f"{tab.key}-scheduler")
     seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
-    return steps_slider, scheduler, seed
+    palette = gr.Radio(list(PALETTE_MODES), value="auto", elem_id=f"{tab.key}-palette",
+                       label=f"Palette (auto = {DEFAULT_PALETTE_MODE} when the model has one; "
+                             "off = the model's own colours)")
+    return steps_slider, scheduler, seed, palette
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,7 +132,7 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
+            steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
             button = gr.Button("Generate", variant="primary", elem_id="generate-run")
         with gr.Column(scale=2):
@@ -138,10 +142,11 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
                            height=VIEW + 64, elem_id="generate-gif", elem_classes="pixelated")
 
     @user_errors
-    def run(label, steps, scheduler, seed, num):
+    def run(label, steps, scheduler, seed, num, palette):
         from condiff.visualize import save_gif
 
-        image, frames = generate_grid(catalog.by_label(label), *request_numbers(steps, seed, num), scheduler)
+        image, frames = generate_grid(catalog.by_label(label), *request_numbers(steps, seed, num), scheduler,
+                                      palette=palette)
         for old in gif_folder.glob("*.gif"):
             if time.time() - old.stat().st_mtime > KEEP_FILES:
                 old.unlink(missing_ok=True)
@@ -149,7 +154,7 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
         save_gif(frames, path)
         return image, str(path)
 
-    button.click(run, [model, steps, scheduler, seed, num], [grid, gif], **RUN)
+    button.click(run, [model, steps, scheduler, seed, num, palette], [grid, gif], **RUN)
 
 
 def colorize_tab(catalog: Catalog, tab: Tab) -> None:
@@ -164,7 +169,7 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             full_res = gr.Checkbox(label="Also at the input's full resolution (its own lightness, the model's colour)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
+                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             button = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
         with gr.Column(scale=1):
             result = gr.Image(label="Colorized (the model's resolution)", type="pil", format="png", height=VIEW,
@@ -183,16 +188,16 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
         return image
 
     @user_errors
-    def run(path, label, guidance, full_res, steps, scheduler, seed):
+    def run(path, label, guidance, full_res, steps, scheduler, seed, palette):
         if path is None:
             raise CondiffError("no image yet: upload one first")
         steps, seed, _ = request_numbers(steps, seed)
         output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), steps, scheduler,
-                                      float(guidance), seed, full_res=full_res)
+                                      float(guidance), seed, full_res=full_res, palette=palette)
         return output, gr.Image(value=big, visible=big is not None)
 
     upload.change(show, upload, preview)
-    button.click(run, [upload, model, guidance, full_res, steps, scheduler, seed], [result, full], **RUN)
+    button.click(run, [upload, model, guidance, full_res, steps, scheduler, seed, palette], [result, full], **RUN)
 
 
 def sketch_tab(catalog: Catalog, tab: Tab) -> None:
@@ -206,22 +211,22 @@ def sketch_tab(catalog: Catalog, tab: Tab) -> None:
             model = model_choice(catalog, tab)
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
+                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             button = gr.Button("Generate", variant="primary", elem_id="sketch-run")
             result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
                               interactive=False, elem_id="sketch-output", elem_classes="pixelated")
 
     @user_errors
-    def run(drawing, label, guidance, steps, scheduler, seed):
+    def run(drawing, label, guidance, steps, scheduler, seed, palette):
         steps, seed, _ = request_numbers(steps, seed)
         output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), steps, scheduler,
-                                    float(guidance), seed)
+                                    float(guidance), seed, palette=palette)
         return output
 
     pick = PICK_BRUSH[tab.key]
     size.release(lambda value: gr.Sketchpad(brush=sketch_brush(value)), size, canvas).then(None, js=pick)
     clear.click(lambda: (None, None), None, [canvas, result]).then(None, js=pick)
-    button.click(run, [canvas, model, guidance, steps, scheduler, seed], result, **RUN)
+    button.click(run, [canvas, model, guidance, steps, scheduler, seed, palette], result, **RUN)
 
 
 @dataclass
@@ -250,7 +255,7 @@ def condition_form(tab: Tab, index: int, model: AppModel, visible: bool) -> Cond
 
 
 def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scales: Sequence[float], steps: int,
-                 scheduler: str, seed: int):
+                 scheduler: str, seed: int, palette: str = "auto"):
     """The Any-model tab's Generate: `inputs` has, per condition of the model, an upload's path or a
     canvas value (None where nothing was given) and `scales` its guidance scale. The output image."""
     model = catalog.by_label(label)
@@ -269,7 +274,8 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
         else:
             images[name] = open_upload(value)
     steps, seed, _ = request_numbers(steps, seed)
-    output, _ = apply_condition(model, tab, images, steps, scheduler, [float(scale) for scale in scales], seed)
+    output, _ = apply_condition(model, tab, images, steps, scheduler, [float(scale) for scale in scales], seed,
+                                palette=palette)
     return output
 
 
@@ -283,7 +289,7 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
             model = model_choice(catalog, tab)
             forms = [condition_form(tab, index, chosen, index == 0) for index, chosen in enumerate(models)]
             with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
+                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             button = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-run")
         with gr.Column(scale=1):
             result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
@@ -292,17 +298,17 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
     starts = [sum(len(own) for own in fields[:index]) for index in range(len(fields))]
 
     @user_errors
-    def run(label, steps, scheduler, seed, *values):
+    def run(label, steps, scheduler, seed, palette, *values):
         index = [chosen.label for chosen in models].index(label)
         count = len(forms[index].inputs)
         own = values[starts[index]:starts[index] + 2 * count]
-        return generate_any(catalog, tab, label, own[:count], own[count:], steps, scheduler, seed)
+        return generate_any(catalog, tab, label, own[:count], own[count:], steps, scheduler, seed, palette)
 
     def show(label):  # the chosen model's form, and no output of another model
         return *(gr.Column(visible=chosen.label == label) for chosen in models), None
 
     model.change(show, model, [*(form.column for form in forms), result]).then(None, js=PICK_BRUSH[tab.key])
-    inputs = [model, steps, scheduler, seed, *(field for own in fields for field in own)]
+    inputs = [model, steps, scheduler, seed, palette, *(field for own in fields for field in own)]
     button.click(run, inputs, result, **RUN)
 
 

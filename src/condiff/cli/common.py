@@ -31,6 +31,16 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         help=f"sampler (default: {DEFAULT_SAMPLER} = DPM-Solver++)")
 
 
+def add_palette_option(parser: argparse.ArgumentParser) -> None:
+    """--palette: how sampling uses the model's palette (condiff.palette)."""
+    from condiff.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
+
+    parser.add_argument("--palette", choices=PALETTE_MODES, default="auto",
+                        help=f"the model's palette: auto (= {DEFAULT_PALETTE_MODE} when the model has one, else off), "
+                             "project (pull the last steps toward it, then snap), snap (only snap the result), "
+                             "off")
+
+
 def check_range(option: str, value: float, low: float, high: float, why: str = "") -> None:
     """`option`'s value must be finite and within low..high; `why` explains a limit that is not obvious."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from condiff.cli.common import MAX_BATCH, add_sampler_options
+from condiff.cli.common import MAX_BATCH, add_palette_option, add_sampler_options
 
 MAX_FILES = 100_000  # images one --out-dir run may write
 
@@ -19,6 +19,7 @@ def add_parsers(subparsers) -> None:
     parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
     add_sampler_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default: 0)")
+    add_palette_option(parser)
     parser.add_argument("--out", help="grid PNG to write (default: samples.png, unless --out-dir is given)")
     parser.add_argument("--out-dir", help="also or instead: one PNG per image at the model's resolution, "
                                           "00000.png, 00001.png, ... in this new folder (what FID tools read); "
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> None:
         write_files(pipeline, args)
         return
     result = UNCONDITIONAL.run(pipeline, num=args.num, steps=args.steps, seed=args.seed, record=bool(args.gif),
+                               palette=args.palette,
                                output_type="latent")
     if out:
         save_image_atomic(make_grid(result.images, scale=args.scale), out)
@@ -91,7 +93,8 @@ def write_files(pipeline, args: argparse.Namespace, images=None) -> None:
     for start in range(0, args.num, MAX_BATCH):
         count = min(MAX_BATCH, args.num - start)
         batch = images[start:start + count] if images is not None else UNCONDITIONAL.run(
-            pipeline, num=count, steps=args.steps, seed=args.seed + start, output_type="latent").images
+            pipeline, num=count, steps=args.steps, seed=args.seed + start, output_type="latent",
+            palette=args.palette).images
         for offset, picture in enumerate(to_pil_images(batch)):
             save_image_atomic(picture, folder / f"{start + offset:0{digits}d}.png")
     print(f"condiff: wrote {args.num} images to {folder}/")

@@ -67,6 +67,11 @@ class ConditionEncoder(ConfigMixin):
         """A user's image (any size and mode, EXIF already applied) -> (1, num_channels, res, res)."""
         raise NotImplementedError
 
+    def known_luma(self, channels: torch.Tensor) -> torch.Tensor | None:
+        """The luma (N, 1, H, W) in [-1, 1] that these channels fix for the output, when they fix it
+        (grayscale does): palette sampling then picks only colours of that lightness. None by default."""
+        return None
+
     def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:
         """How `condiff encode` shows this encoder's channels (C, H, W) in [-1, 1]: panels side by side,
         each (1, H, W) gray or (3, H, W) colour in [-1, 1]. By default 3 channels are one colour panel and

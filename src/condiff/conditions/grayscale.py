@@ -29,3 +29,6 @@ class GrayscaleCondition(ConditionEncoder):
 
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         return luma(prepare_input(image, resolution, self.config.resize))
+
+    def known_luma(self, channels: torch.Tensor) -> torch.Tensor:
+        return channels

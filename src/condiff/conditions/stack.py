@@ -56,6 +56,15 @@ class ConditionStack(ModelMixin, ConfigMixin):
             start += encoder.num_channels
         return slices
 
+    def known_luma(self, channels: torch.Tensor) -> torch.Tensor | None:
+        """The output luma that condition `channels` (N, C, H, W) fix (the first encoder that fixes one),
+        or None."""
+        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
+            fixed = encoder.known_luma(channels[:, part])
+            if fixed is not None:
+                return fixed
+        return None
+
     def encode_training(self, images: torch.Tensor, apply_dropout: bool = True) -> torch.Tensor:
         """Condition channels for a training batch, each condition dropped (zeroed) per sample with its
         probability, so the model also learns the unconditional case that guidance needs."""

@@ -108,6 +108,12 @@ class NounsArt:
             index = np.where(layer != 0, layer, index)
         return self._colors[labels[:, :1, None], index]
 
+    def part_masks(self, nouns: Sequence[Noun], kind: str) -> np.ndarray:
+        """(N, 32, 32) bool: where each Noun's part of `kind` (body, accessory, head, glasses) has pixels,
+        whether or not a later layer covers them."""
+        labels = np.array([getattr(noun, kind) for noun in nouns], np.intp)
+        return self._layers[kind][labels] != 0
+
     def random_noun(self, rng: np.random.Generator) -> Noun:
         """Each part drawn uniformly from its list (the empty accessory included, as on-chain)."""
         return Noun(*(int(label) for label in rng.integers(self._counts)))

@@ -17,7 +17,8 @@ from condiff.data.nouns import PART_KINDS, NounsDataset
 from condiff.evaluation import metrics
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
 from condiff.evaluation.report import Report, Row
-from condiff.images import to_model_tensor
+from condiff.images import to_model_tensor, to_uint8
+from condiff.palette import find_palette, from_hex, on_palette_share
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
 from condiff.tasks import UNCONDITIONAL, Task
 
@@ -34,9 +35,18 @@ class EvalSettings:
     seed: int = 0
     guidance: float = 1.0
     device: str = "cpu"
+    palette: str = "auto"  # condiff.palette.PALETTE_MODES
+    styles: tuple[str, ...] | None = None  # sketch2img's drawing styles (None: all, evaluation.drawings.STYLES)
 
     def describe(self) -> dict:
-        return {"images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed}
+        return {"images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
+                "palette": self.palette}
+
+
+def held_out_labels(num: int, seed: int) -> torch.Tensor:
+    """The (num, 5) part labels of held_out_nouns(num, seed), in PART_KINDS order (mirroring keeps them)."""
+    dataset = NounsDataset(num, seed=seed)
+    return torch.tensor([dataset.noun(i).labels() for i in range(num)])
 
 
 def held_out_nouns(num: int, seed: int, resolution: int = 32) -> torch.Tensor:
@@ -50,17 +60,26 @@ def held_out_nouns(num: int, seed: int, resolution: int = 32) -> torch.Tensor:
 
 
 class FeatureSpace:
-    """Caches the reference set's features; scores any image set against it."""
+    """Caches the reference set's features and palette; scores any image set against them."""
 
-    def __init__(self, net: NounsFeatureNet, reference: torch.Tensor) -> None:
+    def __init__(self, net: NounsFeatureNet, reference: torch.Tensor, palette=None) -> None:
+        """`palette`: (P, 3) uint8 colours for "on palette" (default: the reference images' own colours)."""
         self.net = net
         self.images = reference
         self.reference, _, _ = extract(net, reference)
+        self.palette = palette if palette is not None else find_palette(to_uint8(reference), "kmeans", 4096).colors
 
-    def scores(self, images: torch.Tensor, parts: bool = False) -> dict[str, float]:
-        features, _, confidence = extract(self.net, images)
+    def scores(self, images: torch.Tensor, parts: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """FD, KID and the share of pixels on the palette; with `parts`, how often the feature network
+        recognises parts; with the true `labels` (N, 5), how often it names each part right."""
+        features, predicted, confidence = extract(self.net, images)
         kid, _ = metrics.kernel_inception_distance(features, self.reference)
-        result = {"FD": metrics.frechet_distance(features, self.reference), "KID": kid}
+        result = {"FD": metrics.frechet_distance(features, self.reference), "KID": kid,
+                  "on palette": on_palette_share(to_uint8(images), self.palette)}
+        if labels is not None:
+            for kind in ("body", "accessory", "head", "glasses"):
+                column = PART_KINDS.index(kind)
+                result[f"{kind} right"] = float((predicted[:, column] == labels[:, column]).float().mean())
         if parts:
             sure = confidence >= CONFIDENT
             result["body ok"] = float(sure[:, PART_KINDS.index("body")].float().mean())
@@ -73,6 +92,10 @@ class FeatureSpace:
 KID_NOTE = ("KID: kernel inception distance on the feature network (unbiased MMD^2, kernel (x.y/d + 1)^3), "
             "as is, not x1000 as some tools print it; compare it only with other KIDs. Near 0 (below too) means "
             "no difference")
+PALETTE_NOTE = ("on palette: share of pixels exactly on the model's palette (the held-out Nouns' colours for a model "
+                "without one)")
+RIGHT_NOTE = ("body right ... glasses right: share of outputs whose part the feature network names as the true "
+              "Noun's part")
 PARTS_NOTE = ("body ok, glasses ok, all parts ok: share of images whose part the feature network names with "
               f"probability >= {CONFIDENT}. A blurred average can be named with confidence though no Noun looks like "
               "it (the mean image row): read them beside FD, and 'all parts ok' before the others")
@@ -98,13 +121,20 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
                          references: bool = True) -> Report:
     """Samples from an unconditional pipeline against held-out Nouns; `references=False` leaves out the
     reference rows (for benchmarks that score many models against one set of references)."""
-    space = FeatureSpace(net, held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
+    space = model_space(pipeline, settings, net)
     samples = UNCONDITIONAL.run(pipeline, num=settings.num, steps=settings.steps, seed=settings.seed,
-                                output_type="latent").images
+                                output_type="latent", palette=settings.palette).images
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
         rows += reference_rows(space, settings)
-    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE], samples=samples)
+    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE, PALETTE_NOTE], samples=samples)
+
+
+def model_space(pipeline, settings: EvalSettings, net: NounsFeatureNet | None) -> FeatureSpace:
+    """The held-out reference set in the feature network's space, with the model's palette if it has one."""
+    colors = pipeline.config.get("palette")
+    return FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution),
+                        None if colors is None else from_hex(colors))
 
 
 def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
@@ -123,18 +153,23 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
 
 def conditional_samples(task: Task, model: str, settings: EvalSettings, condition_of):
     """Held-out Nouns, and the task's outputs when the model is given only the task's condition,
-    `condition_of(encoder, truth)`: a model's other conditions get zeros, which mean "not given"
-    (the model met them in training through condition dropout)."""
+    `condition_of(encoder, truth)`."""
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
     show_progress(pipeline, task, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
-    stack = pipeline.conditions
-    index = stack.names.index(task.condition)
-    channels = torch.zeros(len(truth), stack.channels, *truth.shape[-2:])
-    channels[:, stack.channel_slices[index]] = condition_of(stack.encoders[index], truth)
-    outputs = task.run(pipeline, condition_channels=channels, steps=settings.steps, guidance=settings.guidance,
-                       seed=settings.seed, output_type="latent").images
+    index = pipeline.conditions.names.index(task.condition)
+    outputs = task_outputs(task, pipeline, condition_of(pipeline.conditions.encoders[index], truth), settings)
     return pipeline, truth, outputs
+
+
+def task_outputs(task: Task, pipeline, channels: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+    """The task's outputs for the channels of its own condition (N, C, H, W). A model's other conditions
+    get zeros, which mean "not given" (the model met them in training through condition dropout)."""
+    stack = pipeline.conditions
+    full = torch.zeros(len(channels), stack.channels, *channels.shape[-2:])
+    full[:, stack.channel_slices[stack.names.index(task.condition)]] = channels
+    return task.run(pipeline, condition_channels=full, steps=settings.steps, guidance=settings.guidance,
+                    seed=settings.seed, output_type="latent", palette=settings.palette).images
 
 
 def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
@@ -143,13 +178,14 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
         return encoder.encode_training(truth)
 
     pipeline, truth, outputs = conditional_samples(task, model, settings, gray_channel)
-    space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
+    space = model_space(pipeline, settings, net)
     gray = luma(truth).expand(-1, 3, -1, -1).contiguous()
+    labels = held_out_labels(settings.num, INPUT_SEED)
 
     def scores(images: torch.Tensor) -> dict[str, float]:
         return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
                 "luma err": metrics.luma_error(images, truth), "colourful": metrics.colourfulness(images),
-                **space.scores(images)}
+                **space.scores(images, labels=labels)}
 
     rows = [
         Row("model", scores(outputs), model),
@@ -158,7 +194,8 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
         Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  ["luma err: mean |output luma - input luma| in 8-bit levels", KID_NOTE], samples=outputs)
+                  ["luma err: mean |output luma - input luma| in 8-bit levels", KID_NOTE, RIGHT_NOTE, PALETTE_NOTE],
+                  samples=outputs)
 
 
 def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
@@ -170,30 +207,46 @@ def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
 
 def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
                         net: NounsFeatureNet | None = None) -> Report:
-    from condiff.conditions.sketch import to_channel
+    """The model on drawings of held-out Nouns in each style of condiff.evaluation.drawings, through the
+    same path as a user's file: does the output have the drawn Noun's silhouette and outlines?"""
+    from condiff.evaluation.drawings import STYLES, UNSEEN_STYLES, drawings, held_out_masks, silhouette_iou
 
-    def sketch_condition(encoder, truth):  # the outlines without training augmentations
-        return to_channel(clean_sketch(truth))
-
-    pipeline, truth, outputs = conditional_samples(task, model, settings, sketch_condition)
-    space = FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution))
+    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
+    show_progress(pipeline, task, settings)
+    truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
+    masks = held_out_masks(settings.num, INPUT_SEED)
+    space = model_space(pipeline, settings, net)
     sketches = clean_sketch(truth)
 
     def scores(images: torch.Tensor) -> dict[str, float]:
-        return {"edge F1": metrics.edge_f1(clean_sketch(images), sketches, tolerance=0),
+        return {"silhouette IoU": silhouette_iou(images, truth),
+                "edge F1": metrics.edge_f1(clean_sketch(images), sketches, tolerance=0),
                 **space.scores(images, parts=True)}
 
-    rows = [
-        Row("model", scores(outputs), model),
-        Row("real image", scores(truth), "floor: the Noun the sketch came from"),
+    rows = []
+    for style in settings.styles or STYLES:
+        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(task.condition)]
+        drawn = drawings(style, truth, masks, seed=settings.seed)
+        channels = torch.cat([encoder.encode_input(image, pipeline.resolution) for image in drawn])
+        outputs = task_outputs(task, pipeline, channels, settings)
+        seen = "never in training" if style in UNSEEN_STYLES else "the training sketches' style"
+        rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
+    rows += [
+        Row("real image", scores(truth), "ceiling: the Noun the drawing was made from"),
         Row("other Noun", scores(held_out_nouns(settings.num, OTHER_SEED, pipeline.resolution)),
-            "baseline: a real Noun that ignores the sketch"),
+            "chance: a real Noun that ignores the drawing"),
         Row("mean image", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance},
-                  ["edge F1: outlines of the output against the input sketch, exact pixels (Nouns are "
-                   "aligned, so with a 1 px tolerance any Noun scores about 0.9)", KID_NOTE, PARTS_NOTE],
-                  samples=outputs)
+                  [DRAWINGS_NOTE, "silhouette IoU: the output's foreground (what differs from its border's colour) "
+                   "against the true Noun's", "edge F1: outlines of the output against the true Noun's colour-region "
+                   "outlines, exact pixels (Nouns are aligned, so with a 1 px tolerance any Noun scores about 0.9)",
+                   KID_NOTE, PARTS_NOTE, PALETTE_NOTE], samples=outputs)
+
+
+DRAWINGS_NOTE = ("styles (condiff.evaluation.drawings): outlines = every colour region's outline, thin pen; simple = "
+                 "only body, head and glasses outlines; wobbly = simple, unsteady hand, thick pen; inverted = simple, "
+                 "white on black. Each drawing is 256 px, read as a user's file is")
 
 
 # By task name; each is called as evaluator(task, model, settings, net) through `Task.evaluate`.

@@ -63,7 +63,20 @@ def build_parts(recipe: Recipe):
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 
+def data_palette(recipe: Recipe, dataset):
+    """The palette of the first images of the data, as data.palette and data.palette_size ask."""
+    from itertools import islice
+
+    from condiff.palette import SAMPLE_IMAGES, find_palette
+
+    if recipe.data.palette == "off":
+        return find_palette([], "off")
+    items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
+        else islice(iter(dataset), SAMPLE_IMAGES)
+    return find_palette((item["image"] for item in items), recipe.data.palette, recipe.data.palette_size)
+
+
 def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = None) -> TrainResult:
     dataset, unet, scheduler, conditions = build_parts(recipe)
-    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, overwrite=overwrite,
-                   device=device).train()
+    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=data_palette(recipe, dataset),
+                   overwrite=overwrite, device=device).train()

@@ -223,10 +223,12 @@ class Trainer:
         conditions=None,
         overwrite: bool = False,
         device: str | None = None,
+        palette=None,
     ) -> None:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
         that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
-        cuda:N, mps) overrides accelerate's choice of a single process's device."""
+        cuda:N, mps) overrides accelerate's choice of a single process's device. `palette` (a
+        condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
@@ -234,6 +236,7 @@ class Trainer:
         self.conditions = conditions if conditions is not None and conditions.channels else None
         self.overwrite = overwrite
         self.device = device
+        self.palette = palette
         self.output_dir = Path(recipe.train.output_dir)
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -388,6 +391,8 @@ class Trainer:
                           + (f", at most {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
                           + f", on {accelerator.device}" + (f" x {accelerator.num_processes} processes"
                                                             if accelerator.num_processes > 1 else ""))
+        if self.palette is not None:
+            accelerator.print(f"condiff: {self.palette.note}")
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -593,13 +598,15 @@ class Trainer:
             return
 
         def save(model) -> None:
-            save_model(self.output_dir, model, self.scheduler, self.conditions)
+            save_model(self.output_dir, model, self.scheduler, self.conditions,
+                       palette=self.palette.colors if self.palette is not None else None)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
         summary = {"steps": state.step, "seconds": round(state.seconds, 1),
                    "final_loss": state.loss_history[-1] if state.loss_history else None,
-                   "ema": run.ema is not None, "skipped_updates": state.skipped_updates}
+                   "ema": run.ema is not None, "skipped_updates": state.skipped_updates,
+                   "palette": self.palette.note if self.palette is not None else None}
         try:
             with torch.random.fork_rng(devices=[]):
                 self._with_ema_weights(accelerator, run.unet, run.ema, save)

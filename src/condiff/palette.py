@@ -1,0 +1,174 @@
+"""Palettes: the colours a pixel-art dataset is drawn with, found once, saved with the model, used when sampling.
+
+Every pixel of a real Noun (or of most sprites and icons) is one of a few hundred colours on flat areas.
+A diffusion model gets the shapes right and leaves each pixel a little off; here is what brings it back.
+
+- Finding, at training start: `find_palette` takes the exact colour set of a sample of the data when
+  it has at most `size` colours; otherwise none, or a k-means palette of `size` colours if asked.
+  The palette is saved in model_index.json (`palette`, a list of "#rrggbb" strings) by `save_model`.
+- Sampling (`PALETTE_MODES`): "project" pulls the predicted clean image toward its nearest palette
+  colours over the last steps, inside the sampler loop (`PaletteProjection`), then snaps; "snap" only
+  snaps the finished image; "off" leaves it; "auto" is DEFAULT_PALETTE_MODE when the model has a palette.
+- Measuring: `on_palette_share`, the share of pixels exactly on the palette.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from condiff.errors import CondiffError
+
+if TYPE_CHECKING:
+    import torch
+
+PALETTE_MODES = ("auto", "off", "snap", "project")
+# Chosen by benchmarks/bench_palette.py (docs/benchmarks.md, "Palette-aware sampling").
+DEFAULT_PALETTE_MODE = "project"
+DATA_PALETTE_CHOICES = ("auto", "off", "kmeans")  # the recipe's data.palette
+SAMPLE_IMAGES = 4096  # images read to find a palette: enough for all but the rarest Nouns colours
+MAX_PALETTE = 4096  # colours a saved palette may hold (a model folder's bound)
+PROJECT_FRACTION = 0.3  # the share of the sampler's steps, at the end, that are pulled toward the palette
+_CHUNK = 65536  # pixels compared with the palette at once: bounds memory at 65536 x colours floats
+
+
+# --- finding ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FoundPalette:
+    colors: np.ndarray | None  # (P, 3) uint8, or None: no palette
+    note: str  # one line for the training log
+
+
+def find_palette(images: Iterable[np.ndarray], mode: str = "auto", size: int = 256) -> FoundPalette:
+    """The palette of (H, W, 3) uint8 images: their exact colours when there are at most `size`, else
+    (mode "kmeans") `size` k-means colours, else none. Mode "off" finds none."""
+    if mode == "off":
+        return FoundPalette(None, "no palette (data.palette: off)")
+    pixels = np.concatenate([np.asarray(image, np.uint8).reshape(-1, 3) for image in images])
+    packed = (pixels[:, 0].astype(np.int64) << 16) | (pixels[:, 1].astype(np.int64) << 8) | pixels[:, 2]
+    unique = np.unique(packed)
+    count = len(unique)
+    if count <= size:
+        colors = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1).astype(np.uint8)
+        return FoundPalette(colors, f"palette: the data's {count} exact colours")
+    if mode == "kmeans":
+        return FoundPalette(kmeans_palette(pixels, size), f"palette: {size} k-means colours (the data has "
+                                                          f"{count:,} colours, more than data.palette_size {size})")
+    return FoundPalette(None, f"no palette: the data has {count:,} colours, more than data.palette_size {size} "
+                              "(set data.palette: kmeans for a k-means palette)")
+
+
+def kmeans_palette(pixels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` colours that summarise (M, 3) uint8 pixels (OpenCV's k-means, k-means++ start)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    sample = pixels[rng.choice(len(pixels), min(len(pixels), 200_000), replace=False)].astype(np.float32)
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, _, centers = cv2.kmeans(sample, size, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    return np.unique(np.clip(np.rint(centers), 0, 255).astype(np.uint8), axis=0)
+
+
+HEX_COLOR = re.compile(r"^#[0-9a-f]{6}$")
+
+
+def to_hex(colors: np.ndarray) -> list[str]:
+    """(P, 3) uint8 colours as the "#rrggbb" strings a model folder stores."""
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in np.asarray(colors, np.uint8).tolist()]
+
+
+def from_hex(colors, where: str = "palette") -> np.ndarray:
+    """Stored "#rrggbb" strings as (P, 3) uint8, or a one-line error naming `where`."""
+    if (not isinstance(colors, list | tuple) or not 1 <= len(colors) <= MAX_PALETTE
+            or not all(isinstance(c, str) and HEX_COLOR.match(c) for c in colors)):
+        raise CondiffError(f'{where}: a palette is a list of 1 to {MAX_PALETTE} colours written "#rrggbb" '
+                           '(lower-case hex)')
+    return np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colors], np.uint8)
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+
+def resolve_mode(mode: str, has_palette: bool, where: str = "palette") -> str:
+    """"off", "snap" or "project": what a call with `mode` does for a model with or without a palette."""
+    if mode not in PALETTE_MODES:
+        raise CondiffError(f"{where} {mode!r}: choose one of {', '.join(PALETTE_MODES)}")
+    if mode == "auto":
+        return DEFAULT_PALETTE_MODE if has_palette else "off"
+    if mode != "off" and not has_palette:
+        raise CondiffError(f"{where} {mode}: this model has no palette (its data had too many colours, or "
+                           "data.palette was off); use --palette off")
+    return mode
+
+
+def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
+    """(P, 3) uint8 colours as (P, 3) floats in the model's range [-1, 1]."""
+    import torch
+
+    return torch.as_tensor(np.asarray(colors), dtype=torch.float32, device=device) / 127.5 - 1
+
+
+def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: torch.Tensor | None = None,
+                   luma_tolerance: float = 2 / 255) -> torch.Tensor:
+    """(N, 3, H, W) images in [-1, 1] with every pixel replaced by its nearest palette colour (RGB
+    distance). With `luma_target` (N, 1, H, W), only colours whose luma is within `luma_tolerance` of
+    the target compete (the nearest of the right lightness wins); a pixel with no such colour gets its
+    nearest colour of any lightness."""
+    import torch
+
+    from condiff.conditions.base import LUMA_WEIGHTS
+
+    palette = palette.to(images)
+    flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
+    targets = luma_target.permute(0, 2, 3, 1).reshape(-1).to(images) if luma_target is not None else None
+    palette_luma = palette @ torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
+    chosen = torch.empty(len(flat), dtype=torch.long, device=images.device)
+    for start in range(0, len(flat), _CHUNK):
+        cost = torch.cdist(flat[start:start + _CHUNK], palette).square()
+        if targets is not None:  # 16 exceeds any squared RGB distance in [-1, 1]: wrong lightness loses
+            cost = cost + 16 * ((targets[start:start + _CHUNK, None] - palette_luma[None]).abs() > luma_tolerance)
+        chosen[start:start + _CHUNK] = cost.argmin(dim=1)
+    n, _, h, w = images.shape
+    return palette[chosen].reshape(n, h, w, 3).permute(0, 3, 1, 2).contiguous()
+
+
+class PaletteProjection:
+    """Pulls the predicted clean image toward the palette over the last PROJECT_FRACTION of the steps,
+    harder each step (strength k/K at the k-th of K such steps), by giving the sampler the model output
+    that implies the pulled image. The sampler's own update then carries the pull to the next step."""
+
+    def __init__(self, palette: torch.Tensor, steps: int, fraction: float | None = None,
+                 luma_target: torch.Tensor | None = None) -> None:
+        """`fraction`: of the steps, default PROJECT_FRACTION; `luma_target` (N, 1, H, W): the lightness
+        the conditions fix (colorize), see nearest_colors."""
+        self.palette, self.steps, self.luma_target = palette, steps, luma_target
+        self.count = max(1, round((PROJECT_FRACTION if fraction is None else fraction) * steps))
+
+    def __call__(self, scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t, index: int) -> torch.Tensor:
+        from condiff.sampling import output_for_x0, predict_x0
+
+        position = index - (self.steps - self.count) + 1  # 1 .. count over the last steps
+        if position <= 0:
+            return model_output
+        x0 = predict_x0(scheduler, model_output, x_t, t)
+        pulled = x0 + (position / self.count) * (nearest_colors(x0, self.palette, self.luma_target) - x0)
+        return output_for_x0(scheduler, pulled, x_t, t)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def on_palette_share(images: np.ndarray, colors: np.ndarray) -> float:
+    """The share of pixels of (N, H, W, 3) uint8 images whose colour is exactly a palette colour."""
+    def pack(array):
+        array = np.asarray(array, np.int64).reshape(-1, 3)
+        return (array[:, 0] << 16) | (array[:, 1] << 8) | array[:, 2]
+
+    return float(np.isin(pack(images), pack(colors)).mean())
