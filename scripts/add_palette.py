@@ -29,6 +29,8 @@ def main() -> None:
     index_file = args.model / "model_index.json"
     index = json.loads(index_file.read_text(encoding="utf-8"))
     index["palette"] = None if found.colors is None else to_hex(found.colors)
+    index["palette_frequencies"] = None if found.frequencies is None else \
+        [round(float(share), 8) for share in found.frequencies]
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{args.model}: {found.note}")
 

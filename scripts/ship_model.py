@@ -1,9 +1,12 @@
 """Copy a trained run into the package as a shipped model: fp16 safetensors and a model card.
 
     python scripts/ship_model.py outputs/unconditional unconditional [--num 500]
+    python scripts/ship_model.py --reevaluate colorize [--num 500]
 
 Writes src/condiff/models/NAME/ (the diffusers pipeline folder with the UNet in fp16) and its
-README.md: the recipe, steps, wall time, and `condiff eval` run on the shipped (fp16) weights.
+README.md: the recipe, steps, wall time, and `condiff eval` run on the shipped (fp16) weights, with
+the model's palette (the default) and without it. --reevaluate measures a shipped model again and
+replaces only its card's evaluation section and eval.json.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
 from condiff.model_folder import load_pipeline, save_model
+from condiff.palette import from_hex
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
 from condiff.tasks import TASKS
 
@@ -34,12 +38,33 @@ def write_fp16(run: Path, target: Path) -> None:
     pipeline = load_pipeline(run)
     with tempfile.TemporaryDirectory() as tmp:
         unet = pipeline.unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
-        save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions)
+        colors, shares = pipeline.config.get("palette"), pipeline.config.get("palette_frequencies")
+        save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions,
+                   palette=None if colors is None else from_hex(colors), palette_frequencies=shares)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 
 
-def model_card(name: str, run: Path, report, size_mb: float) -> str:
+EVALUATION = "## Evaluation (`condiff eval`, on these fp16 weights)"
+
+
+def evaluate(task, target: Path, num: int, steps: int) -> list:
+    """`condiff eval` of the shipped folder: with its palette (the default, when it has one) and without."""
+    modes = ["auto", "off"] if load_pipeline(target).config.get("palette") is not None else ["off"]
+    net = load_feature_net()
+    reports = []
+    for mode in modes:
+        report = task.evaluate(str(target.relative_to(ROOT)), EvalSettings(num=num, steps=steps, palette=mode), net)
+        print(report.table(), flush=True)
+        reports.append(report)
+    return reports
+
+
+def evaluation_section(reports) -> str:
+    return EVALUATION + "\n\n" + "\n\n".join("```\n" + report.table() + "\n```" for report in reports) + "\n\n"
+
+
+def model_card(name: str, run: Path, reports, size_mb: float) -> str:
     summary = json.loads((run / "training_summary.json").read_text())
     recipe = (run / "recipe.yaml").read_text()
     return (
@@ -49,30 +74,39 @@ def model_card(name: str, run: Path, report, size_mb: float) -> str:
         f"- steps: {summary['steps']}\n- wall time: {summary['seconds'] / 60:.0f} min "
         "(on a shared 2-core machine)\n"
         f"- final training loss: {summary['final_loss']:.4f}\n\n"
-        "## Evaluation (`condiff eval`, on these fp16 weights)\n\n```\n" + report.table() + "\n```\n\n"
+        + evaluation_section(reports) +
         "## Recipe (every key resolved)\n\n```yaml\n" + recipe + "```\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a finished training run folder")
+    parser.add_argument("run", nargs="?", help="a finished training run folder")
     parser.add_argument("name", choices=tuple(TASKS))
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS)
+    parser.add_argument("--reevaluate", action="store_true", help="measure the shipped model again (no run)")
     args = parser.parse_args()
     task = TASKS[args.name]
-    run, target = Path(args.run), task.shipped_folder
-    write_fp16(run, target)
-    size = folder_mb(target)
-    if size > LIMIT_MB:
-        raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB} MB limit for shipped models")
-    settings = EvalSettings(num=args.num, steps=args.steps)
-    report = task.evaluate(str(target.relative_to(ROOT)), settings, load_feature_net())
-    print(report.table())
-    (target / "README.md").write_text(model_card(args.name, run, report, size), encoding="utf-8")
-    (target / "eval.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {target} ({size:.1f} MB)")
+    target = task.shipped_folder
+    if args.reevaluate:
+        reports = evaluate(task, target, args.num, args.steps)
+        card = (target / "README.md").read_text(encoding="utf-8")
+        before, rest = card.split(EVALUATION, 1)
+        after = rest[rest.index("\n## "):].lstrip("\n")
+        (target / "README.md").write_text(before + evaluation_section(reports) + after, encoding="utf-8")
+    else:
+        if not args.run:
+            parser.error("give the run folder to ship, or --reevaluate")
+        run = Path(args.run)
+        write_fp16(run, target)
+        size = folder_mb(target)
+        if size > LIMIT_MB:
+            raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB} MB limit for shipped models")
+        reports = evaluate(task, target, args.num, args.steps)
+        (target / "README.md").write_text(model_card(args.name, run, reports, size), encoding="utf-8")
+    (target / "eval.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

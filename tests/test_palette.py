@@ -46,6 +46,9 @@ def test_the_exact_colours_are_found_and_too_many_colours_give_none_or_kmeans():
     found = find_palette([sprite(rng) for _ in range(20)])
     assert sorted(map(tuple, found.colors.tolist())) == sorted(map(tuple, SPRITE_COLORS.tolist()))
     assert "4 exact colours" in found.note
+    assert found.frequencies.shape == (4,) and abs(found.frequencies.sum() - 1) < 1e-9
+    background = [tuple(c) for c in found.colors.tolist()].index(tuple(SPRITE_COLORS[0].tolist()))
+    assert found.frequencies.argmax() == background  # the background covers most pixels
     photos = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(4)]
     none = find_palette(photos, "auto", 256)
     assert none.colors is None and "more than data.palette_size 256" in none.note and "\n" not in none.note
@@ -83,6 +86,24 @@ def test_snapping_to_a_lightness_picks_the_colour_of_that_lightness():
     assert torch.equal(nearest_colors(reddish, palette, luma_target=target), palette[:1, :, None, None])
     assert torch.equal(nearest_colors(bluish, palette, luma_target=target), palette[:1, :, None, None])
     assert torch.equal(nearest_colors(bluish, palette), palette[1:2, :, None, None])  # without: the blue
+
+
+def test_among_colours_of_one_lightness_the_common_one_wins_unless_the_model_is_sure(monkeypatch):
+    import condiff.palette
+
+    monkeypatch.setattr(condiff.palette, "COLOR_SPREAD", 0.5)
+    # Two colours of exactly one lightness: red (rare) and a gray (common).
+    red = np.array([200, 40, 40])
+    gray_level = int(round(float(red @ np.array([0.299, 0.587, 0.114]))))
+    colors = np.array([red, [gray_level] * 3], np.uint8)
+    palette = palette_tensor(colors)
+    target = luma(palette[1].view(1, 3, 1, 1))
+    frequencies = torch.tensor([0.3, 0.7])
+    unsure = palette[1].view(1, 3, 1, 1) * 0.5 + palette[0].view(1, 3, 1, 1) * 0.5 + 0.1  # between the two
+    assert torch.equal(nearest_colors(unsure, palette, target, luma_tolerance=1, frequencies=frequencies),
+                       palette[1].view(1, 3, 1, 1))
+    assert torch.equal(nearest_colors(palette[0].view(1, 3, 1, 1), palette, target, luma_tolerance=1,
+                                      frequencies=frequencies), palette[0].view(1, 3, 1, 1))
 
 
 def test_colorize_keeps_the_input_lightness_where_no_palette_colour_has_it():
@@ -139,8 +160,10 @@ def test_a_sprite_folder_gets_its_palette_saved_reloaded_and_used(sprite_model, 
     if not (model / "model_index.json").exists():
         assert main(["train", str(recipe)]) == 0
         assert "condiff: palette: the data's 4 exact colours" in capsys.readouterr().out
-    saved = json.loads((model / "model_index.json").read_text())["palette"]
+    index = json.loads((model / "model_index.json").read_text())
+    saved = index["palette"]
     assert sorted(saved) == sorted(to_hex(SPRITE_COLORS))
+    assert len(index["palette_frequencies"]) == 4 and abs(sum(index["palette_frequencies"]) - 1) < 1e-6
     pipeline = load_pipeline(model)
     pipeline.set_progress_bar_config(disable=True)
     assert pipeline.palette.shape == (4, 3)

@@ -113,9 +113,10 @@ INDEX_RULES: dict[str, Rule] = {
     "sampler": _one_of(*SAMPLERS),  # how a call without num_inference_steps samples
     "sampler_steps": _whole(1, MAX_TIMESTEPS),  # ... in this many steps (at most the timesteps: checked below)
     "palette": _optional(_list_of(_hex_color, MAX_PALETTE)),  # the data's colours
+    "palette_frequencies": _optional(_list_of(_number(0, 1), MAX_PALETTE)),  # ... their shares (matched below)
 }
-# Either kind's model_index.json may hold the palette (diffusers' DDPMPipeline ignores the key).
-PALETTE_RULES: dict[str, Rule] = {"palette": INDEX_RULES["palette"]}
+# Either kind's model_index.json may hold the palette (diffusers' DDPMPipeline ignores the keys).
+PALETTE_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies")}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -175,7 +176,8 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     if _kind(index) == UNCONDITIONAL:
         unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps)
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
-                                       palette=index.get("palette"))
+                                       palette=index.get("palette"),
+                                       palette_frequencies=index.get("palette_frequencies"))
     return _load_conditional(path, index, timesteps)
 
 
@@ -375,6 +377,9 @@ def _read_index(folder: Path) -> dict[str, Any]:
         _check_rules(folder, file, index, INDEX_RULES)
     else:
         _check_rules(folder, file, index, PALETTE_RULES)
+    shares, colors = index.get("palette_frequencies"), index.get("palette")
+    if shares is not None and (colors is None or len(shares) != len(colors)):
+        raise _damaged(folder, file, "palette_frequencies needs one share per palette colour")
     return index
 
 
@@ -574,10 +579,11 @@ def as_float32(model):
 
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
-               palette: np.ndarray | None = None) -> None:
+               palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
     unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
-    ((P, 3) uint8, condiff.palette) goes into model_index.json as `palette` for either kind.
+    ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
+    as `palette` and `palette_frequencies` for either kind.
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
@@ -585,17 +591,19 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
     """
     from condiff.palette import to_hex
 
+    colors = {"palette": None if palette is None else to_hex(palette),
+              "palette_frequencies": None if palette_frequencies is None
+              else [round(float(share), 8) for share in palette_frequencies]}
     if conditions is None or not conditions.channels:
         from diffusers import DDPMPipeline
 
         pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
         if palette is not None:
-            pipeline.register_to_config(palette=to_hex(palette))
+            pipeline.register_to_config(**colors)
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
-        palette = None if palette is None else to_hex(palette)
-        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, palette=palette)
+        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

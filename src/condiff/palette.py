@@ -4,11 +4,15 @@ Every pixel of a real Noun (or of most sprites and icons) is one of a few hundre
 A diffusion model gets the shapes right and leaves each pixel a little off; here is what brings it back.
 
 - Finding, at training start: `find_palette` takes the exact colour set of a sample of the data when
-  it has at most `size` colours; otherwise none, or a k-means palette of `size` colours if asked.
-  The palette is saved in model_index.json (`palette`, a list of "#rrggbb" strings) by `save_model`.
+  it has at most `size` colours; otherwise none, or a k-means palette of `size` colours if asked; and
+  how often each colour occurs. `save_model` writes both into model_index.json (`palette`, a list of
+  "#rrggbb" strings, and `palette_frequencies`, each colour's share of the pixels).
 - Sampling (`PALETTE_MODES`): "project" pulls the predicted clean image toward its nearest palette
   colours over the last steps, inside the sampler loop (`PaletteProjection`), then snaps; "snap" only
   snaps the finished image; "off" leaves it; "auto" is DEFAULT_PALETTE_MODE when the model has a palette.
+- Lightness fixed by a condition (colorize): only colours of that lightness compete, and among them
+  the choice weighs the model's colour against how common each colour is (`nearest_colors`): on
+  Nouns, a gray level alone nearly names its colour, and the frequencies say which.
 - Measuring: `on_palette_share`, the share of pixels exactly on the palette.
 """
 
@@ -33,6 +37,9 @@ DATA_PALETTE_CHOICES = ("auto", "off", "kmeans")  # the recipe's data.palette
 SAMPLE_IMAGES = 4096  # images read to find a palette: enough for all but the rarest Nouns colours
 MAX_PALETTE = 4096  # colours a saved palette may hold (a model folder's bound)
 PROJECT_FRACTION = 0.3  # the share of the sampler's steps, at the end, that are pulled toward the palette
+# An 8-bit gray lies within half a level of its colour's luma; one level is 2/255 in [-1, 1].
+LUMA_TOLERANCE = 0.55 * 2 / 255
+COLOR_SPREAD = 0.5  # how far (in [-1, 1]) the model's colour is taken to stray: benchmarks/bench_palette.py
 _CHUNK = 65536  # pixels compared with the palette at once: bounds memory at 65536 x colours floats
 
 
@@ -43,6 +50,7 @@ _CHUNK = 65536  # pixels compared with the palette at once: bounds memory at 655
 class FoundPalette:
     colors: np.ndarray | None  # (P, 3) uint8, or None: no palette
     note: str  # one line for the training log
+    frequencies: np.ndarray | None = None  # (P,) each colour's share of the sampled pixels
 
 
 def find_palette(images: Iterable[np.ndarray], mode: str = "auto", size: int = 256) -> FoundPalette:
@@ -52,16 +60,27 @@ def find_palette(images: Iterable[np.ndarray], mode: str = "auto", size: int = 2
         return FoundPalette(None, "no palette (data.palette: off)")
     pixels = np.concatenate([np.asarray(image, np.uint8).reshape(-1, 3) for image in images])
     packed = (pixels[:, 0].astype(np.int64) << 16) | (pixels[:, 1].astype(np.int64) << 8) | pixels[:, 2]
-    unique = np.unique(packed)
+    unique, counts = np.unique(packed, return_counts=True)
     count = len(unique)
     if count <= size:
         colors = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1).astype(np.uint8)
-        return FoundPalette(colors, f"palette: the data's {count} exact colours")
+        return FoundPalette(colors, f"palette: the data's {count} exact colours", counts / counts.sum())
     if mode == "kmeans":
-        return FoundPalette(kmeans_palette(pixels, size), f"palette: {size} k-means colours (the data has "
-                                                          f"{count:,} colours, more than data.palette_size {size})")
+        colors = kmeans_palette(pixels, size)
+        return FoundPalette(colors, f"palette: {len(colors)} k-means colours (the data has {count:,} colours, "
+                                    f"more than data.palette_size {size})", shares_of(pixels, colors))
     return FoundPalette(None, f"no palette: the data has {count:,} colours, more than data.palette_size {size} "
                               "(set data.palette: kmeans for a k-means palette)")
+
+
+def shares_of(pixels: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Each colour's share of (M, 3) uint8 pixels, each pixel counted for its nearest colour."""
+    import torch
+
+    nearest = torch.cdist(torch.as_tensor(pixels[:200_000], dtype=torch.float32),
+                          torch.as_tensor(colors, dtype=torch.float32)).argmin(dim=1)
+    counts = np.bincount(nearest.numpy(), minlength=len(colors))
+    return counts / counts.sum()
 
 
 def kmeans_palette(pixels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -116,11 +135,13 @@ def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
 
 
 def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: torch.Tensor | None = None,
-                   luma_tolerance: float = 2 / 255) -> torch.Tensor:
+                   luma_tolerance: float = LUMA_TOLERANCE,
+                   frequencies: torch.Tensor | None = None) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] with every pixel replaced by its nearest palette colour (RGB
     distance). With `luma_target` (N, 1, H, W), only colours whose luma is within `luma_tolerance` of
-    the target compete (the nearest of the right lightness wins); a pixel with no such colour gets its
-    nearest colour of any lightness."""
+    the target compete, and with `frequencies` (P,) the most probable of them wins: the cost is
+    distance^2 / (2 COLOR_SPREAD^2) - log frequency, the model's colour read as a guess about
+    COLOR_SPREAD off. A pixel with no colour of its lightness gets its nearest colour of any lightness."""
     import torch
 
     from condiff.conditions.base import LUMA_WEIGHTS
@@ -129,11 +150,16 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
     targets = luma_target.permute(0, 2, 3, 1).reshape(-1).to(images) if luma_target is not None else None
     palette_luma = palette @ torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
+    prior = None
+    if targets is not None and frequencies is not None:
+        prior = frequencies.to(images).clamp(min=1e-12).log()
     chosen = torch.empty(len(flat), dtype=torch.long, device=images.device)
     for start in range(0, len(flat), _CHUNK):
         cost = torch.cdist(flat[start:start + _CHUNK], palette).square()
-        if targets is not None:  # 16 exceeds any squared RGB distance in [-1, 1]: wrong lightness loses
-            cost = cost + 16 * ((targets[start:start + _CHUNK, None] - palette_luma[None]).abs() > luma_tolerance)
+        if prior is not None:
+            cost = cost / (2 * COLOR_SPREAD**2) - prior[None]
+        if targets is not None:  # far above any other cost: a colour of the wrong lightness loses
+            cost = cost + 1e6 * ((targets[start:start + _CHUNK, None] - palette_luma[None]).abs() > luma_tolerance)
         chosen[start:start + _CHUNK] = cost.argmin(dim=1)
     n, _, h, w = images.shape
     return palette[chosen].reshape(n, h, w, 3).permute(0, 3, 1, 2).contiguous()
@@ -145,10 +171,10 @@ class PaletteProjection:
     that implies the pulled image. The sampler's own update then carries the pull to the next step."""
 
     def __init__(self, palette: torch.Tensor, steps: int, fraction: float | None = None,
-                 luma_target: torch.Tensor | None = None) -> None:
-        """`fraction`: of the steps, default PROJECT_FRACTION; `luma_target` (N, 1, H, W): the lightness
-        the conditions fix (colorize), see nearest_colors."""
-        self.palette, self.steps, self.luma_target = palette, steps, luma_target
+                 luma_target: torch.Tensor | None = None, frequencies: torch.Tensor | None = None) -> None:
+        """`fraction`: of the steps, default PROJECT_FRACTION; `luma_target` (N, 1, H, W) and the
+        palette's `frequencies`: the lightness the conditions fix (colorize), see nearest_colors."""
+        self.palette, self.steps, self.luma_target, self.frequencies = palette, steps, luma_target, frequencies
         self.count = max(1, round((PROJECT_FRACTION if fraction is None else fraction) * steps))
 
     def __call__(self, scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t, index: int) -> torch.Tensor:
@@ -158,7 +184,8 @@ class PaletteProjection:
         if position <= 0:
             return model_output
         x0 = predict_x0(scheduler, model_output, x_t, t)
-        pulled = x0 + (position / self.count) * (nearest_colors(x0, self.palette, self.luma_target) - x0)
+        target = nearest_colors(x0, self.palette, self.luma_target, frequencies=self.frequencies)
+        pulled = x0 + (position / self.count) * (target - x0)
         return output_for_x0(scheduler, pulled, x_t, t)
 
 

@@ -66,16 +66,23 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 
 class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
-                 sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None) -> None:
+                 sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
+                 palette_frequencies: list[float] | None = None) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
         without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
-        training data's colours ("#rrggbb" strings) or None."""
+        training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
+        of the data's pixels."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
         if palette is not None:
             from_hex(palette)  # checked now, not at the first call
             palette = list(palette)
-        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette)
+        if palette_frequencies is not None:
+            palette_frequencies = [float(f) for f in palette_frequencies]
+            if palette is None or len(palette_frequencies) != len(palette):
+                raise CondiffError("palette_frequencies needs one share per palette colour")
+        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
+                                palette_frequencies=palette_frequencies)
 
     @property
     def resolution(self) -> int:
@@ -86,6 +93,12 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         """The saved palette as (P, 3) floats in [-1, 1], or None."""
         colors = self.config.get("palette")
         return None if colors is None else palette_tensor(from_hex(colors), self.device)
+
+    @property
+    def palette_frequencies(self) -> torch.Tensor | None:
+        """Each palette colour's share of the training pixels (P,), or None."""
+        shares = self.config.get("palette_frequencies")
+        return None if shares is None else torch.tensor(shares, dtype=torch.float32)
 
     def palette_mode(self, palette: str) -> str:
         """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""
@@ -152,7 +165,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         luma = None
         if condition is not None and mode != "off":
             luma = self.conditions.known_luma(condition.to(self.device))
-        steer = PaletteProjection(self.palette, steps, luma_target=luma) if mode == "project" else None
+        frequencies = self.palette_frequencies
+        steer = PaletteProjection(self.palette, steps, luma_target=luma, frequencies=frequencies) \
+            if mode == "project" else None
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
                "steer": steer}
         if condition is None:
@@ -162,8 +177,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                guidance=self.guidance_scales(guidance),
                                condition_slices=self.conditions.channel_slices, **run)
         if mode != "off":
-            samples.images = nearest_colors(samples.images, self.palette.cpu(),
-                                            None if luma is None else luma.cpu())
+            samples.images = nearest_colors(samples.images, self.palette.cpu(), None if luma is None else luma.cpu(),
+                                            frequencies=frequencies)
         output = postprocess(samples.images, output_type)
         if not return_dict:
             return (output,)

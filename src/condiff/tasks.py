@@ -168,7 +168,7 @@ class ColorizeTask(Task):
         images = keep_luma(images, gray)
         if palette_mode == "off":
             return images
-        return snap_keeping_luma(images, gray, pipeline.palette)
+        return snap_keeping_luma(images, gray, pipeline.palette, pipeline.palette_frequencies)
 
     def full_resolution(self, source: Image.Image, output: Image.Image) -> Image.Image:
         """The input's own lightness with the model's colour, in Lab."""
@@ -183,21 +183,19 @@ def keep_luma(images: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
     return (images + (gray.to(images) - luma(images))).clamp(-1, 1)
 
 
-# The gray input is 8-bit: a palette colour within one gray level of it has the input's lightness.
-LUMA_TOLERANCE = 2 / 255
-
-
-def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.Tensor,
+                      frequencies: torch.Tensor | None = None) -> torch.Tensor:
     """Each pixel of `images` (already given the gray's luma) the palette colour of the gray's lightness
-    nearest to its colour; where the palette has no colour of that lightness, the pixel stays as it is
-    (the gray's luma, the model's colour) and leaves the palette."""
+    that best fits its colour (and, with `frequencies`, how common the colour is: nearest_colors); where
+    the palette has no colour of that lightness, the pixel stays as it is (the gray's luma, the model's
+    colour) and leaves the palette."""
     import torch
 
     from condiff.conditions.base import luma
-    from condiff.palette import nearest_colors
+    from condiff.palette import LUMA_TOLERANCE, nearest_colors
 
     gray = gray.to(images)
-    snapped = nearest_colors(images, palette, luma_target=gray, luma_tolerance=LUMA_TOLERANCE)
+    snapped = nearest_colors(images, palette, luma_target=gray, luma_tolerance=LUMA_TOLERANCE, frequencies=frequencies)
     agree = (luma(snapped) - gray).abs() <= LUMA_TOLERANCE
     return torch.where(agree, snapped, images)
 

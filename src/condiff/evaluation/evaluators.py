@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from condiff.conditions.base import luma
@@ -25,6 +26,7 @@ from condiff.tasks import UNCONDITIONAL, Task
 # Held-out sets of Nouns (training uses data.seed 0): the reference set, the inputs, and other Nouns.
 REFERENCE_SEED, INPUT_SEED, OTHER_SEED = 1001, 1002, 1003
 CONFIDENT = 0.8  # a part counts as recognised when the feature network gives it this probability
+EXACT_SHARE = 0.95  # a colorized part is right when this share of its visible pixels has the true colour
 
 
 @dataclass
@@ -181,10 +183,13 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
     space = model_space(pipeline, settings, net)
     gray = luma(truth).expand(-1, 3, -1, -1).contiguous()
     labels = held_out_labels(settings.num, INPUT_SEED)
+    visible = visible_parts(settings.num, INPUT_SEED, ("body", "glasses"))
 
     def scores(images: torch.Tensor) -> dict[str, float]:
+        exact = part_colours_exact(images, truth, visible)
         return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
                 "luma err": metrics.luma_error(images, truth), "colourful": metrics.colourfulness(images),
+                "body exact": exact["body"], "glasses exact": exact["glasses"],
                 **space.scores(images, labels=labels)}
 
     rows = [
@@ -194,8 +199,41 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
         Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  ["luma err: mean |output luma - input luma| in 8-bit levels", KID_NOTE, RIGHT_NOTE, PALETTE_NOTE],
+                  ["luma err: mean |output luma - input luma| in 8-bit levels", EXACT_NOTE, KID_NOTE, RIGHT_NOTE,
+                   PALETTE_NOTE],
                   samples=outputs)
+
+
+EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (glasses) pixels have the true Noun's "
+              f"exact colours, at least {EXACT_SHARE:.0%} of them")
+
+
+def visible_parts(num: int, seed: int, kinds: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """{part: (num, 32, 32) bool} where each held-out Noun shows that part (no later layer covers it)."""
+    from condiff.data.nouns import PART_KINDS
+    from condiff.evaluation.drawings import held_out_masks
+
+    layers = PART_KINDS[1:]  # body, accessory, head, glasses, bottom first
+    masks = held_out_masks(num, seed, layers)
+    visible = {}
+    for kind in kinds:
+        above = np.zeros_like(masks[kind])
+        for later in layers[layers.index(kind) + 1:]:
+            above |= masks[later]
+        visible[kind] = torch.from_numpy(masks[kind] & ~above)
+    return visible
+
+
+def part_colours_exact(images: torch.Tensor, truth: torch.Tensor, visible: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per part: the share of images whose visible pixels of the part are at least EXACT_SHARE exactly
+    the truth's colours (8-bit), among the images that show the part (an accessory can hide a body)."""
+    same = torch.from_numpy((to_uint8(images) == to_uint8(truth)).all(axis=-1))
+    result = {}
+    for kind, mask in visible.items():
+        shown = mask.sum(dim=(1, 2))
+        right = (same & mask).sum(dim=(1, 2)) / shown.clamp(min=1)
+        result[kind] = float((right >= EXACT_SHARE)[shown > 0].float().mean())
+    return result
 
 
 def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:

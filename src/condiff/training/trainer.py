@@ -598,8 +598,10 @@ class Trainer:
             return
 
         def save(model) -> None:
+            found = self.palette
             save_model(self.output_dir, model, self.scheduler, self.conditions,
-                       palette=self.palette.colors if self.palette is not None else None)
+                       palette=found.colors if found is not None else None,
+                       palette_frequencies=found.frequencies if found is not None else None)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
