@@ -136,7 +136,8 @@ def tiny_models(tmp_path_factory):
 
 @pytest.mark.parametrize("task,columns", [
     ("unconditional", ["FD", "KID", "glasses ok"]),
-    ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD", "on palette", "body right", "glasses right"]),
+    ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD", "on palette", "body right", "glasses right",
+                  "body exact"]),
     ("sketch2img", ["silhouette IoU", "edge F1", "FD", "on palette"]),
 ])
 def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models, tmp_path, capsys, task, columns):
@@ -156,6 +157,9 @@ def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models
     assert floor["FD"] < model["FD"]
     if task == "colorize":
         assert floor["PSNR"] == metrics.PSNR_CAP and floor["luma err"] == 0.0
+        assert floor["body exact"] == floor["glasses exact"] == 1.0
+        gray = next(row for row in report["rows"] if row["name"] == "gray output")
+        assert gray["glasses exact"] < 0.5 and gray["on palette"] < 0.5
     if task == "sketch2img":  # one row per drawing style; the ceiling is exact, chance is not
         styles = ["outlines", "simple", "wobbly", "inverted"]
         assert [row["name"] for row in models] == [f"model, {style}" for style in styles]
