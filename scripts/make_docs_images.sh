@@ -46,6 +46,9 @@ $bin/condiff encode --condition sketch docs/images/input-drawing.png --out docs/
 $bin/condiff sketch2img docs/images/input-drawing.png --model outputs/sketch2img-quick --num 4 --seed 0 \
     --guidance 2 --out docs/images/sketch2img.png --gif
 
+# The shipped models on held-out Nouns, with and without the palette (docs/colorize.md, sketch2img.md, sample.md).
+$bin/python scripts/make_obedience_grids.py
+
 # The web app (docs/app.md): tests/test_app.py drives it in Chromium and screenshots each tab.
 CONDIFF_APP_TEST_MODELS=outputs/quickstart:outputs/colorize-quick:outputs/sketch2img-quick \
     CONDIFF_APP_SCREENSHOTS=docs/images $bin/python -m pytest tests/test_app.py -q
