@@ -60,8 +60,19 @@ def evaluate(task, target: Path, num: int, steps: int) -> list:
     return reports
 
 
-def evaluation_section(reports) -> str:
-    return EVALUATION + "\n\n" + "\n\n".join("```\n" + report.table() + "\n```" for report in reports) + "\n\n"
+def evaluation_section(reports, palette_size: int | None) -> str:
+    about = ""
+    if palette_size:
+        about = (f"Palette: the training data's {palette_size} colours (`palette` in model_index.json). The first "
+                 "table samples with it, as the commands do by default (`--palette auto`); the second without "
+                 "(`--palette off`).\n\n")
+    tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
+    return EVALUATION + "\n\n" + about + tables + "\n\n"
+
+
+def palette_size(target: Path) -> int | None:
+    colors = load_pipeline(target).config.get("palette")
+    return None if colors is None else len(colors)
 
 
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:
@@ -74,7 +85,7 @@ def model_card(name: str, run: Path, reports, size_mb: float) -> str:
         f"- steps: {summary['steps']}\n- wall time: {summary['seconds'] / 60:.0f} min "
         "(on a shared 2-core machine)\n"
         f"- final training loss: {summary['final_loss']:.4f}\n\n"
-        + evaluation_section(reports) +
+        + evaluation_section(reports, palette_size(TASKS[name].shipped_folder)) +
         "## Recipe (every key resolved)\n\n```yaml\n" + recipe + "```\n"
     )
 
@@ -94,7 +105,8 @@ def main() -> None:
         card = (target / "README.md").read_text(encoding="utf-8")
         before, rest = card.split(EVALUATION, 1)
         after = rest[rest.index("\n## "):].lstrip("\n")
-        (target / "README.md").write_text(before + evaluation_section(reports) + after, encoding="utf-8")
+        section = evaluation_section(reports, palette_size(target))
+        (target / "README.md").write_text(before + section + after, encoding="utf-8")
     else:
         if not args.run:
             parser.error("give the run folder to ship, or --reevaluate")

@@ -79,8 +79,9 @@ def test_each_condition_reads_its_own_input_and_steers_its_own_channels(two_cond
     other_sketch = pipeline.encode({"sketch": round_, "grayscale": gray(30)})
     assert torch.equal(other_sketch[:, gray_slice], channels[:, gray_slice])  # only the sketch's channels move
     assert not torch.equal(other_sketch[:, sketch_slice], channels[:, sketch_slice])
-    # The trained model answers each input: another sketch or another gray changes the output.
-    call = {"num_inference_steps": 3, "seed": 0, "output_type": "latent"}
+    # The trained model answers each input: another sketch or another gray changes the output. (Its
+    # own colours: with the palette, a gray input fixes each pixel's colour whatever the sketch says.)
+    call = {"num_inference_steps": 3, "seed": 0, "output_type": "latent", "palette": "off"}
     first = pipeline({"sketch": box, "grayscale": gray(30)}, **call).images
     assert not torch.equal(first, pipeline({"sketch": round_, "grayscale": gray(30)}, **call).images)
     assert not torch.equal(first, pipeline({"sketch": box, "grayscale": gray(90)}, **call).images)
@@ -174,27 +175,31 @@ def test_eval_takes_a_model_with_the_task_condition_among_others(untrained, tmp_
 # --- diffusers conventions ----------------------------------------------------------------------
 
 
+# The model's own colours: with the palette, the gray input alone would fix them, whatever the sampler.
+OWN_COLOURS = {"output_type": "latent", "palette": "off"}
+
+
 def test_seed_generator_and_default_sampler(two_conditions):
     from condiff.model_folder import load_pipeline
     from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, make_sampler
 
     pipeline = load_pipeline(two_conditions)
     box = drawing("box")
-    by_seed = pipeline(box, num_images_per_input=2, seed=7, output_type="latent").images
+    by_seed = pipeline(box, num_images_per_input=2, seed=7, **OWN_COLOURS).images
     generators = [torch.Generator().manual_seed(7 + i) for i in range(2)]
     assert torch.equal(by_seed, pipeline(box, num_images_per_input=2, generator=generators,
-                                         output_type="latent").images)
-    one = pipeline(box, generator=torch.Generator().manual_seed(3), output_type="latent").images
-    assert torch.equal(one, pipeline(box, generator=torch.Generator().manual_seed(3), output_type="latent").images)
+                                         **OWN_COLOURS).images)
+    one = pipeline(box, generator=torch.Generator().manual_seed(3), **OWN_COLOURS).images
+    assert torch.equal(one, pipeline(box, generator=torch.Generator().manual_seed(3), **OWN_COLOURS).images)
     # Without num_inference_steps the saved training scheduler samples as the commands do.
     training_scheduler = pipeline.scheduler
     pipeline.scheduler = make_sampler(training_scheduler, DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS)
-    as_cli = pipeline(box, num_inference_steps=DEFAULT_SAMPLER_STEPS, seed=7, output_type="latent").images
+    as_cli = pipeline(box, num_inference_steps=DEFAULT_SAMPLER_STEPS, seed=7, **OWN_COLOURS).images
     pipeline.scheduler = training_scheduler
-    assert torch.equal(pipeline(box, seed=7, output_type="latent").images[:1], as_cli)
+    assert torch.equal(pipeline(box, seed=7, **OWN_COLOURS).images[:1], as_cli)
     # A scheduler the user chose is kept.
     pipeline.scheduler = make_sampler(training_scheduler, "ddim")
-    ddim = pipeline(box, seed=7, output_type="latent").images
+    ddim = pipeline(box, seed=7, **OWN_COLOURS).images
     assert not torch.equal(ddim, as_cli)
 
 
