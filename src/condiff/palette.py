@@ -34,7 +34,6 @@ PALETTE_MODES = ("auto", "off", "snap", "project")
 # Chosen by benchmarks/bench_palette.py (docs/benchmarks.md, "Palette-aware sampling"): snapping the
 # finished image gave the lowest FD on every shipped model; pulling the last steps toward it did not.
 DEFAULT_PALETTE_MODE = "snap"
-DATA_PALETTE_CHOICES = ("auto", "off", "kmeans")  # the recipe's data.palette
 SAMPLE_IMAGES = 4096  # images read to find a palette: enough for all but the rarest Nouns colours
 MAX_PALETTE = 4096  # colours a saved palette may hold (a model folder's bound)
 PROJECT_FRACTION = 0.15  # the share of the sampler's steps, at the end, pulled toward the palette (the best tried)
@@ -63,8 +62,7 @@ def find_palette(images: Iterable[np.ndarray], mode: str = "auto", size: int = 2
     if mode == "off":
         return FoundPalette(None, "no palette (data.palette: off)")
     pixels = np.concatenate([np.asarray(image, np.uint8).reshape(-1, 3) for image in images])
-    packed = (pixels[:, 0].astype(np.int64) << 16) | (pixels[:, 1].astype(np.int64) << 8) | pixels[:, 2]
-    unique, counts = np.unique(packed, return_counts=True)
+    unique, counts = np.unique(packed_colors(pixels), return_counts=True)
     count = len(unique)
     if count <= size:
         colors = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1).astype(np.uint8)
@@ -75,6 +73,12 @@ def find_palette(images: Iterable[np.ndarray], mode: str = "auto", size: int = 2
                                     f"more than data.palette_size {size})", shares_of(pixels, colors))
     return FoundPalette(None, f"no palette: the data has {count:,} colours, more than data.palette_size {size} "
                               "(set data.palette: kmeans for a k-means palette)")
+
+
+def packed_colors(pixels) -> np.ndarray:
+    """Colours (..., 3) of 8 bits each as one int64 each (0xRRGGBB), for counting and matching."""
+    array = np.asarray(pixels, np.int64).reshape(-1, 3)
+    return (array[:, 0] << 16) | (array[:, 1] << 8) | array[:, 2]
 
 
 def shares_of(pixels: np.ndarray, colors: np.ndarray) -> np.ndarray:
@@ -198,8 +202,4 @@ class PaletteProjection:
 
 def on_palette_share(images: np.ndarray, colors: np.ndarray) -> float:
     """The share of pixels of (N, H, W, 3) uint8 images whose colour is exactly a palette colour."""
-    def pack(array):
-        array = np.asarray(array, np.int64).reshape(-1, 3)
-        return (array[:, 0] << 16) | (array[:, 1] << 8) | array[:, 2]
-
-    return float(np.isin(pack(images), pack(colors)).mean())
+    return float(np.isin(packed_colors(images), packed_colors(colors)).mean())
