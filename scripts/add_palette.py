@@ -15,7 +15,7 @@ from pathlib import Path
 
 from condiff.config import load_recipe
 from condiff.data.sources import build_dataset
-from condiff.palette import to_hex
+from condiff.palette import palette_config
 from condiff.training.from_recipe import data_palette
 
 
@@ -28,9 +28,7 @@ def main() -> None:
     found = data_palette(recipe, build_dataset(recipe.data))
     index_file = args.model / "model_index.json"
     index = json.loads(index_file.read_text(encoding="utf-8"))
-    index["palette"] = None if found.colors is None else to_hex(found.colors)
-    index["palette_frequencies"] = None if found.frequencies is None else \
-        [round(float(share), 8) for share in found.frequencies]
+    index.update(palette_config(found.colors, found.frequencies))
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{args.model}: {found.note}")
 

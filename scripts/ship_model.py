@@ -48,9 +48,14 @@ def write_fp16(run: Path, target: Path) -> None:
 EVALUATION = "## Evaluation (`condiff eval`, on these fp16 weights)"
 
 
+def saved_palette(target: Path) -> list | None:
+    """The palette in the folder's model_index.json, or None."""
+    return json.loads((target / "model_index.json").read_text(encoding="utf-8")).get("palette")
+
+
 def evaluate(task, target: Path, num: int, steps: int) -> list:
     """`condiff eval` of the shipped folder: with its palette (the default, when it has one) and without."""
-    modes = ["auto", "off"] if load_pipeline(target).config.get("palette") is not None else ["off"]
+    modes = ["auto", "off"] if saved_palette(target) is not None else ["off"]
     net = load_feature_net()
     reports = []
     for mode in modes:
@@ -60,19 +65,14 @@ def evaluate(task, target: Path, num: int, steps: int) -> list:
     return reports
 
 
-def evaluation_section(reports, palette_size: int | None) -> str:
-    about = ""
-    if palette_size:
-        about = (f"Palette: the training data's {palette_size} colours (`palette` in model_index.json). The first "
+def evaluation_section(reports, target: Path) -> str:
+    about, colors = "", saved_palette(target)
+    if colors:
+        about = (f"Palette: the training data's {len(colors)} colours (`palette` in model_index.json). The first "
                  "table samples with it, as the commands do by default (`--palette auto`); the second without "
                  "(`--palette off`).\n\n")
     tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
     return EVALUATION + "\n\n" + about + tables + "\n\n"
-
-
-def palette_size(target: Path) -> int | None:
-    colors = load_pipeline(target).config.get("palette")
-    return None if colors is None else len(colors)
 
 
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:
@@ -85,7 +85,7 @@ def model_card(name: str, run: Path, reports, size_mb: float) -> str:
         f"- steps: {summary['steps']}\n- wall time: {summary['seconds'] / 60:.0f} min "
         "(on a shared 2-core machine)\n"
         f"- final training loss: {summary['final_loss']:.4f}\n\n"
-        + evaluation_section(reports, palette_size(TASKS[name].shipped_folder)) +
+        + evaluation_section(reports, TASKS[name].shipped_folder) +
         "## Recipe (every key resolved)\n\n```yaml\n" + recipe + "```\n"
     )
 
@@ -105,7 +105,7 @@ def main() -> None:
         card = (target / "README.md").read_text(encoding="utf-8")
         before, rest = card.split(EVALUATION, 1)
         after = rest[rest.index("\n## "):].lstrip("\n")
-        section = evaluation_section(reports, palette_size(target))
+        section = evaluation_section(reports, target)
         (target / "README.md").write_text(before + section + after, encoding="utf-8")
     else:
         if not args.run:

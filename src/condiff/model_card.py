@@ -47,8 +47,10 @@ def _is_hub_dataset(source: str) -> bool:
 PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
 
 
-def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]]) -> str:
-    """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order."""
+def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]],
+               palette_saved: bool = False) -> str:
+    """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order;
+    `palette_saved`: whether the folder holds a palette (summary["palette"] says which)."""
     import yaml
 
     name = Path(recipe["train"]["output_dir"]).name
@@ -60,8 +62,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
              f"{', EMA weights' if summary.get('ema') else ''}.", ""]
     if summary.get("palette"):
         lines += [f"Palette ({PALETTE_DOC}): {summary['palette']}."
-                  + (" Sampling uses it unless told `--palette off`." if not summary["palette"].startswith("no ")
-                     else ""), ""]
+                  + (" Sampling uses it unless told `--palette off`." if palette_saved else ""), ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
@@ -79,7 +80,9 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
 def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack) -> None:
     """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
     conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
-    (Path(folder) / CARD).write_text(model_card(recipe, summary, conditions), encoding="utf-8")
+    index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
+    card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None)
+    (Path(folder) / CARD).write_text(card, encoding="utf-8")
 
 
 def describe(folder: str | Path) -> str:

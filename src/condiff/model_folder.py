@@ -589,11 +589,9 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
     in `folder` untouched; it raises a one-line CondiffError naming the folder.
     """
-    from condiff.palette import to_hex
+    from condiff.palette import palette_config
 
-    colors = {"palette": None if palette is None else to_hex(palette),
-              "palette_frequencies": None if palette_frequencies is None
-              else [round(float(share), 8) for share in palette_frequencies]}
+    colors = palette_config(palette, palette_frequencies)
     if conditions is None or not conditions.channels:
         from diffusers import DDPMPipeline
 

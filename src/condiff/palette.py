@@ -106,6 +106,13 @@ def kmeans_palette(pixels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 HEX_COLOR = re.compile(r"^#[0-9a-f]{6}$")
 
 
+def palette_config(colors: np.ndarray | None, frequencies=None) -> dict:
+    """The model_index.json keys of a palette: `palette` ("#rrggbb" strings) and `palette_frequencies`
+    (each colour's share of the pixels), None where absent."""
+    return {"palette": None if colors is None else to_hex(colors),
+            "palette_frequencies": None if frequencies is None else [round(float(share), 8) for share in frequencies]}
+
+
 def to_hex(colors: np.ndarray) -> list[str]:
     """(P, 3) uint8 colours as the "#rrggbb" strings a model folder stores."""
     return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in np.asarray(colors, np.uint8).tolist()]
@@ -149,15 +156,15 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
     distance). With `luma_target` (N, 1, H, W), only colours whose luma is within `luma_tolerance` of
     the target compete, and with `frequencies` (P,) the most probable of them wins: the cost is
     distance^2 / (2 COLOR_SPREAD^2) - log frequency, the model's colour read as a guess about
-    COLOR_SPREAD off. A pixel with no colour of its lightness gets its nearest colour of any lightness."""
+    COLOR_SPREAD off. A pixel with no colour of its lightness gets the best colour of any lightness."""
     import torch
 
-    from condiff.conditions.base import LUMA_WEIGHTS
+    from condiff.conditions.base import luma
 
     palette = palette.to(images)
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
     targets = luma_target.permute(0, 2, 3, 1).reshape(-1).to(images) if luma_target is not None else None
-    palette_luma = palette @ torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
+    palette_luma = luma(palette[:, :, None, None]).flatten()
     prior = None
     if targets is not None and frequencies is not None:
         prior = frequencies.to(images).clamp(min=1e-12).log()

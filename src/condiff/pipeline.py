@@ -165,8 +165,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         luma = None
         if condition is not None and mode != "off":
             luma = self.conditions.known_luma(condition.to(self.device))
-        frequencies = self.palette_frequencies
-        steer = PaletteProjection(self.palette, steps, luma_target=luma, frequencies=frequencies) \
+        palette, frequencies = self.palette, self.palette_frequencies
+        steer = PaletteProjection(palette, steps, luma_target=luma, frequencies=frequencies) \
             if mode == "project" else None
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
                "steer": steer}
@@ -177,7 +177,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                guidance=self.guidance_scales(guidance),
                                condition_slices=self.conditions.channel_slices, **run)
         if mode != "off":
-            samples.images = nearest_colors(samples.images, self.palette.cpu(), None if luma is None else luma.cpu(),
+            samples.images = nearest_colors(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
                                             frequencies=frequencies)
         output = postprocess(samples.images, output_type)
         if not return_dict:

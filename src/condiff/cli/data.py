@@ -85,13 +85,12 @@ def run_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from condiff.cli.common import MAX_RESOLUTION, check_range, check_seed
-    from condiff.errors import CondiffError
+    from condiff.errors import CondiffError, is_write_failure, write_failure_reason
+    from condiff.images import check_writable
 
     check_range("--num", args.num, 1, 1_000_000, "one file per image")
     check_seed(args.seed)
     check_range("--resolution", args.resolution, 1, MAX_RESOLUTION)
-    from condiff.errors import is_write_failure, write_failure_reason
-    from condiff.images import check_writable
 
     out = Path(args.out)
     check_writable(out / "metadata.jsonl")  # first: a name too long cannot even be looked at

@@ -168,8 +168,7 @@ def run(args: argparse.Namespace) -> None:
     pipeline = task.load(args.model, pick_device(args.device), args.scheduler, args.steps)
     guidance = pipeline.guidance_scales(args.guidance[0] if len(args.guidance) == 1 else args.guidance)
     for files, out in jobs:
-        if out.parent != Path() and not out.parent.exists():
-            out.parent.mkdir(parents=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         run_one(args, pipeline, guidance, {name: open_image(path) for name, path in files.items()}, out)
 
 

@@ -210,7 +210,6 @@ EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (
 
 def visible_parts(num: int, seed: int, kinds: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """{part: (num, 32, 32) bool} where each held-out Noun shows that part (no later layer covers it)."""
-    from condiff.data.nouns import PART_KINDS
     from condiff.evaluation.drawings import held_out_masks
 
     layers = PART_KINDS[1:]  # body, accessory, head, glasses, bottom first
@@ -261,9 +260,9 @@ def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
                 "edge F1": metrics.edge_f1(clean_sketch(images), sketches, tolerance=0),
                 **space.scores(images, parts=True)}
 
+    encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(task.condition)]
     rows = []
     for style in settings.styles or STYLES:
-        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(task.condition)]
         drawn = drawings(style, truth, masks, seed=settings.seed)
         channels = torch.cat([encoder.encode_input(image, pipeline.resolution) for image in drawn])
         outputs = task_outputs(task, pipeline, channels, settings)

@@ -272,16 +272,18 @@ class Trainer:
             raise CondiffError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on the CPU")
         # Several processes on a machine without a GPU (torchrun / `accelerate launch --multi_gpu`):
         # accelerate only picks gloo on the CPU when told so.
-        cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        several_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        cpu = not torch.cuda.is_available() and several_processes
         if self.device:
             device = torch.device(pick_device(self.device))
-            if device.type != "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            if device.type != "cpu" and several_processes:
                 raise CondiffError(f"--device {self.device}: under accelerate launch each process has its own "
                                    "GPU; leave --device out (or use --device cpu)")
             if device.type == "cuda" and device.index is not None:
                 torch.cuda.set_device(device)  # accelerate's single process uses the current CUDA device
+            cpu = cpu or device.type == "cpu"
         return Accelerator(
-            cpu=cpu_processes or (self.device is not None and torch.device(self.device).type == "cpu"),
+            cpu=cpu,
             mixed_precision=cfg.mixed_precision,
             gradient_accumulation_steps=cfg.grad_accum,
             log_with="tensorboard" if cfg.tensorboard else None,
