@@ -1,11 +1,13 @@
 """Grids for docs/colorize.md, docs/sketch2img.md and docs/sample.md: the shipped models on held-out Nouns
 they never saw, the inputs beside the outputs and the truth, with and without the palette.
 
-    python scripts/make_obedience_grids.py [--num 8]
+    python scripts/make_obedience_grids.py [--num 8] [--sketch-before FOLDER]
 
 Writes docs/images/colorize-held-out.png (rows: gray input, --palette off, the default, the true Noun),
 docs/images/sketch2img-styles.png (per drawing style: the drawing, the output; last row the true Noun)
-and docs/images/palette-{off,snap,project}.png (16 unconditional samples per mode).
+and docs/images/palette-{off,snap,project}.png (16 unconditional samples per mode). With
+--sketch-before (an earlier sketch2img model folder), also docs/images/sketch2img-before-after.png: per
+style never used in training, the drawing, that model's output and the shipped one's; the truth last.
 """
 
 from __future__ import annotations
@@ -34,9 +36,16 @@ def rows_grid(rows: list[torch.Tensor], path: Path) -> None:
     print(f"wrote {path}")
 
 
+def drawing_row(drawn: list[Image.Image]) -> torch.Tensor:
+    """Drawings shrunk to the models' 32 px for a grid row."""
+    return to_model_tensor(np.stack([np.asarray(d.convert("RGB").resize((32, 32), Image.Resampling.BOX))
+                                     for d in drawn]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=8)
+    parser.add_argument("--sketch-before", help="an earlier sketch2img model folder to compare with")
     args = parser.parse_args()
     truth = held_out_nouns(args.num, INPUT_SEED)
     gray = luma(truth).expand(-1, 3, -1, -1)
@@ -50,10 +59,16 @@ def main() -> None:
     masks, rows = held_out_masks(args.num, INPUT_SEED), []
     for style in STYLES:
         drawn = drawings(style, truth, masks)
-        small = to_model_tensor(np.stack([np.asarray(d.convert("RGB").resize((32, 32), Image.Resampling.BOX))
-                                          for d in drawn]))
-        rows += [small, SKETCH2IMG.run(pipeline, drawn, steps=20, seed=0, output_type="latent").images]
+        rows += [drawing_row(drawn), SKETCH2IMG.run(pipeline, drawn, steps=20, seed=0, output_type="latent").images]
     rows_grid([*rows, truth], OUT / "sketch2img-styles.png")
+    if args.sketch_before:
+        before = SKETCH2IMG.load(args.sketch_before, "cpu", "dpm", 20)
+        rows = []
+        for style in ("simple", "wobbly"):
+            drawn = drawings(style, truth, masks)
+            rows += [drawing_row(drawn)] + [SKETCH2IMG.run(model, drawn, steps=20, seed=0, output_type="latent").images
+                                            for model in (before, pipeline)]
+        rows_grid([*rows, truth], OUT / "sketch2img-before-after.png")
 
     pipeline = UNCONDITIONAL.load(None, "cpu", "dpm", 20)
     for mode in ("off", "snap", "project"):

@@ -15,7 +15,8 @@ BUILT_INS = {"grayscale": 1, "canny": 1, "sketch": 1, "lowres": 3, "inpaint": 4}
 NON_DEFAULT_SETTINGS = {
     "grayscale": {"resize": "lanczos"},
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
-    "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2},
+    "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
+               "interior_dropout": 0.5},
     "lowres": {"factor": 2},
     "inpaint": {"min_size": 0.1, "max_size": 0.3},
 }
@@ -92,6 +93,7 @@ def test_settings_survive_a_config_round_trip(name, nouns, tmp_path):
         ("canny", {"low_threshold": 200, "high_threshold": 100}),
         ("sketch", {"stroke_dropout": 1.0}),
         ("sketch", {"max_shift": -1.0}),
+        ("sketch", {"interior_dropout": 1.5}),
         ("lowres", {"factor": 0}),
         ("inpaint", {"min_size": 0.7, "max_size": 0.5}),
     ],
@@ -185,6 +187,59 @@ def test_sketch_training_augments_with_gaps_and_shifts(nouns):
     shifted = encoder("sketch", stroke_dropout=0.0, max_shift=3.0).encode_training(nouns)
     assert (shifted > 0).sum() <= (clean > 0).sum()
     assert not torch.equal(shifted, clean)
+
+
+def test_sketch_interior_dropout_keeps_the_figures_outline_and_leaves_out_inner_lines(nouns):
+    from condiff.conditions.sketch import foreground
+
+    complete = encoder("sketch", stroke_dropout=0.0, max_shift=0.0).encode_training(nouns) > 0
+    torch.manual_seed(0)
+    sparse = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, interior_dropout=1.0).encode_training(nouns) > 0
+    assert (sparse <= complete).all()  # nothing is drawn that the image does not have
+    figure = foreground(nouns, 0.05)[:, None]
+    near_background = torch.nn.functional.max_pool2d((~figure).float(), 3, stride=1, padding=1) > 0
+    outline = complete & near_background
+    assert outline.sum() > 0 and (sparse[outline]).all()  # the outline against the background stays
+    inner = complete & ~outline
+    assert sparse[inner].float().mean() < 0.9  # inner lines are left out
+    torch.manual_seed(0)
+    none_left_out = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, interior_dropout=0.0).encode_training(nouns)
+    assert torch.equal(none_left_out > 0, complete)
+
+
+@pytest.mark.parametrize("name", ["sketch", "grayscale"])
+def test_consistency_is_zero_for_the_true_image_and_grows_when_the_prediction_disobeys(name, nouns):
+    enc = encoder(name, stroke_dropout=0.0, max_shift=0.0) if name == "sketch" else encoder(name)
+    channels = enc.encode_training(nouns)
+    assert torch.equal(enc.consistency(nouns, channels), torch.zeros(len(nouns)))
+    torch.manual_seed(0)
+    flat = nouns.mean(dim=(2, 3), keepdim=True) + 0.01 * torch.randn_like(nouns)
+    flat.requires_grad_()
+    losses = enc.consistency(flat, channels)  # a nearly flat image has neither the lines nor the luma
+    assert (losses > 0.01).all()
+    losses.sum().backward()
+    assert flat.grad.abs().sum() > 0  # the trainer can learn from it
+
+
+def test_a_stack_sums_its_encoders_consistency_and_skips_dropped_conditions(nouns):
+    from condiff.conditions.stack import ConditionStack
+
+    stack = ConditionStack(conditions=[{"name": "sketch", "stroke_dropout": 0.0, "max_shift": 0.0},
+                                       {"name": "canny"}, {"name": "grayscale"}])
+    assert stack.offers_consistency and not ConditionStack(conditions=[{"name": "canny"}]).offers_consistency
+    channels = stack.encode_training(nouns, apply_dropout=False)
+    flat = nouns.mean(dim=(2, 3), keepdim=True).expand_as(nouns)
+    sketch, gray = stack.encoders[0], stack.encoders[2]
+    expected = sketch.consistency(flat, channels[:, :1]) + gray.consistency(flat, channels[:, 2:])
+    assert torch.allclose(stack.consistency(flat, channels), expected)
+    assert torch.equal(stack.consistency(nouns, channels), torch.zeros(len(nouns)))
+    channels[0] = 0  # the first sample's conditions were all dropped: nothing to obey
+    assert stack.consistency(flat, channels)[0] == 0 and stack.consistency(flat, channels)[1] > 0
+
+
+def test_encoders_without_a_consistency_loss_offer_none(nouns):
+    enc = encoder("canny")
+    assert enc.consistency(nouns, enc.encode_training(nouns)) is None
 
 
 def drawing(size: int = 512, width: int = 3) -> Image.Image:
@@ -289,7 +344,7 @@ def test_inpaint_input_without_transparency_has_no_hole():
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
-                    "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05}],
+                    "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05, "interior_dropout": 1.0}],
 }
 
 
@@ -306,9 +361,9 @@ def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monke
     class ThickerByDefault(SketchCondition):  # a later condiff in which thickness_jitter defaults to 2
         @register_to_config
         def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
-                     threshold: float = 0.05) -> None:
+                     threshold: float = 0.05, interior_dropout: float = 0.0) -> None:
             super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
-                             max_shift=max_shift, threshold=threshold)
+                             max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout)
 
     monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
     saved = ConditionStack.from_pretrained(tmp_path)
@@ -344,7 +399,10 @@ def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
     config["conditions"] = [{"name": "sketch", "dropout": 0.1}]  # as folders were written before
     (tmp_path / "config.json").write_text(json.dumps(config))
     stack = ConditionStack.from_pretrained(tmp_path)
-    assert stack.config.conditions == SHIPPED_CONDITIONS["sketch2img"] and stack.dropouts == [0.1]
+    defaults = {"thickness_jitter": 0.0, "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05,
+                "interior_dropout": 0.0}
+    assert stack.config.conditions == [{"name": "sketch", "dropout": 0.1, "package": "condiff", **defaults}]
+    assert stack.dropouts == [0.1]
 
 
 def test_every_shipped_condition_stack_is_checked_below():

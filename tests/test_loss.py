@@ -56,3 +56,41 @@ def test_min_snr_is_the_default_and_can_be_turned_off(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  min_snr_gamma: null\n")
     assert load_recipe(str(recipe)).train.min_snr_gamma is None
+
+
+def tiny_unet(in_channels: int = 3) -> UNet2DModel:
+    return UNet2DModel(sample_size=8, in_channels=in_channels, out_channels=3, block_out_channels=(8, 16),
+                       norm_num_groups=8, layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+
+
+def test_the_consistency_term_applies_only_at_low_noise_and_adds_its_weighted_loss():
+    from condiff.training.loss import Consistency
+
+    scheduler = DDPMScheduler(prediction_type="v_prediction")
+    unet, clean, condition = tiny_unet(4), torch.rand(4, 3, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1
+    seen = []
+
+    def disobedience(predicted, channels):
+        seen.append(len(predicted))
+        return torch.ones(len(predicted))
+
+    torch.manual_seed(0)
+    plain = diffusion_loss(unet, scheduler, clean, condition)
+    torch.manual_seed(0)
+    everywhere = diffusion_loss(unet, scheduler, clean, condition, consistency=Consistency(disobedience, 0.5, 1.0))
+    assert everywhere.item() == pytest.approx(plain.item() + 0.5, rel=1e-5) and seen == [4]
+    torch.manual_seed(0)
+    barely = diffusion_loss(unet, scheduler, clean, condition, consistency=Consistency(disobedience, 0.5, 1e-6))
+    assert barely.item() == pytest.approx(plain.item(), rel=1e-5)  # timestep 0 only: no sample drawn there
+
+
+def test_consistency_needs_a_condition_that_offers_it(tmp_path):
+    from condiff.config import load_recipe
+    from condiff.errors import CondiffError
+    from condiff.training.from_recipe import build_parts
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  size: 8\nconditions:\n  - name: canny\ntrain:\n  consistency_weight: 0.5\n")
+    with pytest.raises(CondiffError, match=r"train.consistency_weight = 0.5: no condition .* \(conditions: canny\)"):
+        build_parts(load_recipe(str(recipe)))

@@ -1,7 +1,9 @@
 """A model folder gives the same fixed-seed samples, bit for bit, as the code gave before it was
 consolidated: tests/data/reference-samples/ was written by the code of commit bee3425 from the shipped
 models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must still reproduce it.
-That code had no palettes: `palette="off"` (--palette off) samples as it did."""
+That code had no palettes: `palette="off"` (--palette off) samples as it did. The sketch2img sample was
+written again when that model was re-shipped with new weights (the second training stage,
+recipes/sketch2img-finetune.yaml), by the code of that commit, from the same input and settings."""
 
 import json
 import shutil

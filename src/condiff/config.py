@@ -110,6 +110,11 @@ class TrainConfig:
     max_minutes: float | None = None
     # Min-SNR loss weighting (arxiv 2303.09556), chosen by benchmarks/bench_defaults_sweep.py; None turns it off.
     min_snr_gamma: float | None = 5.0
+    # A condition-consistency loss (ControlNet++, arxiv 2404.07987) on the predicted clean image, for
+    # conditions that offer one (sketch, grayscale): its weight (0 = off) and the lowest-noise share of
+    # the timesteps where it applies.
+    consistency_weight: float = 0.0
+    consistency_timesteps: float = 0.2
     mixed_precision: str = "no"
     ema: bool = True
     ema_decay: float = 0.999
@@ -345,6 +350,8 @@ RANGES: dict[str, Range] = {
     "train.max_bad_updates": Range(1, 1_000_000),
     "train.max_minutes": Range(0, 10**7, "null = no limit", low_open=True),
     "train.min_snr_gamma": Range(0, 1e6, "null = off", low_open=True),
+    "train.consistency_weight": Range(0, 1000, "0 = off"),
+    "train.consistency_timesteps": Range(0, 1, "a share of the timesteps, the lowest-noise ones", low_open=True),
     "train.ema_decay": Range(0, 1, high_open=True),
     "train.seed": _SEED,
     "train.log_every": Range(1, MANY),
@@ -363,6 +370,7 @@ ENCODER_RANGES: dict[str, Range] = {
     "sketch.max_shift": Range(0, 32, "pixels at 32 px, the whole image"),
     "sketch.stroke_dropout": Range(0, 1, high_open=True),
     "sketch.threshold": Range(0, 1, high_open=True),
+    "sketch.interior_dropout": Range(0, 1),
     "canny.low_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
     "canny.high_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
     "lowres.factor": Range(1, 1024, "the largest data.resolution"),

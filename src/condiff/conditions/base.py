@@ -72,6 +72,13 @@ class ConditionEncoder(ConfigMixin):
         (grayscale does): palette sampling then picks only colours of that lightness. None by default."""
         return None
 
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor | None:
+        """How far predicted clean images (N, 3, H, W) in [-1, 1] disobey these condition channels: (N,)
+        losses, 0 where the prediction agrees, differentiable in `predicted`. The trainer adds it at
+        low-noise timesteps when train.consistency_weight > 0 (the ControlNet++ idea, arxiv 2404.07987).
+        None by default: the encoder offers no such loss."""
+        return None
+
     def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:
         """How `condiff encode` shows this encoder's channels (C, H, W) in [-1, 1]: panels side by side,
         each (1, H, W) gray or (3, H, W) colour in [-1, 1]. By default 3 channels are one colour panel and

@@ -32,3 +32,7 @@ class GrayscaleCondition(ConditionEncoder):
 
     def known_luma(self, channels: torch.Tensor) -> torch.Tensor:
         return channels
+
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """The squared error of the prediction's luma against the gray input."""
+        return (luma(predicted) - channels).pow(2).mean(dim=(1, 2, 3))

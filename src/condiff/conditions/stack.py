@@ -18,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 
+from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import provider
 from condiff.config import ConditionSpec
 from condiff.errors import CondiffError
@@ -64,6 +65,24 @@ class ConditionStack(ModelMixin, ConfigMixin):
             if fixed is not None:
                 return fixed
         return None
+
+    @property
+    def offers_consistency(self) -> bool:
+        """Whether some encoder offers a consistency loss (overrides ConditionEncoder.consistency)."""
+        return any(type(encoder).consistency is not ConditionEncoder.consistency for encoder in self.encoders)
+
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """(N,) how far predicted clean images disobey their condition `channels`: the sum over the
+        encoders that offer a consistency loss, each counted only for samples whose condition was not
+        dropped (all-zero channels carry no condition)."""
+        total = predicted.new_zeros(predicted.shape[0])
+        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
+            given = channels[:, part]
+            losses = encoder.consistency(predicted, given)
+            if losses is not None:
+                present = given.flatten(1).abs().amax(dim=1) > 0
+                total = total + losses * present.to(losses)
+        return total
 
     def encode_training(self, images: torch.Tensor, apply_dropout: bool = True) -> torch.Tensor:
         """Condition channels for a training batch, each condition dropped (zeroed) per sample with its

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from condiff.conditions.sketch import foreground
 from condiff.data.nouns import NounsDataset
 
 STYLES = ("outlines", "simple", "wobbly", "inverted")
@@ -25,6 +26,7 @@ DRAWING_SIZE = 32 * SCALE
 SIMPLE_PARTS = ("body", "head", "glasses")
 THIN_PEN, THICK_PEN = 2, 7  # stroke widths in drawing pixels
 WOBBLE = 3.0  # drawing pixels: how far an unsteady hand strays from the outline
+SILHOUETTE_THRESHOLD = 0.1  # a fraction of the range: how unlike the background a figure's pixel is
 
 
 def held_out_masks(num: int, seed: int, kinds: tuple[str, ...] = SIMPLE_PARTS) -> dict[str, np.ndarray]:
@@ -92,16 +94,8 @@ def smooth_noise(count: int, rng: np.random.Generator) -> np.ndarray:
     return smooth / max(float(smooth.std()), 1e-6) * WOBBLE
 
 
-def foreground(images: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W) bool: pixels unlike the image's background, taken as the
-    median colour of its border (Nouns stand on a flat background)."""
-    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
-    background = border.median(dim=-1).values[..., None, None]
-    return (images - background).abs().amax(dim=1) > 2 * threshold
-
-
 def silhouette_iou(outputs: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean intersection over union of the outputs' and the true Nouns' foreground silhouettes."""
-    a, b = foreground(outputs), foreground(truth)
+    a, b = foreground(outputs, SILHOUETTE_THRESHOLD), foreground(truth, SILHOUETTE_THRESHOLD)
     union = (a | b).sum(dim=(1, 2)).clamp(min=1)
     return float(((a & b).sum(dim=(1, 2)) / union).mean())

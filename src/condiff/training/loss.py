@@ -1,13 +1,19 @@
 """The denoising objective as one function, shared by every task.
 
 Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image;
-nothing here knows which task it serves.
+nothing here knows which task it serves. An optional consistency term is handed in as a function of the
+predicted clean image and the condition channels (the condition stack's `consistency`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from condiff.sampling import predict_x0
 
 
 def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -34,15 +40,27 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return clipped
 
 
+@dataclass
+class Consistency:
+    """A condition-consistency term (ControlNet++, arxiv 2404.07987): at the lowest-noise `timesteps`
+    share of timesteps, where the predicted clean image is sharp, `weight` times how far it disobeys the
+    condition (`loss`: predicted images and condition channels -> (N,) losses) joins the loss."""
+
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    weight: float
+    timesteps: float
+
+
 def diffusion_loss(
     unet,
     scheduler,
     clean: torch.Tensor,
     condition: torch.Tensor | None = None,
     min_snr_gamma: float | None = None,
+    consistency: Consistency | None = None,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
-    optionally Min-SNR weighted."""
+    optionally Min-SNR weighted, plus the consistency term when one is given with a condition."""
     noise = torch.randn_like(clean)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)
@@ -50,6 +68,21 @@ def diffusion_loss(
     prediction = unet(model_input, timesteps).sample
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
-        return F.mse_loss(prediction.float(), target.float())
-    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
+        loss = F.mse_loss(prediction.float(), target.float())
+    else:
+        per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
+    if consistency is not None and condition is not None:
+        loss = loss + consistency.weight * consistency_term(
+            scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
+    return loss
+
+
+def consistency_term(scheduler, consistency: Consistency, prediction: torch.Tensor, noisy: torch.Tensor,
+                     timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """The mean consistency loss of the batch's low-noise samples (0, keeping the graph, when none is)."""
+    low = timesteps < consistency.timesteps * scheduler.config.num_train_timesteps
+    if not bool(low.any()):
+        return prediction.sum() * 0.0
+    predicted = predict_x0(scheduler, prediction[low], noisy[low], timesteps[low])
+    return consistency.loss(predicted, condition[low]).mean()

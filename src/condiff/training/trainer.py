@@ -35,7 +35,7 @@ from condiff.training.checkpoints import (
     resolve_resume,
     save_checkpoint,
 )
-from condiff.training.loss import diffusion_loss
+from condiff.training.loss import Consistency, diffusion_loss
 from condiff.training.run_folder import check_output_dir_named, hold_output_dir, not_writable
 
 # Recipe keys that may change between a checkpoint and its resumed run without changing what is trained.
@@ -238,6 +238,10 @@ class Trainer:
         self.device = device
         self.palette = palette
         self.output_dir = Path(recipe.train.output_dir)
+        train = recipe.train
+        self._consistency = Consistency(self.conditions.consistency, train.consistency_weight,
+                                        train.consistency_timesteps) \
+            if self.conditions and train.consistency_weight > 0 else None
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -470,7 +474,7 @@ class Trainer:
         """
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
-            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma)
+            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
