@@ -41,8 +41,7 @@ def main() -> None:
             if row.name.startswith("model, "):
                 name = f"{model}, {row.name.removeprefix('model, ')}"
                 print(f"{name:60s}" + "".join(f"{row.metrics[c]:16.4f}" for c in COLUMNS), flush=True)
-            else:
-                references = report.rows
+        references = [row for row in report.rows if not row.name.startswith("model, ")]
         print(f"  ({time.perf_counter() - start:.0f} s)")
     for row in references:
         print(f"{row.name:60s}" + "".join(f"{row.metrics[c]:16.4f}" for c in COLUMNS))
