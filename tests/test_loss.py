@@ -88,9 +88,11 @@ def test_the_consistency_term_applies_only_at_low_noise_and_adds_its_weighted_lo
 def test_consistency_needs_a_condition_that_offers_it(tmp_path):
     from condiff.config import load_recipe
     from condiff.errors import CondiffError
-    from condiff.training.from_recipe import build_parts
+    from condiff.training.from_recipe import train_recipe
 
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("data:\n  size: 8\nconditions:\n  - name: canny\ntrain:\n  consistency_weight: 0.5\n")
+    recipe.write_text(f"data:\n  size: 8\nconditions:\n  - name: canny\ntrain:\n  consistency_weight: 0.5\n"
+                      f"  output_dir: {tmp_path / 'run'}\n")
     with pytest.raises(CondiffError, match=r"train.consistency_weight = 0.5: no condition .* \(conditions: canny\)"):
-        build_parts(load_recipe(str(recipe)))
+        train_recipe(load_recipe(str(recipe)))
+    assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -80,12 +80,11 @@ class Samples:
 def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
     """The clean image implied by the model output at timestep t, one for the batch or (N,) per sample
     (the GIF's right-hand side; the training's consistency loss)."""
-    alphas_cumprod = scheduler.alphas_cumprod.to(x_t)
-    if isinstance(t, int):
-        alpha_bar = alphas_cumprod[t]
-    else:  # a tensor: one timestep, or one per sample
-        alpha_bar = alphas_cumprod[t.to(x_t.device).long()]
-        alpha_bar = alpha_bar.view(-1, 1, 1, 1) if alpha_bar.ndim else alpha_bar
+    import torch
+
+    alpha_bar = scheduler.alphas_cumprod.to(x_t)[torch.as_tensor(t, device=x_t.device).long()]
+    if alpha_bar.ndim:  # one per sample
+        alpha_bar = alpha_bar.view(-1, 1, 1, 1)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         x0 = (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()

@@ -103,8 +103,7 @@ def leave_out_interior(lines: torch.Tensor, images: torch.Tensor, threshold: flo
     """Each sample loses squares of `segment` pixels of its interior lines, with a probability drawn
     uniformly in [0, most] per sample; the figure's outline always stays."""
     inside = interior(lines, images, threshold)
-    erased = inside & ~drop_strokes(inside, torch.rand(lines.shape[0]) * most, segment)
-    return lines & ~erased
+    return (lines & ~inside) | drop_strokes(inside, torch.rand(lines.shape[0]) * most, segment)
 
 
 def edge_strength(images: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -57,13 +57,6 @@ def build_parts(recipe: Recipe):
     from condiff.model import build_scheduler
 
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
-    if recipe.train.consistency_weight > 0 and not conditions.offers_consistency:
-        from condiff.errors import CondiffError
-
-        offered = ", ".join(conditions.names) or "none"
-        raise CondiffError(f"train.consistency_weight = {recipe.train.consistency_weight}: no condition of this "
-                           f"recipe offers a consistency loss (conditions: {offered}); set it to 0 or add one "
-                           "that does (sketch, grayscale)")
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
     unet = _initial_unet(recipe, conditions.channels)

@@ -238,12 +238,22 @@ class Trainer:
         self.device = device
         self.palette = palette
         self.output_dir = Path(recipe.train.output_dir)
-        train = recipe.train
-        self._consistency = Consistency(self.conditions.consistency, train.consistency_weight,
-                                        train.consistency_timesteps) \
-            if self.conditions and train.consistency_weight > 0 else None
+        self._consistency = self._consistency_term()
 
     # --- set-up ---------------------------------------------------------------------------------
+
+    def _consistency_term(self) -> Consistency | None:
+        """The recipe's consistency loss, or None when train.consistency_weight is 0; a one-line error when
+        no condition offers one (checked here, so parts changed after build_parts are checked too)."""
+        train = self.recipe.train
+        if train.consistency_weight == 0:
+            return None
+        if self.conditions is None or not self.conditions.offers_consistency:
+            offered = ", ".join(self.conditions.names) if self.conditions else "none"
+            raise CondiffError(f"train.consistency_weight = {train.consistency_weight}: no condition of this "
+                               f"recipe offers a consistency loss (conditions: {offered}); set it to 0 or add one "
+                               "that does (sketch, grayscale)")
+        return Consistency(self.conditions.consistency, train.consistency_weight, train.consistency_timesteps)
 
     def _check_output_dir(self, accelerator) -> None:
         """Never silently train over an earlier run's model or checkpoints; --overwrite starts afresh, also
