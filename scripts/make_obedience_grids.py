@@ -7,7 +7,8 @@ Writes docs/images/colorize-held-out.png (rows: gray input, --palette off, the d
 docs/images/sketch2img-styles.png (per drawing style: the drawing, the output; last row the true Noun)
 and docs/images/palette-{off,snap,project}.png (16 unconditional samples per mode). With
 --sketch-before (an earlier sketch2img model folder), also docs/images/sketch2img-before-after.png: per
-style never used in training, the drawing, that model's output and the shipped one's; the truth last.
+style never used in training, the drawing, that model's output, the shipped one's with --silhouette off
+and the shipped one's as the commands make it; the truth last.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def main() -> None:
         rows = []
         for style in ("simple", "wobbly"):
             drawn = drawings(style, truth, masks)
-            rows += [drawing_row(drawn)] + [SKETCH2IMG.run(model, drawn, steps=20, seed=0, output_type="latent").images
-                                            for model in (before, pipeline)]
+            rows += [drawing_row(drawn)] + [
+                SKETCH2IMG.run(model, drawn, steps=20, seed=0, output_type="latent", silhouette=mode).images
+                for model, mode in ((before, "auto"), (pipeline, "off"), (pipeline, "auto"))]
         rows_grid([*rows, truth], OUT / "sketch2img-before-after.png")
 
     pipeline = UNCONDITIONAL.load(None, "cpu", "dpm", 20)

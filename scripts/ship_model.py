@@ -53,13 +53,24 @@ def saved_palette(target: Path) -> list | None:
     return json.loads((target / "model_index.json").read_text(encoding="utf-8")).get("palette")
 
 
+def steers_silhouette(target: Path) -> bool:
+    """Whether the model's conditions fix a figure that sampling keeps (condiff.silhouette)."""
+    conditions = load_pipeline(target).conditions
+    resolution = 8
+    return conditions.channels > 0 and conditions.known_figure(
+        torch.zeros(1, conditions.channels, resolution, resolution)) is not None
+
+
 def evaluate(task, target: Path, num: int, steps: int) -> list:
-    """`condiff eval` of the shipped folder: with its palette (the default, when it has one) and without."""
-    modes = ["auto", "off"] if saved_palette(target) is not None else ["off"]
+    """`condiff eval` of the shipped folder: with its palette (the default, when it has one) and without;
+    for a model that keeps a drawn silhouette, also with the palette and without the silhouette."""
+    settings = [{"palette": "auto"}, {"palette": "off"}] if saved_palette(target) is not None else [{"palette": "off"}]
+    if steers_silhouette(target):
+        settings.append({"palette": settings[0]["palette"], "silhouette": "off"})
     net = load_feature_net()
     reports = []
-    for mode in modes:
-        report = task.evaluate(str(target.relative_to(ROOT)), EvalSettings(num=num, steps=steps, palette=mode), net)
+    for chosen in settings:
+        report = task.evaluate(str(target.relative_to(ROOT)), EvalSettings(num=num, steps=steps, **chosen), net)
         print(report.table(), flush=True)
         reports.append(report)
     return reports
@@ -70,7 +81,12 @@ def evaluation_section(reports, target: Path) -> str:
     if colors:
         about = (f"Palette: the training data's {len(colors)} colours (`palette` in model_index.json). The first "
                  "table samples with it, as the commands do by default (`--palette auto`); the second without "
-                 "(`--palette off`).\n\n")
+                 "(`--palette off`).")
+        if steers_silhouette(target):
+            about += (" Both keep the drawn silhouette, as the commands do by default (`--silhouette auto`, "
+                      "condiff.silhouette); the third table has the palette and not the silhouette "
+                      "(`--silhouette off`): what the model draws by itself.")
+        about += "\n\n"
     tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
     return EVALUATION + "\n\n" + about + tables + "\n\n"
 

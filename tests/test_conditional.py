@@ -294,6 +294,27 @@ def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_pat
     assert len(images) == 1 and images[0].size == (32, 32)
 
 
+def test_warm_start_adds_channels_after_those_the_model_was_trained_with(tmp_path):
+    """A sketch model continues with sketch `fill` (one channel more, at the end, starting at zero); a
+    model whose conditions the recipe does not begin with is refused in one line."""
+    from safetensors.torch import load_file
+
+    from condiff.training.from_recipe import build_parts, train_recipe
+
+    train_recipe(recipe_from_dict(conditional_values(tmp_path / "lines", [{"name": "sketch"}], max_steps=1)))
+    before = load_file(str(tmp_path / "lines" / "unet" / "diffusion_pytorch_model.safetensors"))["conv_in.weight"]
+    values = conditional_values(tmp_path / "filled", [{"name": "sketch", "fill": True}], max_steps=1)
+    values["model"] = {**values["model"], "init_from": str(tmp_path / "lines")}
+    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    assert unet.config.in_channels == 5
+    assert torch.equal(unet.conv_in.weight[:, :4], before)
+    assert not unet.conv_in.weight[:, 4].any()
+    values["conditions"] = [{"name": "grayscale"}, {"name": "sketch"}]
+    with pytest.raises(CondiffError, match="input channels") as refused:
+        build_parts(recipe_from_dict(values))
+    assert len(str(refused.value).splitlines()) == 1
+
+
 def test_missing_optional_warm_start_trains_from_scratch(tmp_path):
     from condiff.training.from_recipe import build_parts
 

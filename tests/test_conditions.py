@@ -16,7 +16,7 @@ NON_DEFAULT_SETTINGS = {
     "grayscale": {"resize": "lanczos"},
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
     "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
-               "interior_dropout": 0.5},
+               "interior_dropout": 0.5, "fill": True},
     "lowres": {"factor": 2},
     "inpaint": {"min_size": 0.1, "max_size": 0.3},
 }
@@ -94,6 +94,7 @@ def test_settings_survive_a_config_round_trip(name, nouns, tmp_path):
         ("sketch", {"stroke_dropout": 1.0}),
         ("sketch", {"max_shift": -1.0}),
         ("sketch", {"interior_dropout": 1.5}),
+        ("sketch", {"fill": "yes"}),
         ("lowres", {"factor": 0}),
         ("inpaint", {"min_size": 0.7, "max_size": 0.5}),
     ],
@@ -205,6 +206,49 @@ def test_sketch_interior_dropout_keeps_the_figures_outline_and_leaves_out_inner_
     torch.manual_seed(0)
     none_left_out = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, interior_dropout=0.0).encode_training(nouns)
     assert torch.equal(none_left_out > 0, complete)
+
+
+def test_fill_shapes_fills_closed_outlines_and_figures_the_frame_cuts():
+    from condiff.conditions.sketch import fill_shapes
+
+    lines = np.zeros((32, 32), bool)
+    lines[4, 4:12] = lines[11, 4:12] = lines[4:12, 4] = lines[4:12, 11] = True  # a closed square
+    lines[20:32, 8] = lines[20:32, 24] = lines[20, 8:25] = True  # a body standing on the bottom edge
+    filled = fill_shapes(lines, gap=0)
+    assert filled[4:12, 4:12].all() and filled[20:32, 8:25].all()
+    assert filled.sum() == 8 * 8 + 12 * 17  # the background, which reaches two sides or more, stays out
+    gappy = lines.copy()
+    gappy[4, 6:8] = False  # a 2 px gap in the square's top
+    assert not fill_shapes(gappy, gap=0)[6:10, 6:10].any()  # it leaks without closing
+    closed = filled.copy()
+    closed[4, 6:8] = False  # the gap's own pixels are on the edge, not inside
+    assert (fill_shapes(gappy, gap=2) == closed).all()  # closed, and the margin given back
+
+
+def test_sketch_fill_adds_the_filled_silhouette_as_a_second_channel(nouns):
+    enc = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, fill=True)
+    image = torch.full((1, 3, RESOLUTION, RESOLUTION), 0.8)
+    image[:, :, 8:24, 8:24] = -0.5  # a dark square: its outline lies on its own border pixels
+    channels = enc.encode_training(image)
+    assert channels.shape == (1, 2, RESOLUTION, RESOLUTION)
+    square = np.zeros((RESOLUTION, RESOLUTION), bool)
+    square[8:24, 8:24] = True
+    assert (lines_of(channels[:, 1:]) == square).all()
+    plain = encoder("sketch", stroke_dropout=0.0, max_shift=0.0)
+    assert torch.equal(channels[:, :1], plain.encode_training(image))  # the lines are unchanged
+    both = enc.encode_training(nouns)
+    assert ((both[:, :1] > 0) <= (both[:, 1:] > 0)).all()  # every line lies in the filled shapes
+
+
+@pytest.mark.parametrize("width", [2, 24])
+def test_sketch_input_fill_is_the_drawn_shape_whatever_the_pens_width(width):
+    image = Image.new("L", (256, 256), 255)
+    ImageDraw.Draw(image).ellipse([64, 64, 192, 192], outline=0, width=width)  # centre line r = 64 - w / 2
+    channels = encoder("sketch", fill=True).encode_input(image, RESOLUTION)
+    radius = (64 - width / 2) / 8  # in 32 px pixels
+    filled = lines_of(channels[:, 1:])
+    assert abs(filled.sum() - np.pi * radius**2) < 0.1 * np.pi * radius**2
+    assert filled[16, 16] and not filled[2, 2]
 
 
 @pytest.mark.parametrize("name", ["sketch", "grayscale"])
@@ -344,7 +388,7 @@ def test_inpaint_input_without_transparency_has_no_hole():
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
-                    "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05, "interior_dropout": 1.0}],
+                    "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05, "interior_dropout": 1.0, "fill": True}],
 }
 
 
@@ -361,9 +405,10 @@ def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monke
     class ThickerByDefault(SketchCondition):  # a later condiff in which thickness_jitter defaults to 2
         @register_to_config
         def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
-                     threshold: float = 0.05, interior_dropout: float = 0.0) -> None:
+                     threshold: float = 0.05, interior_dropout: float = 0.0, fill: bool = False) -> None:
             super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
-                             max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout)
+                             max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout,
+                             fill=fill)
 
     monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
     saved = ConditionStack.from_pretrained(tmp_path)
@@ -400,7 +445,7 @@ def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     stack = ConditionStack.from_pretrained(tmp_path)
     defaults = {"thickness_jitter": 0.0, "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05,
-                "interior_dropout": 0.0}
+                "interior_dropout": 0.0, "fill": False}
     assert stack.config.conditions == [{"name": "sketch", "dropout": 0.1, "package": "condiff", **defaults}]
     assert stack.dropouts == [0.1]
 

@@ -4,10 +4,9 @@ measure tells the drawn Noun from another."""
 import numpy as np
 import torch
 
-from condiff.conditions.sketch import SketchCondition, foreground
+from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
 from condiff.evaluation.drawings import (
     DRAWING_SIZE,
-    SILHOUETTE_THRESHOLD,
     STYLES,
     drawings,
     held_out_masks,
@@ -56,4 +55,4 @@ def test_silhouette_iou_is_one_for_the_same_noun_and_lower_for_others():
     truth, others = held_out_nouns(50, INPUT_SEED), held_out_nouns(50, OTHER_SEED)
     assert silhouette_iou(truth, truth) == 1.0
     assert 0.5 < silhouette_iou(others, truth) < 0.9
-    assert foreground(truth, SILHOUETTE_THRESHOLD).float().mean() > 0.2  # a Noun fills a good part of its picture
+    assert foreground(truth, FIGURE_CONTRAST).float().mean() > 0.2  # a Noun fills a good part of its picture

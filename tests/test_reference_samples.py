@@ -2,8 +2,9 @@
 consolidated: tests/data/reference-samples/ was written by the code of commit bee3425 from the shipped
 models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must still reproduce it.
 That code had no palettes: `palette="off"` (--palette off) samples as it did. The sketch2img sample was
-written again when that model was re-shipped with new weights (the second training stage,
-recipes/sketch2img-finetune.yaml), by the code of that commit, from the same input and settings."""
+written again each time that model was re-shipped with new weights (the second training stage,
+recipes/sketch2img-finetune.yaml; then the third, recipes/sketch2img-fill.yaml, whose sketch fixes the
+silhouette that sampling keeps), by the code of that commit, from the same input and settings."""
 
 import json
 import shutil
@@ -44,17 +45,17 @@ def test_tasks_reproduce_the_stored_samples_of_the_shipped_models(name):
 
 def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_the_same(tmp_path):
     # Shipped folders used to record only {name, dropout} per condition; such a folder must still load.
-    folder = tmp_path / "sketch2img"
-    shutil.copytree(TASKS["sketch2img"].shipped_folder, folder)
+    folder = tmp_path / "colorize"
+    shutil.copytree(TASKS["colorize"].shipped_folder, folder)
     config = folder / "conditions" / "config.json"
     values = json.loads(config.read_text())
-    values["conditions"] = [{"name": "sketch", "dropout": 0.1}]
+    values["conditions"] = [{"name": "grayscale", "dropout": 0.1}]
     config.write_text(json.dumps(values))
-    task = TASKS["sketch2img"]
+    task = TASKS["colorize"]
     pipeline = task.load(str(folder), "cpu", "dpm", 8)
-    result = task.run(pipeline, open_image(INPUTS["sketch2img"]), num=2, steps=8, guidance=2.0, seed=5,
+    result = task.run(pipeline, open_image(INPUTS["colorize"]), num=2, steps=8, guidance=2.0, seed=5,
                       palette="off")
-    assert np.array_equal(side_by_side(result.images), reference("sketch2img"))
+    assert np.array_equal(side_by_side(result.images), reference("colorize"))
 
 
 def test_the_commands_write_the_stored_samples(tmp_path):

@@ -158,6 +158,15 @@ def model_kind(folder: str | Path) -> str:
     return _kind(_read_index(Path(folder).expanduser()))
 
 
+def saved_conditions(folder: str | Path) -> ConditionStack | None:
+    """The condition stack a local conditional model folder was trained with; None for any other source
+    (an unconditional folder, a Hub id)."""
+    path = Path(folder).expanduser()
+    if not (path / "model_index.json").is_file() or model_kind(path) != CONDITIONAL:
+        return None
+    return _condition_stack(path)
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 

@@ -9,12 +9,13 @@ is the same pipeline with an empty stack, so every command samples through this 
 `condiff colorize` does. Importing condiff registers the class with diffusers, so
 `DiffusionPipeline.from_pretrained(folder)` loads a conditional folder too. This module path is public
 API: it is recorded in saved `model_index.json` files. `palette` (config) is the training data's colours
-when it had few (condiff.palette); calls use it as their `palette` argument says.
+when it had few (condiff.palette); calls use it as their `palette` argument says. A condition that fixes
+the figure's place (sketch `fill`) keeps the output's silhouette there (condiff.silhouette).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from condiff.errors import CondiffError
 from condiff.images import to_pil_images
 from condiff.palette import PaletteProjection, from_hex, nearest_colors, palette_tensor, resolve_mode
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
+from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection
 
 OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
 # PIL images or a tensor of images in [-1, 1] for every condition, or {condition name: its own images}.
@@ -44,6 +46,24 @@ class ConditionalPipelineOutput(BaseOutput):
 
     images: Any
     trajectory: Samples | None = None
+
+
+def check_silhouette(silhouette: str) -> str:
+    if silhouette not in SILHOUETTE_MODES:
+        raise CondiffError(f"silhouette {silhouette!r}: choose one of {', '.join(SILHOUETTE_MODES)}")
+    return silhouette
+
+
+def chain(steers: list) -> Callable | None:
+    """One sampler steer that applies `steers` in order (None for none)."""
+    if len(steers) <= 1:
+        return steers[0] if steers else None
+
+    def steer(scheduler, model_output, x_t, t, index):
+        for each in steers:
+            model_output = each(scheduler, model_output, x_t, t, index)
+        return model_output
+    return steer
 
 
 def check_output_type(output_type: str) -> None:
@@ -143,6 +163,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         record: bool = False,
         return_dict: bool = True,
         palette: str = "auto",
+        silhouette: str = "auto",
     ) -> ConditionalPipelineOutput | tuple:
         """Generate `num_images_per_input` images for each input image, grouped by input.
 
@@ -156,6 +177,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         snaps the result, "off" ignores it (condiff.palette).
         """
         check_output_type(output_type)
+        check_silhouette(silhouette)
         mode = self.palette_mode(palette)
         scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
@@ -166,8 +188,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if condition is not None and mode != "off":
             luma = self.conditions.known_luma(condition.to(self.device))
         palette, frequencies = self.palette, self.palette_frequencies
-        steer = PaletteProjection(palette, steps, luma_target=luma, frequencies=frequencies) \
-            if mode == "project" else None
+        steers = [PaletteProjection(palette, steps, luma_target=luma, frequencies=frequencies)] \
+            if mode == "project" else []
+        figure = None
+        if condition is not None and silhouette == "auto":
+            figure = self.conditions.known_figure(condition.to(self.device))
+        if figure is not None:  # first: the palette pulls the image with its silhouette
+            steers.insert(0, SilhouetteProjection(figure))
+        steer = chain(steers)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
                "steer": steer}
         if condition is None:

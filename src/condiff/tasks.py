@@ -117,12 +117,13 @@ class Task:
         output_type: str = "pil",
         condition_channels: torch.Tensor | None = None,
         palette: str = "auto",
+        silhouette: str = "auto",
     ) -> ConditionalPipelineOutput:
         """`num` outputs (for each input image of a conditional task), as this task writes them.
 
         `inputs` is what the pipeline takes: PIL images or a tensor of images in [-1, 1]; or give the
         model's `condition_channels` directly (eval does). Image i uses seed + i. `palette` is the
-        pipeline's (auto, off, snap, project)."""
+        pipeline's (auto, off, snap, project); so is `silhouette` (auto, off)."""
         from condiff.pipeline import check_output_type, postprocess
 
         check_output_type(output_type)
@@ -131,7 +132,8 @@ class Task:
             condition_channels = pipeline.encode(inputs)
         count = {"num_images_per_input": num} if self.condition else {"batch_size": num}
         output = pipeline(condition_channels=condition_channels, num_inference_steps=steps, guidance=guidance,
-                          seed=seed, record=record, output_type="latent", palette=palette_mode, **count)
+                          seed=seed, record=record, output_type="latent", palette=palette_mode,
+                          silhouette=silhouette, **count)
         if condition_channels is not None:
             seen = condition_channels.repeat_interleave(num, dim=0)
             output.images = self.finish(pipeline, output.images, seen, palette_mode)

@@ -41,6 +41,13 @@ def add_palette_option(parser: argparse.ArgumentParser) -> None:
                              "off")
 
 
+def add_silhouette_option(parser: argparse.ArgumentParser) -> None:
+    """--silhouette: whether sampling keeps the figure where the conditions fix it (condiff.silhouette)."""
+    parser.add_argument("--silhouette", choices=("auto", "off"), default="auto",
+                        help="auto (default): keep the output's figure inside the shapes a drawing encloses, "
+                             "when the model's sketch condition has `fill`; off: let the model draw freely")
+
+
 def check_range(option: str, value: float, low: float, high: float, why: str = "") -> None:
     """`option`'s value must be finite and within low..high; `why` explains a limit that is not obvious."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from condiff.cli.common import add_palette_option, add_sampler_options
+from condiff.cli.common import add_palette_option, add_sampler_options, add_silhouette_option
 from condiff.tasks import COLORIZE, GENERATE, SKETCH2IMG, Task
 
 FULL_RES_HELP = {
@@ -59,6 +59,7 @@ def add_output_options(parser: argparse.ArgumentParser, task: Task) -> None:
                         help="classifier-free guidance: one scale, or one per condition (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")
     add_palette_option(parser)
+    add_silhouette_option(parser)
     parser.add_argument("--gif", action="store_true", help="also write the denoising animation (OUT.gif)")
     parser.add_argument("--full-res", action="store_true",
                         help="also write OUT-fullres.png at the input's size" + FULL_RES_HELP[task.name])
@@ -181,7 +182,7 @@ def run_one(args: argparse.Namespace, pipeline, guidance, images: dict, out: Pat
     outputs, full, gif = output_plan(out, args.num, args.full_res, args.gif)
     inputs = images[None] if None in images else images
     result = task.run(pipeline, inputs, args.num, args.steps, guidance, args.seed, record=args.gif,
-                      palette=args.palette)
+                      palette=args.palette, silhouette=args.silhouette)
     source = next(iter(images.values()))
     for index, (path, output) in enumerate(zip(outputs, result.images, strict=True)):
         save_image_atomic(output, path)

@@ -72,6 +72,13 @@ class ConditionEncoder(ConfigMixin):
         (grayscale does): palette sampling then picks only colours of that lightness. None by default."""
         return None
 
+    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
+        """Where the output's figure is, when these channels fix it: (N, 1, H, W) bool, True on the figure
+        and False on the background (sketch with `fill` does: the drawn shapes). The pipeline then keeps
+        the output's silhouette there (condiff.silhouette); a sample with an all-False mask is left free.
+        None by default."""
+        return None
+
     def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor | None:
         """How far predicted clean images (N, 3, H, W) in [-1, 1] disobey these condition channels: (N,)
         losses, 0 where the prediction agrees, differentiable in `predicted`. The trainer adds it at

@@ -9,6 +9,10 @@ a model trained only on complete outlines reads a sparse drawing as "no detail h
 A user's drawing is normalised into the same representation: either polarity (black on white or white
 on black), any size and mode, strokes of any width reduced to thin lines at the target resolution.
 
+With `fill`, a second channel holds the shapes the lines enclose, filled in: the figure's silhouette,
+which a small UNet cannot work out from thin lines (inside or outside is a global question). Sampling
+then keeps the output's figure there (`known_figure`, condiff.silhouette).
+
 Sizes are given in pixels at the Nouns' native 32 px and scale with the resolution.
 """
 
@@ -28,6 +32,8 @@ REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are give
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
 INTERIOR_SEGMENT = 8  # pixels (at 32 px) per side of a square of interior lines left out at once
 MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
+FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape
+FIGURE_CONTRAST = 0.1  # a fraction of the range: how unlike the background a pixel of the figure is
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -56,6 +62,38 @@ def input_thickness(size: int, thickness_jitter: float) -> int:
 
 def to_channel(lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return lines.to(dtype) * 2.0 - 1.0
+
+
+def fill_shapes(lines: np.ndarray, gap: int) -> np.ndarray:
+    """(H, W) bool lines -> the shapes they draw, filled: every pixel that is not background.
+
+    Background is what the frame's surroundings reach without crossing a line, gaps up to `gap` pixels
+    closed. A region that touches only one side of the frame is a figure the frame cuts (a Noun's body
+    stands on the bottom edge), not background: background reaches at least two sides, or a corner.
+    """
+    from scipy import ndimage
+
+    four = ndimage.generate_binary_structure(2, 1)
+    margin = gap - gap // 2  # lines grow this much on each side, closing gaps up to `gap` pixels
+    wall = ndimage.binary_dilation(lines, structure=four, iterations=margin) if margin else lines
+    regions, _ = ndimage.label(~wall, structure=four)
+    sides = [set(np.unique(side)) - {0} for side in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
+    background = [r for r in set().union(*sides) if sum(r in side for side in sides) >= 2]
+    outside = np.isin(regions, background)
+    if margin:  # give back the margin that closing the gaps took, without crossing a drawn line
+        outside = ndimage.binary_dilation(outside, structure=four, iterations=margin, mask=~lines)
+    return ~outside
+
+
+def enclosed(lines: torch.Tensor, gap: int) -> torch.Tensor:
+    """(N, 1, H, W) bool lines -> (N, 1, H, W) bool shapes filled (`fill_shapes`, per sample).
+
+    Inside or outside of a closed curve is a global question that a small UNet cannot work out from thin
+    lines; given as a channel, the filled shapes tell the model the silhouette the drawing asks for.
+    """
+    drawn = lines.cpu().numpy()[:, 0]
+    filled = np.stack([fill_shapes(line, gap) for line in drawn])
+    return torch.from_numpy(filled)[:, None].to(lines.device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,12 +232,27 @@ def downsample_strokes(mask: np.ndarray, resolution: int) -> np.ndarray:
     return coverage >= 0.5 / max(scale, 1.0)
 
 
-def drawing_lines(image: Image.Image, resolution: int) -> np.ndarray:
-    """A user's drawing -> (res, res) bool lines one pixel wide."""
+def drawing_strokes(image: Image.Image) -> np.ndarray:
+    """A user's drawing -> (S, S) bool ink, its centre square at its own resolution."""
+    return center_square(stroke_mask(drawing_to_gray(image)))
+
+
+def drawing_lines(strokes: np.ndarray, resolution: int) -> np.ndarray:
+    """(S, S) bool ink -> (res, res) bool lines one pixel wide."""
     from skimage.morphology import skeletonize
 
-    strokes = downsample_strokes(center_square(stroke_mask(drawing_to_gray(image))), resolution)
-    return skeletonize(strokes)
+    return skeletonize(downsample_strokes(strokes, resolution))
+
+
+def drawing_shapes(strokes: np.ndarray, resolution: int) -> np.ndarray:
+    """(S, S) bool ink -> (res, res) bool filled shapes. Filled at the drawing's own resolution, with each
+    stroke thinned to its centre line (the edge it marks, whatever the pen's width); then a target pixel
+    is inside when most of it is, so a line that lands between two target pixels does not widen the shape."""
+    import cv2
+    from skimage.morphology import skeletonize
+
+    filled = fill_shapes(skeletonize(strokes), max(1, scaled(FILL_GAP, strokes.shape[0])))
+    return cv2.resize(filled.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA) >= 0.5
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,6 +276,10 @@ class SketchCondition(ConditionEncoder):
       probability drawn in [0, this]; the outline against the background always stays. 0 (the default,
       as the first shipped model was trained) keeps every line; 1.0 (recipes/sketch2img-finetune.yaml)
       teaches the model to follow the sparse drawings people make (the outlines of the main shapes).
+    - `fill`: a second channel gives the drawn shapes filled in (`enclosed`; a user's drawing is filled
+      at its own resolution): the silhouette the outlines enclose, which sampling then keeps
+      (`known_figure`). Off by default (one channel, as the first two shipped models were trained);
+      recipes/sketch2img-fill.yaml turns it on.
 
     `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line.
     """
@@ -237,6 +294,7 @@ class SketchCondition(ConditionEncoder):
         max_shift: float = 1.0,
         threshold: float = 0.05,
         interior_dropout: float = 0.0,
+        fill: bool = False,
     ) -> None:
         if thickness_jitter < 0 or max_shift < 0:
             raise ValueError(f"sketch thickness_jitter and max_shift must not be negative, "
@@ -247,6 +305,19 @@ class SketchCondition(ConditionEncoder):
             raise ValueError(f"sketch threshold must be in [0, 1), got {threshold}")
         if not 0.0 <= interior_dropout <= 1.0:
             raise ValueError(f"sketch interior_dropout must be in [0, 1], got {interior_dropout}")
+        if not isinstance(fill, bool):
+            raise ValueError(f"sketch fill must be true or false, got {fill!r}")
+
+    @property
+    def num_channels(self) -> int:
+        return 2 if self.config.fill else 1
+
+    def to_channels(self, lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(N, 1, H, W) bool lines -> the encoder's channels: the lines, and their filled shapes if asked."""
+        if not self.config.fill:
+            return to_channel(lines, dtype)
+        gap = max(1, scaled(FILL_GAP, lines.shape[-1]))
+        return torch.cat([to_channel(lines, dtype), to_channel(enclosed(lines, gap), dtype)], dim=1)
 
     def encode_training(self, images: torch.Tensor) -> torch.Tensor:
         size = images.shape[-1]
@@ -258,18 +329,31 @@ class SketchCondition(ConditionEncoder):
         lines = jitter_thickness(lines, scaled(config.thickness_jitter, size))
         lines = drop_strokes(lines, config.stroke_dropout, max(1, scaled(DROPOUT_SEGMENT, size)))
         lines = shift(lines, scaled(config.max_shift, size))
-        return to_channel(lines, images.dtype)
+        return self.to_channels(lines, images.dtype)
 
     def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """The mean shortfall of edge strength under the drawn lines: 0 when the predicted image has a
         full-strength colour edge wherever a line is drawn (as the image the sketch was made from has).
         Lines drawn nowhere near an edge count; edges left undrawn do not (a drawing leaves details out)."""
-        drawn = (channels > 0).to(predicted)
+        drawn = (channels[:, :1] > 0).to(predicted)
         shortfall = (1.0 - edge_strength(predicted, self.config.threshold)) * drawn
         return shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
+
+    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
+        """With `fill`, the drawn shapes: the figure the output should have. A sample whose lines enclose
+        nothing (or whose condition is dropped) has none: all False."""
+        if not self.config.fill:
+            return None
+        lines, shapes = channels[:, :1] > 0, channels[:, 1:2] > 0
+        encloses = (shapes & ~lines).flatten(1).any(dim=1)
+        return shapes & encloses[:, None, None, None]
 
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         """A person's drawing: black on white or white on black, any size and mode (transparent pixels
         are background). Lines are thinned to one pixel, then widened to a typical training width."""
-        lines = torch.from_numpy(drawing_lines(image, resolution))[None, None]
-        return to_channel(thicken(lines, input_thickness(resolution, self.config.thickness_jitter)))
+        strokes = drawing_strokes(image)
+        lines = torch.from_numpy(drawing_lines(strokes, resolution))[None, None]
+        lines = to_channel(thicken(lines, input_thickness(resolution, self.config.thickness_jitter)))
+        if not self.config.fill:
+            return lines
+        return torch.cat([lines, to_channel(torch.from_numpy(drawing_shapes(strokes, resolution))[None, None])], 1)

@@ -66,6 +66,15 @@ class ConditionStack(ModelMixin, ConfigMixin):
                 return fixed
         return None
 
+    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
+        """The output's figure (N, 1, H, W) bool that condition `channels` fix (the first encoder that fixes
+        one), or None."""
+        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
+            figure = encoder.known_figure(channels[:, part])
+            if figure is not None:
+                return figure
+        return None
+
     @property
     def offers_consistency(self) -> bool:
         """Whether some encoder offers a consistency loss (overrides ConditionEncoder.consistency)."""

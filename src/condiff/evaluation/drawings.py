@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from condiff.conditions.sketch import foreground
+from condiff.conditions.sketch import FIGURE_CONTRAST, foreground
 from condiff.data.nouns import NounsDataset
 
 STYLES = ("outlines", "simple", "wobbly", "inverted")
@@ -26,7 +26,6 @@ DRAWING_SIZE = 32 * SCALE
 SIMPLE_PARTS = ("body", "head", "glasses")
 THIN_PEN, THICK_PEN = 2, 7  # stroke widths in drawing pixels
 WOBBLE = 3.0  # drawing pixels: how far an unsteady hand strays from the outline
-SILHOUETTE_THRESHOLD = 0.1  # a fraction of the range: how unlike the background a figure's pixel is
 
 
 def held_out_masks(num: int, seed: int, kinds: tuple[str, ...] = SIMPLE_PARTS) -> dict[str, np.ndarray]:
@@ -96,6 +95,10 @@ def smooth_noise(count: int, rng: np.random.Generator) -> np.ndarray:
 
 def silhouette_iou(outputs: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean intersection over union of the outputs' and the true Nouns' foreground silhouettes."""
-    a, b = foreground(outputs, SILHOUETTE_THRESHOLD), foreground(truth, SILHOUETTE_THRESHOLD)
+    return mask_iou(foreground(outputs, FIGURE_CONTRAST), foreground(truth, FIGURE_CONTRAST))
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean intersection over union of two sets of (N, H, W) bool masks."""
     union = (a | b).sum(dim=(1, 2)).clamp(min=1)
     return float(((a & b).sum(dim=(1, 2)) / union).mean())

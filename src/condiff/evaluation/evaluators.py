@@ -38,6 +38,7 @@ class EvalSettings:
     guidance: float = 1.0
     device: str = "cpu"
     palette: str = "auto"  # condiff.palette.PALETTE_MODES
+    silhouette: str = "auto"  # condiff.silhouette.SILHOUETTE_MODES
     styles: tuple[str, ...] | None = None  # sketch2img's drawing styles (None: all, evaluation.drawings.STYLES)
 
     def describe(self) -> dict:
@@ -171,7 +172,8 @@ def task_outputs(task: Task, pipeline, channels: torch.Tensor, settings: EvalSet
     full = torch.zeros(len(channels), stack.channels, *channels.shape[-2:])
     full[:, stack.channel_slices[stack.names.index(task.condition)]] = channels
     return task.run(pipeline, condition_channels=full, steps=settings.steps, guidance=settings.guidance,
-                    seed=settings.seed, output_type="latent", palette=settings.palette).images
+                    seed=settings.seed, output_type="latent", palette=settings.palette,
+                    silhouette=settings.silhouette).images
 
 
 def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
@@ -274,7 +276,8 @@ def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
             "chance: a real Noun that ignores the drawing"),
         Row("mean image", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
-    return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance},
+    return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance,
+                                       "silhouette": settings.silhouette},
                   [DRAWINGS_NOTE, "silhouette IoU: the output's foreground (what differs from its border's colour) "
                    "against the true Noun's", "edge F1: outlines of the output against the true Noun's colour-region "
                    "outlines, exact pixels (Nouns are aligned, so with a 1 px tolerance any Noun scores about 0.9)",

@@ -24,7 +24,7 @@ def resolve_init_from(init_from: str | None) -> str | None:
     return TASKS[name].resolve_model(None)
 
 
-def _initial_unet(recipe: Recipe, condition_channels: int):
+def _initial_unet(recipe: Recipe, conditions):
     """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels)."""
     from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
     from condiff.model_folder import load_unet
@@ -34,18 +34,32 @@ def _initial_unet(recipe: Recipe, condition_channels: int):
         print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
         init_from = None
     if not init_from:
-        return build_unet(recipe.model, recipe.data.resolution, condition_channels)
+        return build_unet(recipe.model, recipe.data.resolution, conditions.channels)
     unet = load_unet(init_from)
-    wanted = IMAGE_CHANNELS + condition_channels
-    if unet.config.in_channels == IMAGE_CHANNELS and condition_channels:
-        unet = widen_unet_input(unet, condition_channels)
-    elif unet.config.in_channels != wanted:
-        from condiff.errors import CondiffError
+    have, wanted = unet.config.in_channels, IMAGE_CHANNELS + conditions.channels
+    if have == wanted:
+        return unet
+    if have == IMAGE_CHANNELS or (have < wanted and _channels_extend(init_from, conditions)):
+        return widen_unet_input(unet, wanted - have)
+    from condiff.errors import CondiffError
 
-        raise CondiffError(f"model.init_from {init_from}: its UNet takes {unet.config.in_channels} input "
-                           f"channels, but the image and conditions need {wanted}; start from an "
-                           "unconditional model or one trained with the same conditions")
-    return unet
+    raise CondiffError(f"model.init_from {init_from}: its UNet takes {have} input channels, but the image and "
+                       f"conditions need {wanted}; start from an unconditional model, one trained with the "
+                       "same conditions, or one whose conditions this recipe's begin with")
+
+
+def _channels_extend(init_from: str, conditions) -> bool:
+    """Whether the recipe's condition channels begin with those of the model in `init_from`, so that new
+    channels can be added after them: the same conditions in the same order, then new ones, the last of
+    the old ones perhaps with more channels (a setting that adds one, such as sketch `fill`)."""
+    from condiff.model_folder import saved_conditions
+
+    old = saved_conditions(init_from)
+    if old is None or old.names != conditions.names[: len(old.names)]:
+        return False
+    counts = [encoder.num_channels for encoder in conditions.encoders[: len(old.names)]]
+    old_counts = [encoder.num_channels for encoder in old.encoders]
+    return counts[:-1] == old_counts[:-1] and counts[-1] >= old_counts[-1]
 
 
 def build_parts(recipe: Recipe):
@@ -59,7 +73,7 @@ def build_parts(recipe: Recipe):
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
-    unet = _initial_unet(recipe, conditions.channels)
+    unet = _initial_unet(recipe, conditions)
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 

@@ -1,0 +1,83 @@
+"""Silhouette steering: a sketch with `fill` fixes where the figure is, and sampling keeps it there."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
+from condiff.silhouette import keep_silhouette
+
+RESOLUTION = 32
+
+
+def circle_drawing(closed: bool = True) -> Image.Image:
+    image = Image.new("L", (256, 256), 255)
+    draw = ImageDraw.Draw(image)
+    if closed:
+        draw.ellipse([64, 64, 192, 192], outline=0, width=4)
+    else:
+        draw.arc([64, 64, 192, 192], 0, 200, fill=0, width=4)
+    return image
+
+
+def test_the_projected_image_has_exactly_the_given_silhouette():
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, RESOLUTION, RESOLUTION) * 2 - 1
+    images[1] = 0.6  # a flat image: every figure pixel starts on the background colour
+    figure = torch.zeros(3, 1, RESOLUTION, RESOLUTION, dtype=torch.bool)
+    figure[:, :, 8:30, 6:26] = True
+    figure[2] = False  # nothing drawn: left free
+    kept = keep_silhouette(images, figure)
+    assert torch.equal(foreground(kept[:2], FIGURE_CONTRAST)[:, None], figure[:2])
+    assert torch.equal(kept[2], images[2])
+    outside = kept[0][:, ~figure[0, 0]]
+    assert torch.equal(outside, outside[:, :1].expand_as(outside))  # one background colour
+    distinct = figure[0, 0] & ((images[0] - outside[:, :1, None]).abs().amax(dim=0) > 0.5)
+    assert torch.equal(kept[0][:, distinct], images[0][:, distinct])  # figure pixels unlike it stay
+
+
+def test_a_fill_sketch_fixes_the_figure_only_where_its_lines_enclose_something():
+    filled, plain = SketchCondition(fill=True), SketchCondition()
+    channels = filled.encode_input(circle_drawing(), RESOLUTION)
+    figure = filled.known_figure(channels)
+    assert figure.shape == (1, 1, RESOLUTION, RESOLUTION) and figure[0, 0, 16, 16] and not figure[0, 0, 1, 1]
+    assert not filled.known_figure(filled.encode_input(circle_drawing(closed=False), RESOLUTION)).any()
+    assert not filled.known_figure(torch.zeros_like(channels)).any()  # a dropped condition
+    assert plain.known_figure(plain.encode_input(circle_drawing(), RESOLUTION)) is None
+
+
+@pytest.fixture(scope="module")
+def fill_pipeline():
+    """An untrained tiny sketch-with-fill model: it knows nothing, so any obedience is the steering's."""
+    from diffusers import DDPMScheduler
+
+    from condiff.conditions.stack import ConditionStack
+    from condiff.config import ModelConfig
+    from condiff.model import build_unet
+    from condiff.pipeline import ConditionalDDPMPipeline
+
+    torch.manual_seed(0)
+    conditions = ConditionStack(conditions=[{"name": "sketch", "fill": True}])
+    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), RESOLUTION, conditions.channels)
+    scheduler = DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction")
+    return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions)
+
+
+def test_sampling_keeps_the_drawn_silhouette_unless_told_not_to(fill_pipeline):
+    drawing = circle_drawing()
+    figure = fill_pipeline.conditions.known_figure(fill_pipeline.encode([drawing]))[:, 0]
+    run = {"num_inference_steps": 4, "seed": 0, "output_type": "pt", "palette": "off"}
+    kept = fill_pipeline(drawing, **run).images * 2 - 1
+    free = fill_pipeline(drawing, silhouette="off", **run).images * 2 - 1
+    assert torch.equal(foreground(kept, FIGURE_CONTRAST), figure)
+    assert not torch.equal(foreground(free, FIGURE_CONTRAST), figure)
+
+
+def test_a_bad_silhouette_mode_is_one_line(fill_pipeline):
+    from condiff.errors import CondiffError
+
+    with pytest.raises(CondiffError, match="silhouette 'on'") as refused:
+        fill_pipeline(circle_drawing(), num_inference_steps=1, silhouette="on")
+    assert len(str(refused.value).splitlines()) == 1
