@@ -450,7 +450,7 @@ def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
         choose(page, "#any-model", str(sketch_model))
         page.locator("#any-output img").wait_for(state="detached")  # the other model's output is gone
         canvas = '#tab-any [id$="-input-sketch"]'
-        page.locator(canvas).get_by_text("sketch (1 channel): draw here").first.wait_for()
+        page.locator(canvas).get_by_text(re.compile(r"sketch \(\d channels?\): draw here")).first.wait_for()
         draw(page, canvas, [[(0.3, 0.3), (0.7, 0.7)]])
         page.locator("#any-run").click()
         assert fetch_image(page, "#any-output")[1].size in model_sizes([sketch_model])

@@ -48,10 +48,10 @@ class ConditionalPipelineOutput(BaseOutput):
     trajectory: Samples | None = None
 
 
-def check_silhouette(silhouette: str) -> str:
+def check_silhouette(silhouette: str) -> None:
+    """Before sampling, so a misspelt mode costs nothing."""
     if silhouette not in SILHOUETTE_MODES:
         raise CondiffError(f"silhouette {silhouette!r}: choose one of {', '.join(SILHOUETTE_MODES)}")
-    return silhouette
 
 
 def chain(steers: list) -> Callable | None:
@@ -174,7 +174,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         the commands do (`sampler`, `sampler_steps` of the config); a scheduler you set is kept. `record=True`
         keeps every step in `.trajectory` (for denoising GIFs). `palette`: "auto" (the default) uses the
         model's palette when it has one, "project" pulls the last steps toward it and snaps, "snap" only
-        snaps the result, "off" ignores it (condiff.palette).
+        snaps the result, "off" ignores it (condiff.palette). `silhouette`: "auto" (the default) keeps the
+        output's figure where the conditions fix one (sketch `fill`: the drawn shapes; condiff.silhouette),
+        "off" lets the model draw freely.
         """
         check_output_type(output_type)
         check_silhouette(silhouette)
