@@ -21,7 +21,7 @@ import torch
 
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
-from condiff.model_folder import load_pipeline, save_model
+from condiff.model_folder import load_pipeline, save_model, saved_conditions
 from condiff.palette import from_hex
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
 from condiff.tasks import TASKS
@@ -55,9 +55,9 @@ def saved_palette(target: Path) -> list | None:
 
 def steers_silhouette(target: Path) -> bool:
     """Whether the model's conditions fix a figure that sampling keeps (condiff.silhouette)."""
-    conditions = load_pipeline(target).conditions
+    conditions = saved_conditions(target)  # the conditions only: no need to load the UNet
     resolution = 8
-    return conditions.channels > 0 and conditions.known_figure(
+    return conditions is not None and conditions.known_figure(
         torch.zeros(1, conditions.channels, resolution, resolution)) is not None
 
 

@@ -312,12 +312,15 @@ class SketchCondition(ConditionEncoder):
     def num_channels(self) -> int:
         return 2 if self.config.fill else 1
 
-    def to_channels(self, lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """(N, 1, H, W) bool lines -> the encoder's channels: the lines, and their filled shapes if asked."""
+    def to_channels(self, lines: torch.Tensor, dtype: torch.dtype = torch.float32,
+                    shapes: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1, H, W) bool lines -> the encoder's channels: the lines, and with `fill` their filled shapes:
+        `shapes` when given (a user's drawing is filled at its own resolution), else filled from the lines."""
         if not self.config.fill:
             return to_channel(lines, dtype)
-        gap = max(1, scaled(FILL_GAP, lines.shape[-1]))
-        return torch.cat([to_channel(lines, dtype), to_channel(enclosed(lines, gap), dtype)], dim=1)
+        if shapes is None:
+            shapes = enclosed(lines, max(1, scaled(FILL_GAP, lines.shape[-1])))
+        return torch.cat([to_channel(lines, dtype), to_channel(shapes, dtype)], dim=1)
 
     def encode_training(self, images: torch.Tensor) -> torch.Tensor:
         size = images.shape[-1]
@@ -353,7 +356,6 @@ class SketchCondition(ConditionEncoder):
         are background). Lines are thinned to one pixel, then widened to a typical training width."""
         strokes = drawing_strokes(image)
         lines = torch.from_numpy(drawing_lines(strokes, resolution))[None, None]
-        lines = to_channel(thicken(lines, input_thickness(resolution, self.config.thickness_jitter)))
-        if not self.config.fill:
-            return lines
-        return torch.cat([lines, to_channel(torch.from_numpy(drawing_shapes(strokes, resolution))[None, None])], 1)
+        lines = thicken(lines, input_thickness(resolution, self.config.thickness_jitter))
+        shapes = torch.from_numpy(drawing_shapes(strokes, resolution))[None, None] if self.config.fill else None
+        return self.to_channels(lines, shapes=shapes)

@@ -60,19 +60,19 @@ class ConditionStack(ModelMixin, ConfigMixin):
     def known_luma(self, channels: torch.Tensor) -> torch.Tensor | None:
         """The output luma that condition `channels` (N, C, H, W) fix (the first encoder that fixes one),
         or None."""
-        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
-            fixed = encoder.known_luma(channels[:, part])
-            if fixed is not None:
-                return fixed
-        return None
+        return self._first_known("known_luma", channels)
 
     def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
         """The output's figure (N, 1, H, W) bool that condition `channels` fix (the first encoder that fixes
         one), or None."""
+        return self._first_known("known_figure", channels)
+
+    def _first_known(self, method: str, channels: torch.Tensor) -> torch.Tensor | None:
+        """The first encoder's answer to `method` (known_luma, known_figure) on its own channels, or None."""
         for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
-            figure = encoder.known_figure(channels[:, part])
-            if figure is not None:
-                return figure
+            known = getattr(encoder, method)(channels[:, part])
+            if known is not None:
+                return known
         return None
 
     @property
