@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
-from condiff.silhouette import keep_silhouette
+from condiff.silhouette import keep_silhouette, snap_keeping_silhouette
 
 RESOLUTION = 32
 
@@ -48,6 +48,29 @@ def test_a_fill_sketch_fixes_the_figure_only_where_its_lines_enclose_something()
     assert plain.known_figure(plain.encode_input(circle_drawing(), RESOLUTION)) is None
 
 
+def test_snapping_to_the_palette_keeps_figure_pixels_unlike_the_background():
+    # A white background, a figure of off-white pixels (pushed just past FIGURE_CONTRAST) and a palette
+    # whose nearest colour to them is the background's own: a plain snap would erase the figure.
+    palette = torch.tensor([[1.0, 1.0, 1.0], [0.9, 0.9, 0.9], [0.4, 0.4, 0.4], [-1.0, 0.0, 0.0]])
+    images = torch.ones(2, 3, RESOLUTION, RESOLUTION)
+    figure = torch.zeros(2, 1, RESOLUTION, RESOLUTION, dtype=torch.bool)
+    figure[:, :, 10:20, 10:20] = True
+    images[:, :, 10:20, 10:20] = 1.0 - 2.2 * FIGURE_CONTRAST
+    images[:, 0, 12, 12] = -1.0  # a figure pixel clearly unlike the background keeps its snapped colour
+    figure[1] = False  # nothing drawn: left as snapped
+    from condiff.palette import nearest_colors
+
+    snapped = nearest_colors(images, palette)
+    assert foreground(snapped, FIGURE_CONTRAST).sum() == 2  # only the red pixel of each survives
+    kept = snap_keeping_silhouette(snapped, images, figure, palette)
+    assert torch.equal(foreground(kept, FIGURE_CONTRAST)[:1], figure[:1, 0])
+    on_palette = (kept[0].permute(1, 2, 0).reshape(-1, 1, 3) == palette[None]).all(dim=-1).any(dim=-1)
+    assert on_palette.all()
+    assert torch.equal(kept[0, :, 11, 11], palette[2])  # the nearest colour that is not background-like
+    assert torch.equal(kept[0, :, 12, 12], snapped[0, :, 12, 12])
+    assert torch.equal(kept[1], snapped[1])
+
+
 @pytest.fixture(scope="module")
 def fill_pipeline():
     """An untrained tiny sketch-with-fill model: it knows nothing, so any obedience is the steering's."""
@@ -81,3 +104,16 @@ def test_a_bad_silhouette_mode_is_one_line(fill_pipeline):
     with pytest.raises(CondiffError, match="silhouette 'on'") as refused:
         fill_pipeline(circle_drawing(), num_inference_steps=1, silhouette="on")
     assert len(str(refused.value).splitlines()) == 1
+
+
+def test_sampling_with_a_palette_keeps_the_drawn_silhouette(fill_pipeline):
+    from condiff.pipeline import ConditionalDDPMPipeline
+
+    grays = [f"#{v:02x}{v:02x}{v:02x}" for v in range(0, 256, 15)]  # close steps: some read as background
+    with_palette = ConditionalDDPMPipeline(unet=fill_pipeline.unet, scheduler=fill_pipeline.scheduler,
+                                           conditions=fill_pipeline.conditions, palette=grays)
+    with_palette.set_progress_bar_config(disable=True)
+    drawing = circle_drawing()
+    figure = with_palette.conditions.known_figure(with_palette.encode([drawing]))[:, 0]
+    images = with_palette(drawing, num_inference_steps=4, seed=0, output_type="pt").images * 2 - 1
+    assert torch.equal(foreground(images, FIGURE_CONTRAST), figure)

@@ -30,7 +30,7 @@ from condiff.errors import CondiffError
 from condiff.images import to_pil_images
 from condiff.palette import PaletteProjection, from_hex, nearest_colors, palette_tensor, resolve_mode
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
-from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection
+from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection, snap_keeping_silhouette
 
 OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
 # PIL images or a tensor of images in [-1, 1] for every condition, or {condition name: its own images}.
@@ -207,8 +207,11 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                guidance=self.guidance_scales(guidance),
                                condition_slices=self.conditions.channel_slices, **run)
         if mode != "off":
-            samples.images = nearest_colors(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
-                                            frequencies=frequencies)
+            snapped = nearest_colors(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
+                                     frequencies=frequencies)
+            if figure is not None:
+                snapped = snap_keeping_silhouette(snapped, samples.images, figure.cpu(), palette.cpu())
+            samples.images = snapped
         output = postprocess(samples.images, output_type)
         if not return_dict:
             return (output,)

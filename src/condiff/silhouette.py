@@ -8,6 +8,8 @@ every pixel takes the background colour (the prediction's median there); inside,
 the background as FIGURE_CONTRAST (where it would read as background) moves PUSH times that far from it,
 so that snapping to the palette keeps it unlike the background. The sampler's own update carries the
 projection to the next step, so the model paints the figure it is given in its own colours and details.
+The final snap to the palette keeps the silhouette too (`snap_keeping_silhouette`): a figure pixel whose
+nearest palette colour reads as background takes the nearest colour that does not.
 """
 
 from __future__ import annotations
@@ -62,3 +64,25 @@ class SilhouetteProjection:
 
         x0 = predict_x0(scheduler, model_output, x_t, t)
         return output_for_x0(scheduler, keep_silhouette(x0, self.figure.to(x0.device)), x_t, t)
+
+
+def snap_keeping_silhouette(snapped: torch.Tensor, images: torch.Tensor, figure: torch.Tensor,
+                            palette: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
+    """`snapped`: `images` (N, 3, H, W) snapped to `palette` (P, 3), both in [-1, 1]. Where that turned a
+    pixel inside `figure` (N, 1, H, W) bool into the background's colour, or one as close to it as
+    `contrast`, the pixel takes instead its nearest palette colour farther from the background (the
+    median colour outside the figure). Samples whose figure is empty or everything are left as snapped."""
+    from condiff.palette import nearest_colors
+
+    result = snapped.clone()
+    palette = palette.to(snapped)
+    for i, inside in enumerate(figure[:, 0]):
+        if not inside.any() or inside.all():
+            continue
+        background = snapped[i][:, ~inside].median(dim=1).values
+        too_close = inside & ((snapped[i] - background[:, None, None]).abs().amax(dim=0) <= 2.0 * contrast)
+        unlike = (palette - background).abs().amax(dim=1) > 2.0 * contrast
+        if too_close.any() and unlike.any():
+            pixels = images[i][:, too_close].to(snapped)[None, :, None, :]  # (1, 3, 1, K)
+            result[i][:, too_close] = nearest_colors(pixels, palette[unlike])[0, :, 0, :]
+    return result
