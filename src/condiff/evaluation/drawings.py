@@ -29,14 +29,16 @@ WOBBLE = 3.0  # drawing pixels: how far an unsteady hand strays from the outline
 
 
 def held_out_masks(num: int, seed: int, kinds: tuple[str, ...] = SIMPLE_PARTS) -> dict[str, np.ndarray]:
-    """{part: (num, 32, 32) bool} for the Nouns of `evaluators.held_out_nouns(num, seed)`, every second
-    one mirrored as those images are."""
+    """{part: (num, 32, 32) bool} for the Nouns of `evaluators.held_out_nouns(num, seed)`, mirrored as
+    those images are."""
+    from condiff.evaluation.evaluators import MIRRORED
+
     dataset = NounsDataset(num, seed=seed)
     nouns = [dataset.noun(i) for i in range(num)]
     masks = {}
     for kind in kinds:
         part = dataset.art.part_masks(nouns, kind)
-        part[1::2] = part[1::2, :, ::-1]
+        part[MIRRORED] = part[MIRRORED, :, ::-1]
         masks[kind] = part
     return masks
 

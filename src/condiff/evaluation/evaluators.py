@@ -52,11 +52,14 @@ def held_out_labels(num: int, seed: int) -> torch.Tensor:
     return torch.tensor([dataset.noun(i).labels() for i in range(num)])
 
 
+MIRRORED = slice(1, None, 2)  # the held-out Nouns shown mirrored, as training's random_flip shows half of them
+
+
 def held_out_nouns(num: int, seed: int, resolution: int = 32) -> torch.Tensor:
-    """`num` rendered Nouns in [-1, 1], every second one mirrored as in training (random_flip)."""
+    """`num` rendered Nouns in [-1, 1], those at MIRRORED mirrored."""
     dataset = NounsDataset(num, seed=seed)
     images = to_model_tensor(dataset.art.render_batch([dataset.noun(i) for i in range(num)]))
-    images[1::2] = images[1::2].flip(-1)
+    images[MIRRORED] = images[MIRRORED].flip(-1)
     if resolution != images.shape[-1]:
         images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="nearest-exact")
     return images
