@@ -1,0 +1,75 @@
+"""Colorize models side by side, each with the palette snap at several colour spreads.
+
+    python benchmarks/bench_colorize.py [MODEL ...] [--num 300] [--spreads 0.5 1 2 1000] [--guidance 1]
+
+Each model (a folder or shipped name; default: the shipped colorize) colours the same held-out gray
+Nouns once, with the same seeds. Its own colours (`--palette off`) are then snapped to its palette as
+the commands snap them (`ColorizeTask.finish`), once per COLOR_SPREAD: how far the model's colour is
+taken to stray when colours of one lightness compete (1000: their frequencies alone choose). The table
+gives `condiff eval colorize`'s measures for each, so COLOR_SPREAD and the shipped model are chosen
+from one run (docs/benchmarks.md, "Colorize trained longer").
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from condiff import palette
+from condiff.evaluation import metrics
+from condiff.evaluation.evaluators import (
+    INPUT_SEED,
+    EvalSettings,
+    conditional_samples,
+    held_out_labels,
+    model_space,
+    part_colours_exact,
+    visible_parts,
+)
+from condiff.evaluation.features import load_feature_net
+from condiff.tasks import COLORIZE
+
+COLUMNS = ("PSNR", "body exact", "glasses exact", "body right", "glasses right", "FD")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=[""], help="run folders (default: the shipped model)")
+    parser.add_argument("--num", type=int, default=300)
+    parser.add_argument("--spreads", nargs="+", type=float, default=[0.5, 1.0, 2.0, 1000.0])
+    parser.add_argument("--guidance", type=float, default=1.0)
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; {args.num} held-out Nouns, guidance {args.guidance}")
+    net = load_feature_net()
+    settings = EvalSettings(num=args.num, palette="off", guidance=args.guidance)
+    labels = held_out_labels(args.num, INPUT_SEED)
+    visible = visible_parts(args.num, INPUT_SEED, ("body", "glasses"))
+    print("| model | snap | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|" + "---:|" * len(COLUMNS))
+    shipped_spread = palette.COLOR_SPREAD
+    for model in args.models:
+        start = time.perf_counter()
+        pipeline, truth, raw = conditional_samples(COLORIZE, model, settings, lambda enc, t: enc.encode_training(t))
+        gray = pipeline.conditions.encoders[0].encode_training(truth)
+        space = model_space(pipeline, settings, net)
+        variants = {"off": COLORIZE.finish(pipeline, raw, gray, "off")}
+        for spread in args.spreads:
+            palette.COLOR_SPREAD = spread
+            variants[f"spread {spread:g}"] = COLORIZE.finish(pipeline, raw, gray, "snap")
+        palette.COLOR_SPREAD = shipped_spread
+        for name, images in variants.items():
+            exact = part_colours_exact(images, truth, visible)
+            scores = {"PSNR": metrics.psnr(images, truth), "body exact": exact["body"],
+                      "glasses exact": exact["glasses"], **space.scores(images, labels=labels)}
+            cells = [f"{scores[c]:.1f}" if c == "FD" else f"{scores[c]:.3f}" for c in COLUMNS]
+            print(f"| {model or 'shipped'} | {name} | " + " | ".join(cells) + " |", flush=True)
+        print(f"<!-- {model or 'shipped'}: {time.perf_counter() - start:.0f} s -->", flush=True)
+    print(f"(the shipped COLOR_SPREAD is {shipped_spread:g})")
+
+
+if __name__ == "__main__":
+    main()
