@@ -35,12 +35,31 @@ from condiff.tasks import COLORIZE
 COLUMNS = ("PSNR", "body exact", "glasses exact", "body right", "glasses right", "FD")
 
 
+def region_means(images: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """Each 4-connected region of one 8-bit gray level takes its mean colour: snapping then gives the
+    whole region one colour, chosen from the model's colour there on average."""
+    import numpy as np
+    from scipy import ndimage
+
+    result = images.clone()
+    levels = ((gray[:, 0] + 1) * 127.5).round().to(torch.int64).numpy()
+    for i, level in enumerate(levels):
+        for value in np.unique(level):
+            regions, count = ndimage.label(level == value)
+            for region in range(1, count + 1):
+                where = torch.from_numpy(regions == region)
+                result[i][:, where] = images[i][:, where].mean(dim=1, keepdim=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=[""], help="run folders (default: the shipped model)")
     parser.add_argument("--num", type=int, default=300)
     parser.add_argument("--spreads", nargs="+", type=float, default=[0.5, 1.0, 2.0, 1000.0])
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--regions", action="store_true",
+                        help="also snap each region of one gray level to one colour, chosen by its mean colour")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; {args.num} held-out Nouns, guidance {args.guidance}")
@@ -57,9 +76,12 @@ def main() -> None:
         gray = pipeline.conditions.encoders[0].encode_training(truth)
         space = model_space(pipeline, settings, net)
         variants = {"off": COLORIZE.finish(pipeline, raw, gray, "off")}
+        averaged = region_means(raw, gray) if args.regions else None
         for spread in args.spreads:
             palette.COLOR_SPREAD = spread
             variants[f"spread {spread:g}"] = COLORIZE.finish(pipeline, raw, gray, "snap")
+            if args.regions:
+                variants[f"regions, spread {spread:g}"] = COLORIZE.finish(pipeline, averaged, gray, "snap")
         palette.COLOR_SPREAD = shipped_spread
         for name, images in variants.items():
             exact = part_colours_exact(images, truth, visible)
