@@ -57,9 +57,10 @@ def print_drawing_rows(num: int, styles: list[str]) -> None:
     """Per style, the silhouette IoU of the shapes the drawings enclose, filled as a user's drawing is."""
     import torch
 
-    from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
+    from condiff.conditions.sketch import SketchCondition, foreground
     from condiff.evaluation.drawings import drawings, held_out_masks, mask_iou
     from condiff.evaluation.evaluators import INPUT_SEED, held_out_nouns
+    from condiff.silhouette import FIGURE_CONTRAST
 
     truth, masks = held_out_nouns(num, INPUT_SEED), held_out_masks(num, INPUT_SEED)
     figure, encoder = foreground(truth, FIGURE_CONTRAST), SketchCondition(fill=True)

@@ -4,7 +4,7 @@ measure tells the drawn Noun from another."""
 import numpy as np
 import torch
 
-from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
+from condiff.conditions.sketch import SketchCondition, foreground
 from condiff.evaluation.drawings import (
     DRAWING_SIZE,
     STYLES,
@@ -13,6 +13,7 @@ from condiff.evaluation.drawings import (
     silhouette_iou,
 )
 from condiff.evaluation.evaluators import INPUT_SEED, OTHER_SEED, held_out_nouns
+from condiff.silhouette import FIGURE_CONTRAST
 
 
 def test_every_style_is_strokes_on_paper_and_inverted_is_simple_in_negative():

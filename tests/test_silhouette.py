@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from condiff.conditions.sketch import FIGURE_CONTRAST, SketchCondition, foreground
-from condiff.silhouette import keep_silhouette, snap_keeping_silhouette
+from condiff.conditions.sketch import SketchCondition, foreground
+from condiff.silhouette import FIGURE_CONTRAST, keep_silhouette, snap_keeping_silhouette
 
 RESOLUTION = 32
 

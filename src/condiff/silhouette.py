@@ -14,10 +14,12 @@ nearest palette colour reads as background takes the nearest colour that does no
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from condiff.conditions.sketch import FIGURE_CONTRAST
+if TYPE_CHECKING:  # torch loads with the functions, so that `condiff --help` reads the modes without it
+    import torch
 
+FIGURE_CONTRAST = 0.1  # a fraction of the range: how unlike the background a pixel of the figure is
 SILHOUETTE_MODES = ("auto", "off")  # auto: keep the silhouette when the conditions fix one
 PUSH = 2.0  # a figure pixel too like the background moves this many times FIGURE_CONTRAST away from it
 
@@ -27,6 +29,8 @@ def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float 
     outside it; inside it, a pixel whose largest channel difference to the background is at most
     `contrast` (a fraction of the range) moves along its own direction to PUSH times `contrast` from it.
     Samples whose figure is empty or everything are returned unchanged."""
+    import torch
+
     result = images.clone()
     gap, target = 2.0 * contrast, 2.0 * contrast * PUSH
     for i, (image, inside) in enumerate(zip(images, figure[:, 0], strict=True)):

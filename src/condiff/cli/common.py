@@ -43,7 +43,9 @@ def add_palette_option(parser: argparse.ArgumentParser) -> None:
 
 def add_silhouette_option(parser: argparse.ArgumentParser) -> None:
     """--silhouette: whether sampling keeps the figure where the conditions fix it (condiff.silhouette)."""
-    parser.add_argument("--silhouette", choices=("auto", "off"), default="auto",
+    from condiff.silhouette import SILHOUETTE_MODES
+
+    parser.add_argument("--silhouette", choices=SILHOUETTE_MODES, default="auto",
                         help="auto (default): keep the output's figure inside the shapes a drawing encloses, "
                              "when the model's sketch condition has `fill`; off: let the model draw freely")
 

@@ -33,7 +33,6 @@ DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped 
 INTERIOR_SEGMENT = 8  # pixels (at 32 px) per side of a square of interior lines left out at once
 MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
 FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape
-FIGURE_CONTRAST = 0.1  # a fraction of the range: how unlike the background a pixel of the figure is
 
 
 def scaled(pixels: float, size: int) -> int:

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from condiff.conditions.sketch import FIGURE_CONTRAST, foreground
+from condiff.conditions.sketch import foreground
 from condiff.data.nouns import NounsDataset
+from condiff.silhouette import FIGURE_CONTRAST
 
 STYLES = ("outlines", "simple", "wobbly", "inverted")
 UNSEEN_STYLES = ("simple", "wobbly", "inverted")  # never used in training
