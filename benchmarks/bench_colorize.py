@@ -7,7 +7,7 @@ Nouns once, with the same seeds. Its own colours (`--palette off`) are then snap
 the commands snap them (`ColorizeTask.finish`), once per COLOR_SPREAD: how far the model's colour is
 taken to stray when colours of one lightness compete (1000: their frequencies alone choose). The table
 gives `condiff eval colorize`'s measures for each, so COLOR_SPREAD and the shipped model are chosen
-from one run (docs/benchmarks.md, "Colorize trained longer").
+from one run (docs/benchmarks.md, "Colorize: a better model of colour, not yet better outputs").
 """
 
 from __future__ import annotations
@@ -73,15 +73,17 @@ def main() -> None:
     for model in args.models:
         start = time.perf_counter()
         pipeline, truth, raw = conditional_samples(COLORIZE, model, settings, lambda enc, t: enc.encode_training(t))
-        gray = pipeline.conditions.encoders[0].encode_training(truth)
+        encoder = pipeline.conditions.encoders[0]  # the model's channels for the gray input, and its luma
+        channels = encoder.encode_training(truth)
+        gray = encoder.known_luma(channels)
         space = model_space(pipeline, settings, net)
-        variants = {"off": COLORIZE.finish(pipeline, raw, gray, "off")}
+        variants = {"off": COLORIZE.finish(pipeline, raw, channels, "off")}
         averaged = region_means(raw, gray) if args.regions else None
         for spread in args.spreads:
             palette.COLOR_SPREAD = spread
-            variants[f"spread {spread:g}"] = COLORIZE.finish(pipeline, raw, gray, "snap")
+            variants[f"spread {spread:g}"] = COLORIZE.finish(pipeline, raw, channels, "snap")
             if args.regions:
-                variants[f"regions, spread {spread:g}"] = COLORIZE.finish(pipeline, averaged, gray, "snap")
+                variants[f"regions, spread {spread:g}"] = COLORIZE.finish(pipeline, averaged, channels, "snap")
         palette.COLOR_SPREAD = shipped_spread
         for name, images in variants.items():
             exact = part_colours_exact(images, truth, visible)

@@ -13,7 +13,7 @@ from condiff.images import to_model_tensor
 
 BUILT_INS = {"grayscale": 1, "canny": 1, "sketch": 1, "lowres": 3, "inpaint": 4}
 NON_DEFAULT_SETTINGS = {
-    "grayscale": {"resize": "lanczos"},
+    "grayscale": {"resize": "lanczos", "level_features": 3},
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
     "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
                "interior_dropout": 0.5, "fill": True},
@@ -90,6 +90,8 @@ def test_settings_survive_a_config_round_trip(name, nouns, tmp_path):
     ("name", "settings"),
     [
         ("grayscale", {"resize": "smooth"}),
+        ("grayscale", {"level_features": 8}),
+        ("grayscale", {"level_features": 2.5}),
         ("canny", {"low_threshold": 200, "high_threshold": 100}),
         ("sketch", {"stroke_dropout": 1.0}),
         ("sketch", {"max_shift": -1.0}),
@@ -150,6 +152,23 @@ def test_grayscale_uses_the_luma_of_pil_l_mode():
     image = user_image("RGB", 32, 32)
     expected = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32)) / 127.5 - 1.0
     assert torch.allclose(encoder("grayscale").encode_input(image, RESOLUTION)[0, 0], expected, atol=1 / 127.5)
+
+
+def test_grayscale_level_features_tell_neighbouring_levels_apart_and_match_a_users_8_bit_file():
+    enc = encoder("grayscale", level_features=7)
+    assert enc.num_channels == 15
+    levels = torch.arange(256, dtype=torch.float32)
+    ramp = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8)[None], (256, 1)))  # one level per column
+    channels = enc.encode_input(ramp, 256)
+    assert_condition(channels, (1, 15, 256, 256))
+    features = channels[0, 1:, 0, :].T  # (256 levels, 14)
+    gaps = torch.cdist(features, features) + torch.eye(256) * 10
+    assert gaps.min() > 0.5  # every two levels, neighbours too, are far apart in the features
+    assert torch.allclose(channels[0, 0, 0], levels / 127.5 - 1)  # the first channel is the luma
+    assert torch.equal(enc.known_luma(channels), channels[:, :1])
+    # the same gray levels from training images (RGB in [-1, 1]) give exactly the user's channels
+    rgb = (levels / 127.5 - 1).view(1, 1, 1, 256).expand(1, 3, 256, 256)
+    assert torch.allclose(enc.encode_training(rgb), channels, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -386,7 +405,7 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # ---------------------------------------------------------------------------------------------------
 
 SHIPPED_CONDITIONS = {
-    "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
+    "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic", "level_features": 0}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
                     "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05, "interior_dropout": 1.0, "fill": True}],
 }

@@ -166,7 +166,8 @@ class ColorizeTask(Task):
 
     def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor,
                palette_mode: str = "off") -> torch.Tensor:
-        gray = condition[:, pipeline.conditions.channel_slices[pipeline.conditions.names.index(self.condition)]]
+        index = pipeline.conditions.names.index(self.condition)
+        gray = pipeline.conditions.encoders[index].known_luma(condition[:, pipeline.conditions.channel_slices[index]])
         images = keep_luma(images, gray)
         if palette_mode == "off":
             return images
