@@ -1,16 +1,14 @@
 """Grids for docs/colorize.md, docs/sketch2img.md and docs/sample.md: the shipped models on held-out Nouns
 they never saw, the inputs beside the outputs and the truth, with and without the palette.
 
-    python scripts/make_obedience_grids.py [--num 8] [--sketch-before FOLDER] [--colorize-before FOLDER]
+    python scripts/make_obedience_grids.py [--num 8] [--sketch-before FOLDER]
 
 Writes docs/images/colorize-held-out.png (rows: gray input, --palette off, the default, the true Noun),
 docs/images/sketch2img-styles.png (per drawing style: the drawing, the output; last row the true Noun)
 and docs/images/palette-{off,snap,project}.png (16 unconditional samples per mode). With
 --sketch-before (an earlier sketch2img model folder), also docs/images/sketch2img-before-after.png: per
 style never used in training, the drawing, that model's output, the shipped one's with --silhouette off
-and the shipped one's as the commands make it; the truth last. With --colorize-before (an earlier
-colorize model folder), also docs/images/colorize-before-after.png: the gray input, that model's output,
-the shipped one's (both as the commands make them), the truth.
+and the shipped one's as the commands make it; the truth last.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=8)
     parser.add_argument("--sketch-before", help="an earlier sketch2img model folder to compare with")
-    parser.add_argument("--colorize-before", help="an earlier colorize model folder to compare with")
     args = parser.parse_args()
     truth = held_out_nouns(args.num, INPUT_SEED)
     gray = luma(truth).expand(-1, 3, -1, -1)
@@ -58,10 +55,6 @@ def main() -> None:
     outputs = [COLORIZE.run(pipeline, gray, steps=20, seed=0, output_type="latent", palette=mode).images
                for mode in ("off", "auto")]
     rows_grid([gray, *outputs, truth], OUT / "colorize-held-out.png")
-    if args.colorize_before:
-        before = COLORIZE.load(args.colorize_before, "cpu", "dpm", 20)
-        earlier = COLORIZE.run(before, gray, steps=20, seed=0, output_type="latent").images
-        rows_grid([gray, earlier, outputs[1], truth], OUT / "colorize-before-after.png")
 
     pipeline = SKETCH2IMG.load(None, "cpu", "dpm", 20)
     masks, rows = held_out_masks(args.num, INPUT_SEED), []
