@@ -166,6 +166,7 @@ def test_grayscale_level_features_tell_neighbouring_levels_apart_and_match_a_use
     assert gaps.min() > 0.5  # every two levels, neighbours too, are far apart in the features
     assert torch.allclose(channels[0, 0, 0], levels / 127.5 - 1)  # the first channel is the luma
     assert torch.equal(enc.known_luma(channels), channels[:, :1])
+    assert [panel.shape for panel in enc.panels(channels[0])] == [(1, 256, 256)]  # condiff encode: the luma
     # the same gray levels from training images (RGB in [-1, 1]) give exactly the user's channels
     rgb = (levels / 127.5 - 1).view(1, 1, 1, 256).expand(1, 3, 256, 256)
     assert torch.allclose(enc.encode_training(rgb), channels, atol=1e-5)

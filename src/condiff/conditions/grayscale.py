@@ -60,6 +60,10 @@ class GrayscaleCondition(ConditionEncoder):
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         return self.to_channels(luma(prepare_input(image, resolution, self.config.resize)))
 
+    def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:
+        """`condiff encode` shows the luma only: the level features are a function of it."""
+        return [channels[:1]]
+
     def known_luma(self, channels: torch.Tensor) -> torch.Tensor:
         return channels[:, :1]
 
