@@ -2,7 +2,7 @@
 
     python benchmarks/bench_colorize.py [MODEL ...] [--num 300] [--spreads 0.5 1 2 1000] [--guidance 1]
 
-Each model (a folder or shipped name; default: the shipped colorize) colours the same held-out gray
+Each model (a folder; "" or none: the shipped colorize model) colours the same held-out gray
 Nouns once, with the same seeds. Its own colours (`--palette off`) are then snapped to its palette as
 the commands snap them (`ColorizeTask.finish`), once per COLOR_SPREAD: how far the model's colour is
 taken to stray when colours of one lightness compete (1000: their frequencies alone choose). The table
