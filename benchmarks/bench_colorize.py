@@ -1,6 +1,6 @@
 """Colorize models side by side, each with the palette snap at several colour spreads.
 
-    python benchmarks/bench_colorize.py [MODEL ...] [--num 300] [--spreads 0.5 1 2 1000] [--guidance 1]
+    python benchmarks/bench_colorize.py [MODEL ...] [--num 300] [--spreads 0.5 1 2 1000] [--guidance 1] [--regions]
 
 Each model (a folder; "" or none: the shipped colorize model) colours the same held-out gray
 Nouns once, with the same seeds. Its own colours (`--palette off`) are then snapped to its palette as
