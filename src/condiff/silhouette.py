@@ -24,6 +24,17 @@ SILHOUETTE_MODES = ("auto", "off")  # auto: keep the silhouette when the conditi
 PUSH = 2.0  # a figure pixel too like the background moves this many times FIGURE_CONTRAST away from it
 
 
+def figure_background(image: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """The background colour (3,) of one image (3, H, W): its median colour outside the figure `inside`."""
+    return image[:, ~inside].median(dim=1).values
+
+
+def reads_as_background(offset: torch.Tensor, contrast: float = FIGURE_CONTRAST, dim: int = 0) -> torch.Tensor:
+    """Whether colours `offset` away from the background (channels along `dim`) are too close to it to
+    count as figure: no channel differs by more than `contrast` of the range."""
+    return offset.abs().amax(dim=dim) <= 2.0 * contrast
+
+
 def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] made to have the silhouette `figure` (N, 1, H, W) bool: background
     outside it; inside it, a pixel whose largest channel difference to the background is at most
@@ -32,15 +43,15 @@ def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float 
     import torch
 
     result = images.clone()
-    gap, target = 2.0 * contrast, 2.0 * contrast * PUSH
+    target = 2.0 * contrast * PUSH
     for i, (image, inside) in enumerate(zip(images, figure[:, 0], strict=True)):
         if not inside.any() or inside.all():
             continue
-        background = image[:, ~inside].median(dim=1).values[:, None, None]
+        background = figure_background(image, inside)[:, None, None]
         kept = torch.where(inside, image, background)
         offset = kept - background
         distance = offset.abs().amax(dim=0, keepdim=True)
-        too_close = inside & (distance[0] <= gap)
+        too_close = inside & reads_as_background(offset, contrast)
         if too_close.any():
             far = inside & ~too_close
             # each pixel moves along its own difference; one with none, toward the figure's mean colour
@@ -48,7 +59,7 @@ def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float 
             fallback = (mean - background) / (mean - background).abs().amax().clamp(min=1e-6)
             direction = torch.where(distance > 1e-3, offset / distance.clamp(min=1e-6), fallback)
             pushed = (background + target * direction).clamp(-1, 1)
-            short = (pushed - background).abs().amax(dim=0) <= gap  # the range ended: go the other way
+            short = reads_as_background(pushed - background, contrast)  # the range ended: go the other way
             pushed = torch.where(short, (background - target * direction).clamp(-1, 1), pushed)
             kept = torch.where(too_close, pushed, kept)
         result[i] = kept
@@ -83,9 +94,9 @@ def snap_keeping_silhouette(snapped: torch.Tensor, images: torch.Tensor, figure:
     for i, inside in enumerate(figure[:, 0]):
         if not inside.any() or inside.all():
             continue
-        background = snapped[i][:, ~inside].median(dim=1).values
-        too_close = inside & ((snapped[i] - background[:, None, None]).abs().amax(dim=0) <= 2.0 * contrast)
-        unlike = (palette - background).abs().amax(dim=1) > 2.0 * contrast
+        background = figure_background(snapped[i], inside)
+        too_close = inside & reads_as_background(snapped[i] - background[:, None, None], contrast)
+        unlike = ~reads_as_background(palette - background, contrast, dim=1)
         if too_close.any() and unlike.any():
             pixels = images[i][:, too_close].to(snapped)[None, :, None, :]  # (1, 3, 1, K)
             result[i][:, too_close] = nearest_colors(pixels, palette[unlike])[0, :, 0, :]

@@ -166,8 +166,7 @@ class ColorizeTask(Task):
 
     def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor,
                palette_mode: str = "off") -> torch.Tensor:
-        index = pipeline.conditions.names.index(self.condition)
-        gray = pipeline.conditions.encoders[index].known_luma(condition[:, pipeline.conditions.channel_slices[index]])
+        gray = pipeline.conditions.known_luma(condition)  # the luma the sampler's palette snap kept too
         images = keep_luma(images, gray)
         if palette_mode == "off":
             return images

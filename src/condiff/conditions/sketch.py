@@ -27,6 +27,7 @@ from PIL import Image
 from condiff.conditions.base import ConditionEncoder, luma
 from condiff.conditions.registry import register_condition
 from condiff.images import has_transparency, to_rgb
+from condiff.silhouette import reads_as_background
 
 REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
@@ -126,7 +127,7 @@ def foreground(images: torch.Tensor, threshold: float) -> torch.Tensor:
     `threshold` (a fraction of the full range) in some channel."""
     border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
     background = border.median(dim=-1).values[..., None, None]
-    return (images - background).abs().amax(dim=1) > 2 * threshold
+    return ~reads_as_background(images - background, threshold, dim=1)
 
 
 def interior(lines: torch.Tensor, images: torch.Tensor, threshold: float) -> torch.Tensor:
