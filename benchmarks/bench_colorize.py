@@ -24,6 +24,7 @@ from condiff.evaluation.evaluators import (
     INPUT_SEED,
     EvalSettings,
     conditional_samples,
+    gray_file_channels,
     held_out_labels,
     model_space,
     part_colours_exact,
@@ -72,9 +73,9 @@ def main() -> None:
     shipped_spread = palette.COLOR_SPREAD
     for model in args.models:
         start = time.perf_counter()
-        pipeline, truth, raw = conditional_samples(COLORIZE, model, settings, lambda enc, t: enc.encode_training(t))
+        pipeline, truth, raw = conditional_samples(COLORIZE, model, settings, gray_file_channels)
         encoder = pipeline.conditions.encoders[0]  # the model's channels for the gray input, and its luma
-        channels = encoder.encode_training(truth)
+        channels = gray_file_channels(encoder, truth)
         gray = encoder.known_luma(channels)
         space = model_space(pipeline, settings, net)
         variants = {"off": COLORIZE.finish(pipeline, raw, channels, "off")}

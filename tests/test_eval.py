@@ -285,3 +285,29 @@ def test_colorize_output_has_the_input_lightness(tiny_models, tmp_path):
     unclamped = ((rgb > 0) & (rgb < 255)).all(axis=-1)
     assert unclamped.mean() > 0.3
     assert np.abs(out_luma - np.asarray(gray, dtype=float))[unclamped].max() <= 1.0  # 8-bit rounding
+
+
+def test_colorize_eval_gives_the_model_each_noun_as_a_users_gray_file(tmp_path):
+    from PIL import Image
+
+    from condiff.conditions.base import luma
+    from condiff.conditions.registry import get_condition
+    from condiff.evaluation.evaluators import gray_file_channels
+    from condiff.images import open_image, to_uint8
+
+    gray_encoder = get_condition("grayscale")(level_features=2)
+    nouns = held_out_nouns(4, 1002)
+    channels = gray_file_channels(gray_encoder, nouns)
+    levels = (channels[:, :1] + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4)  # whole 8-bit levels, as a file holds them
+    assert ((levels - (luma(nouns) + 1) * 127.5).abs() <= 0.5 + 1e-4).all()  # the luma, rounded
+    Image.fromarray(to_uint8(nouns)[1]).convert("L").save(tmp_path / "gray.png")
+    assert torch.equal(channels[1:2], gray_encoder.encode_input(open_image(tmp_path / "gray.png"), 32))
+
+
+def test_luma_error_compares_the_gray_levels_a_file_would_hold():
+    colour = torch.tensor([236, 91, 67], dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1  # luma 131.62
+    gray_132 = torch.full((1, 3, 1, 1), 132 / 127.5 - 1)
+    gray_131 = torch.full((1, 3, 1, 1), 131 / 127.5 - 1)
+    assert metrics.luma_error(colour, gray_132) == 0.0
+    assert metrics.luma_error(colour, gray_131) == 1.0

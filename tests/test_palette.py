@@ -100,10 +100,25 @@ def test_among_colours_of_one_lightness_the_common_one_wins_unless_the_model_is_
     target = luma(palette[1].view(1, 3, 1, 1))
     frequencies = torch.tensor([0.3, 0.7])
     unsure = palette[1].view(1, 3, 1, 1) * 0.5 + palette[0].view(1, 3, 1, 1) * 0.5 + 0.1  # between the two
-    assert torch.equal(nearest_colors(unsure, palette, target, luma_tolerance=1, frequencies=frequencies),
+    assert torch.equal(nearest_colors(unsure, palette, target, frequencies=frequencies), palette[1].view(1, 3, 1, 1))
+    assert torch.equal(nearest_colors(palette[0].view(1, 3, 1, 1), palette, target, frequencies=frequencies),
+                       palette[0].view(1, 3, 1, 1))
+
+
+def test_only_colours_of_the_gray_files_level_compete_even_when_another_level_is_closer_than_half_a_level():
+    # The Nouns' watermelon glasses (luma 131.62, gray level 132) and a commoner green (luma 131.10,
+    # level 131): half a level apart, yet a gray file never shows the green as 132.
+    colors = np.array([[236, 91, 67], [52, 172, 128]], np.uint8)
+    palette = palette_tensor(colors)
+    frequencies = torch.tensor([0.2, 0.8])
+    for target in (luma(palette[0].view(1, 3, 1, 1)), torch.full((1, 1, 1, 1), 132 / 127.5 - 1)):
+        snapped = nearest_colors(palette[1].view(1, 3, 1, 1), palette, target, frequencies=frequencies)
+        assert torch.equal(snapped, palette[0].view(1, 3, 1, 1))
+        assert torch.equal(snap_keeping_luma(keep_luma(palette[1].view(1, 3, 1, 1), target), target, palette,
+                                             frequencies), palette[0].view(1, 3, 1, 1))
+    level_131 = torch.full((1, 1, 1, 1), 131 / 127.5 - 1)
+    assert torch.equal(nearest_colors(palette[0].view(1, 3, 1, 1), palette, level_131, frequencies=frequencies),
                        palette[1].view(1, 3, 1, 1))
-    assert torch.equal(nearest_colors(palette[0].view(1, 3, 1, 1), palette, target, luma_tolerance=1,
-                                      frequencies=frequencies), palette[0].view(1, 3, 1, 1))
 
 
 def test_colorize_keeps_the_input_lightness_where_no_palette_colour_has_it():

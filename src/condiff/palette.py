@@ -10,7 +10,7 @@ A diffusion model gets the shapes right and leaves each pixel a little off; here
 - Sampling (`PALETTE_MODES`): "project" pulls the predicted clean image toward its nearest palette
   colours over the last steps, inside the sampler loop (`PaletteProjection`), then snaps; "snap" only
   snaps the finished image; "off" leaves it; "auto" is DEFAULT_PALETTE_MODE when the model has a palette.
-- Lightness fixed by a condition (colorize): only colours of that lightness compete, and among them
+- Lightness fixed by a condition (colorize): only colours of that 8-bit gray level compete, and among them
   the choice weighs the model's colour against how common each colour is (`nearest_colors`): on
   Nouns, a gray level alone nearly names its colour, and the frequencies say which.
 - Measuring: `on_palette_share`, the share of pixels exactly on the palette.
@@ -37,11 +37,9 @@ DEFAULT_PALETTE_MODE = "snap"
 SAMPLE_IMAGES = 4096  # images read to find a palette: enough for all but the rarest Nouns colours
 MAX_PALETTE = 4096  # colours a saved palette may hold (a model folder's bound)
 PROJECT_FRACTION = 0.15  # the share of the sampler's steps, at the end, pulled toward the palette (the best tried)
-# An 8-bit gray lies within half a level of its colour's luma; one level is 2/255 in [-1, 1].
-LUMA_TOLERANCE = 0.55 * 2 / 255
-# How far (in [-1, 1]) the model's colour is taken to stray. benchmarks/bench_palette.py: on the shipped
-# colorize model, the larger the better (PSNR 27.6 dB at 0.5, 35.7 at 1, 38.7 at 2, 40.0 at 1000), so the
-# colours' frequencies decide among colours of one lightness; re-measure for a stronger model.
+# How far (in [-1, 1]) the model's colour is taken to stray. benchmarks/bench_colorize.py: on the shipped
+# colorize model, the larger the better (PSNR 37.3 dB at 1, 42.0 at 2, 43.3 at 1000), so the colours'
+# frequencies decide among colours of one gray level; re-measure for a stronger model.
 COLOR_SPREAD = 1000.0
 _CHUNK = 65536  # pixels compared with the palette at once: bounds memory at 65536 x colours floats
 
@@ -149,22 +147,30 @@ def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(colors), dtype=torch.float32, device=device) / 127.5 - 1
 
 
+def gray_levels(values: torch.Tensor) -> torch.Tensor:
+    """Lightness in [-1, 1] as 8-bit gray levels (0..255, rounded half up, as PIL's "L" conversion
+    rounds): the gray a user's file holds for a colour of that luma."""
+    import torch
+
+    return torch.floor((values + 1) * 127.5 + 0.5)
+
+
 def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: torch.Tensor | None = None,
-                   luma_tolerance: float = LUMA_TOLERANCE,
                    frequencies: torch.Tensor | None = None) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] with every pixel replaced by its nearest palette colour (RGB
-    distance). With `luma_target` (N, 1, H, W), only colours whose luma is within `luma_tolerance` of
-    the target compete, and with `frequencies` (P,) the most probable of them wins: the cost is
-    distance^2 / (2 COLOR_SPREAD^2) - log frequency, the model's colour read as a guess about
-    COLOR_SPREAD off. A pixel with no colour of its lightness gets the best colour of any lightness."""
+    distance). With `luma_target` (N, 1, H, W), only colours of the target's 8-bit gray level compete
+    (`gray_levels`: the colours a gray file with that level can come from; a tolerance around the exact
+    luma would let in colours of the next level), and with `frequencies` (P,) the most probable of them
+    wins: the cost is distance^2 / (2 COLOR_SPREAD^2) - log frequency, the model's colour read as a guess
+    about COLOR_SPREAD off. A pixel with no colour of its lightness gets the best colour of any lightness."""
     import torch
 
     from condiff.conditions.base import luma
 
     palette = palette.to(images)
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
-    targets = luma_target.permute(0, 2, 3, 1).reshape(-1).to(images) if luma_target is not None else None
-    palette_luma = luma(palette[:, :, None, None]).flatten()
+    targets = None if luma_target is None else gray_levels(luma_target.permute(0, 2, 3, 1).reshape(-1).to(images))
+    palette_levels = gray_levels(luma(palette[:, :, None, None]).flatten())
     prior = None
     if targets is not None and frequencies is not None:
         prior = frequencies.to(images).clamp(min=1e-12).log()
@@ -174,7 +180,7 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
         if prior is not None:
             cost = cost / (2 * COLOR_SPREAD**2) - prior[None]
         if targets is not None:  # far above any other cost: a colour of the wrong lightness loses
-            cost = cost + 1e6 * ((targets[start:start + _CHUNK, None] - palette_luma[None]).abs() > luma_tolerance)
+            cost = cost + 1e6 * (targets[start:start + _CHUNK, None] != palette_levels[None])
         chosen[start:start + _CHUNK] = cost.argmin(dim=1)
     n, _, h, w = images.shape
     return palette[chosen].reshape(n, h, w, 3).permute(0, 3, 1, 2).contiguous()

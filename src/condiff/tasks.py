@@ -194,11 +194,11 @@ def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.T
     import torch
 
     from condiff.conditions.base import luma
-    from condiff.palette import LUMA_TOLERANCE, nearest_colors
+    from condiff.palette import gray_levels, nearest_colors
 
     gray = gray.to(images)
-    snapped = nearest_colors(images, palette, luma_target=gray, luma_tolerance=LUMA_TOLERANCE, frequencies=frequencies)
-    agree = (luma(snapped) - gray).abs() <= LUMA_TOLERANCE
+    snapped = nearest_colors(images, palette, luma_target=gray, frequencies=frequencies)
+    agree = gray_levels(luma(snapped)) == gray_levels(gray)
     return torch.where(agree, snapped, images)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from condiff.conditions.base import luma
 from condiff.data.nouns import PART_KINDS, NounsDataset
 from condiff.evaluation import metrics
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
@@ -179,36 +178,46 @@ def task_outputs(task: Task, pipeline, channels: torch.Tensor, settings: EvalSet
                     silhouette=settings.silhouette).images
 
 
+def gray_files(truth: torch.Tensor) -> list:
+    """Each Noun as a user's gray file holds it: an 8-bit "L" image (PIL's conversion). Its gray is
+    the luma rounded to a whole level, which is all a gray Noun tells a colorizer."""
+    from PIL import Image
+
+    return [Image.fromarray(image).convert("L") for image in to_uint8(truth)]
+
+
+def gray_file_channels(encoder, truth: torch.Tensor) -> torch.Tensor:
+    """The encoder's channels for the Nouns' gray files, read as `condiff colorize gray.png` reads them."""
+    return torch.cat([encoder.encode_input(file, truth.shape[-1]) for file in gray_files(truth)])
+
+
 def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
                       net: NounsFeatureNet | None = None) -> Report:
-    def gray_channel(encoder, truth):  # the grayscale encoder's channel for the truth (luma)
-        return encoder.encode_training(truth)
-
-    pipeline, truth, outputs = conditional_samples(task, model, settings, gray_channel)
+    pipeline, truth, outputs = conditional_samples(task, model, settings, gray_file_channels)
     space = model_space(pipeline, settings, net)
-    gray = luma(truth).expand(-1, 3, -1, -1).contiguous()
+    gray = to_model_tensor(np.stack([np.asarray(file.convert("RGB")) for file in gray_files(truth)]))
     labels = held_out_labels(settings.num, INPUT_SEED)
     visible = visible_parts(settings.num, INPUT_SEED, ("body", "glasses"))
 
     def scores(images: torch.Tensor) -> dict[str, float]:
         exact = part_colours_exact(images, truth, visible)
         return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
-                "luma err": metrics.luma_error(images, truth), "colourful": metrics.colourfulness(images),
+                "luma err": metrics.luma_error(images, gray), "colourful": metrics.colourfulness(images),
                 "body exact": exact["body"], "glasses exact": exact["glasses"],
                 **space.scores(images, labels=labels)}
 
     rows = [
         Row("model", scores(outputs), model),
         Row("true colour", scores(truth), f"floor (PSNR capped at {metrics.PSNR_CAP:.0f} dB)"),
-        Row("gray output", scores(gray), "baseline: the input's gray as RGB"),
+        Row("gray output", scores(gray), "baseline: the input's gray file as RGB"),
         Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  ["luma err: mean |output luma - input luma| in 8-bit levels", EXACT_NOTE, KID_NOTE, RIGHT_NOTE,
-                   PALETTE_NOTE],
+                  [LUMA_NOTE, EXACT_NOTE, KID_NOTE, RIGHT_NOTE, PALETTE_NOTE],
                   samples=outputs)
 
 
+LUMA_NOTE = "luma err: mean |output's gray level - input's gray level| (8-bit, as gray files hold them)"
 EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (glasses) pixels have the true Noun's "
               f"exact colours, at least {EXACT_SHARE:.0%} of them")
 

@@ -84,8 +84,9 @@ def luma(images) -> np.ndarray:
 
 
 def luma_error(outputs, references) -> float:
-    """Mean absolute luma difference in 8-bit levels: does the output keep the input's lightness?"""
-    return float(np.abs(luma(outputs) - luma(references)).mean())
+    """Mean absolute difference of 8-bit gray levels (each luma rounded, as a gray file holds it): does
+    the output, turned gray, give back the gray input?"""
+    return float(np.abs(np.floor(luma(outputs) + 0.5) - np.floor(luma(references) + 0.5)).mean())
 
 
 def colourfulness(images) -> float:
