@@ -23,11 +23,13 @@ from condiff.evaluation import metrics
 from condiff.evaluation.evaluators import (
     INPUT_SEED,
     EvalSettings,
-    conditional_samples,
     gray_file_channels,
     held_out_labels,
+    held_out_nouns,
     model_space,
     part_colours_exact,
+    show_progress,
+    task_outputs,
     visible_parts,
 )
 from condiff.evaluation.features import load_feature_net
@@ -73,10 +75,12 @@ def main() -> None:
     shipped_spread = palette.COLOR_SPREAD
     for model in args.models:
         start = time.perf_counter()
-        pipeline, truth, raw = conditional_samples(COLORIZE, model, settings, gray_file_channels)
-        encoder = pipeline.conditions.encoders[0]  # the model's channels for the gray input, and its luma
-        channels = gray_file_channels(encoder, truth)
-        gray = encoder.known_luma(channels)
+        pipeline = COLORIZE.load(model, settings.device, settings.scheduler, settings.steps)
+        show_progress(pipeline, COLORIZE, settings)
+        truth = held_out_nouns(args.num, INPUT_SEED, pipeline.resolution)
+        channels = gray_file_channels(pipeline.conditions.encoders[0], truth)  # the gray files, as eval gives them
+        raw = task_outputs(COLORIZE, pipeline, channels, settings)
+        gray = pipeline.conditions.known_luma(channels)
         space = model_space(pipeline, settings, net)
         variants = {"off": COLORIZE.finish(pipeline, raw, channels, "off")}
         averaged = region_means(raw, gray) if args.regions else None
