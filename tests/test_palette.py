@@ -236,3 +236,14 @@ def test_a_damaged_palette_in_a_model_folder_is_one_line(sprite_model, tmp_path,
     assert main(["sample", "--model", str(copy), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "palette" in err and "#rrggbb" in err and "\n" not in err
+
+
+def test_a_colour_whose_luma_lies_near_a_half_level_comes_back_from_its_gray_file():
+    # (0, 207, 35) has luma 125.499; PIL's gray file shows it as 126, not 125.
+    colors = np.array([[0, 207, 35], [200, 200, 200]], np.uint8)
+    level = int(np.asarray(Image.new("RGB", (1, 1), (0, 207, 35)).convert("L"))[0, 0])
+    assert level == 126
+    palette = palette_tensor(colors)
+    gray = torch.full((1, 1, 1, 1), level / 127.5 - 1)
+    guess = keep_luma(torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1), gray)
+    assert torch.equal(snap_keeping_luma(guess, gray, palette), palette[0].view(1, 3, 1, 1))

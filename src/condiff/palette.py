@@ -148,29 +148,38 @@ def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
 
 
 def gray_levels(values: torch.Tensor) -> torch.Tensor:
-    """Lightness in [-1, 1] as 8-bit gray levels (0..255, rounded half up, as PIL's "L" conversion
-    rounds): the gray a user's file holds for a colour of that luma."""
+    """Lightness in [-1, 1] as 8-bit gray levels (0..255, rounded half up): a gray file's own levels
+    exactly, and the nearest level of an exact luma."""
     import torch
 
     return torch.floor((values + 1) * 127.5 + 0.5)
+
+
+def color_gray_levels(colors: torch.Tensor) -> torch.Tensor:
+    """8-bit colours given in [-1, 1], channels in dim 1 ((P, 3) or (N, 3, H, W)), as the gray level a
+    gray file shows for each: PIL's "L" conversion in its own fixed-point weights (x/65536). Near a
+    half level those round differently from the exact BT.601 luma ((0, 207, 35): 125.499 gives 125, PIL
+    gives 126), about one colour in 2000."""
+    rgb = ((colors + 1) * 127.5).round().long()
+    weighted = rgb.select(1, 0) * 19595 + rgb.select(1, 1) * 38470 + rgb.select(1, 2) * 7471
+    return ((weighted + 32768) >> 16).to(colors.dtype)
 
 
 def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: torch.Tensor | None = None,
                    frequencies: torch.Tensor | None = None) -> torch.Tensor:
     """(N, 3, H, W) images in [-1, 1] with every pixel replaced by its nearest palette colour (RGB
     distance). With `luma_target` (N, 1, H, W), only colours of the target's 8-bit gray level compete
-    (`gray_levels`: the colours a gray file with that level can come from; a tolerance around the exact
-    luma would let in colours of the next level), and with `frequencies` (P,) the most probable of them
+    (`color_gray_levels`: the colours a gray file with that level can come from; a tolerance around the
+    exact luma would let in colours of the next level), and with `frequencies` (P,) the most probable of them
     wins: the cost is distance^2 / (2 COLOR_SPREAD^2) - log frequency, the model's colour read as a guess
     about COLOR_SPREAD off. A pixel with no colour of its lightness gets the best colour of any lightness."""
     import torch
 
-    from condiff.conditions.base import luma
 
     palette = palette.to(images)
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
     targets = None if luma_target is None else gray_levels(luma_target.permute(0, 2, 3, 1).reshape(-1).to(images))
-    palette_levels = gray_levels(luma(palette[:, :, None, None]).flatten())
+    palette_levels = color_gray_levels(palette)
     prior = None
     if targets is not None and frequencies is not None:
         prior = frequencies.to(images).clamp(min=1e-12).log()

@@ -193,12 +193,11 @@ def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.T
     colour) and leaves the palette."""
     import torch
 
-    from condiff.conditions.base import luma
-    from condiff.palette import gray_levels, nearest_colors
+    from condiff.palette import color_gray_levels, gray_levels, nearest_colors
 
     gray = gray.to(images)
     snapped = nearest_colors(images, palette, luma_target=gray, frequencies=frequencies)
-    agree = gray_levels(luma(snapped)) == gray_levels(gray)
+    agree = (color_gray_levels(snapped) == gray_levels(gray)[:, 0])[:, None]
     return torch.where(agree, snapped, images)
 
 
