@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from condiff.evaluation.drawings import STYLES, drawings, held_out_masks
-from condiff.evaluation.evaluators import INPUT_SEED, gray_files, held_out_nouns
+from condiff.evaluation.evaluators import INPUT_SEED, gray_file_images, held_out_nouns
 from condiff.images import to_model_tensor
 from condiff.tasks import COLORIZE, SKETCH2IMG, UNCONDITIONAL
 from condiff.visualize import make_grid
@@ -48,11 +48,10 @@ def main() -> None:
     parser.add_argument("--sketch-before", help="an earlier sketch2img model folder to compare with")
     args = parser.parse_args()
     truth = held_out_nouns(args.num, INPUT_SEED)
-    files = gray_files(truth)  # the gray Nouns as 8-bit files, as condiff eval colorize gives them
-    gray = to_model_tensor(np.stack([np.asarray(file.convert("RGB")) for file in files]))
+    gray = gray_file_images(truth)  # the gray Nouns as 8-bit files, as condiff eval colorize gives them
 
     pipeline = COLORIZE.load(None, "cpu", "dpm", 20)
-    outputs = [COLORIZE.run(pipeline, files, steps=20, seed=0, output_type="latent", palette=mode).images
+    outputs = [COLORIZE.run(pipeline, gray, steps=20, seed=0, output_type="latent", palette=mode).images
                for mode in ("off", "auto")]
     rows_grid([gray, *outputs, truth], OUT / "colorize-held-out.png")
 

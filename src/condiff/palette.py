@@ -175,7 +175,6 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
     about COLOR_SPREAD off. A pixel with no colour of its lightness gets the best colour of any lightness."""
     import torch
 
-
     palette = palette.to(images)
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
     targets = None if luma_target is None else gray_levels(luma_target.permute(0, 2, 3, 1).reshape(-1).to(images))

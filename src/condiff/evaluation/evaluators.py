@@ -186,6 +186,12 @@ def gray_files(truth: torch.Tensor) -> list:
     return [Image.fromarray(image).convert("L") for image in to_uint8(truth)]
 
 
+def gray_file_images(truth: torch.Tensor) -> torch.Tensor:
+    """The gray files as RGB images in [-1, 1] (N, 3, H, W): a colorizer's input as a tensor, and the
+    "gray output" baseline."""
+    return to_model_tensor(np.stack([np.asarray(file.convert("RGB")) for file in gray_files(truth)]))
+
+
 def gray_file_channels(encoder, truth: torch.Tensor) -> torch.Tensor:
     """The encoder's channels for the Nouns' gray files, read as `condiff colorize gray.png` reads them."""
     return torch.cat([encoder.encode_input(file, truth.shape[-1]) for file in gray_files(truth)])
@@ -195,7 +201,7 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
                       net: NounsFeatureNet | None = None) -> Report:
     pipeline, truth, outputs = conditional_samples(task, model, settings, gray_file_channels)
     space = model_space(pipeline, settings, net)
-    gray = to_model_tensor(np.stack([np.asarray(file.convert("RGB")) for file in gray_files(truth)]))
+    gray = gray_file_images(truth)
     labels = held_out_labels(settings.num, INPUT_SEED)
     visible = visible_parts(settings.num, INPUT_SEED, ("body", "glasses"))
 
