@@ -39,7 +39,7 @@ from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
                   "train.min_snr_gamma", "scheduler.beta_schedule", "scheduler.prediction_type",
-                  "scheduler.num_train_timesteps", "model.channels", "model.layers_per_block")
+                  "scheduler.num_train_timesteps", "model.channels", "model.layers_per_block", "model.self_condition")
 
 
 def checkpoint_unet(run: Path, checkpoint: Path):
@@ -56,6 +56,18 @@ def checkpoint_unet(run: Path, checkpoint: Path):
         ema.load_state_dict(torch.load(ema_file, weights_only=True))  # tensors and numbers only
         ema.copy_to(unet.parameters())
     return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe
+
+
+def levels_off(samples: torch.Tensor, palette) -> dict[str, float]:
+    """How far the samples' pixels are from the palette before any snapping: each pixel's distance to its
+    nearest palette colour, counted as the largest of its 3 channel differences in 8-bit levels."""
+    from condiff.images import to_uint8
+
+    pixels = torch.from_numpy(to_uint8(samples)).reshape(-1, 1, 3).int()
+    colors = torch.as_tensor(palette).reshape(1, -1, 3).int()
+    distance = torch.cat([(chunk - colors).abs().amax(dim=2).amin(dim=1) for chunk in pixels.split(65536)])
+    return {"median levels off": float(distance.float().median()),
+            "within 2 levels": float((distance <= 2).float().mean())}
 
 
 def training_seconds(checkpoint: Path, seconds_per_step: float | None) -> float:
@@ -109,13 +121,16 @@ def main() -> None:
             if checkpoint is None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
-            unet, sampler, _ = checkpoint_unet(run, checkpoint)
-            samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed).images
-            scores = space.scores(samples, parts=True)
+            unet, sampler, recipe = checkpoint_unet(run, checkpoint)
+            samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed,
+                               self_condition=recipe.model.self_condition).images
+            scores = {**space.scores(samples, parts=True), **levels_off(samples, space.palette)}
             state = read_trainer_state(checkpoint)
             row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"],
                                   "counted_seconds": training_seconds(checkpoint, seconds_per_step or None), **scores})
-            print(f"{run}: {minutes:g} min -> step {state['step']}, FD {scores['FD']:.2f}", flush=True)
+            print(f"{run}: {minutes:g} min -> step {state['step']}, FD {scores['FD']:.2f}, on palette "
+                  f"{scores['on palette']:.2%}, within 2 levels {scores['within 2 levels']:.1%}, median "
+                  f"{scores['median levels off']:g} levels off", flush=True)
         flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
         results.append(row)

@@ -7,8 +7,11 @@
     bash benchmarks/gpu_session.sh        # on a GPU machine: benchmarks/results/gpu/*.json
     python benchmarks/write_benchmarks_doc.py
 
-A result file that is missing leaves its section saying so. benchmarks/results/NOTES.md (how the numbers
-were taken, and what they decided) is appended as it is.
+A result file that is missing leaves its section saying so. Two files are taken as they are:
+benchmarks/results/PALETTE_AND_CONDITIONS.md (the palette and conditional-model sections: tables that
+bench_palette.py, bench_colorize.py and bench_sketch_obedience.py print, copied with what they decided)
+before the data section, and benchmarks/results/NOTES.md (how the numbers were taken, and what they
+decided) at the end. Edit those files, not docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -123,8 +126,10 @@ def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
 
 def main() -> None:
     notes = (RESULTS / "NOTES.md").read_text() if (RESULTS / "NOTES.md").is_file() else ""
+    by_hand = RESULTS / "PALETTE_AND_CONDITIONS.md"
+    conditional = by_hand.read_text().rstrip() + "\n" if by_hand.is_file() else ""
     time_files = [data for data in (load("time_to_quality"), load("time_to_quality_30min"),
-                                    load("time_to_quality_3000_steps")) if data]
+                                    load("time_to_quality_3000_steps"), load("time_to_quality_selfcond")) if data]
     rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2")) if data]
     text = "\n".join([
         "# Benchmarks", "",
@@ -144,6 +149,7 @@ def main() -> None:
         *time_to_quality_section(time_files), "",
         "## Choosing the defaults (`benchmarks/bench_defaults_sweep.py`)", "",
         *sweep_section(rounds, load("step_times")), "",
+        conditional,
         "## Data (`benchmarks/bench_nouns_render.py`)", "",
         "On 2 CPU cores a DataLoader's batch of 64 Nouns costs well under 1 % of one training step. On the H200 "
         "a step takes about 40 ms, and rendering the Nouns one by one (about 5.5 ms a batch) was a real cost; "

@@ -79,6 +79,9 @@ class ModelConfig:
     attention_head_dim: int = 8
     norm_num_groups: int = 32
     dropout: float = 0.0
+    # Self-conditioning (Chen et al. 2022, "Analog Bits", arxiv 2208.04202): the UNet also sees its own
+    # previous estimate of the clean image, as 3 more input channels after the conditions'.
+    self_condition: bool = False
 
 
 @dataclass

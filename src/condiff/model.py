@@ -17,8 +17,12 @@ IMAGE_CHANNELS = 3
 
 def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0) -> UNet2DModel:
     """A fresh UNet shaped by the recipe; `extra_in_channels` are condition channels concatenated
-    to the noisy image (the output always has the image's channels)."""
+    to the noisy image, followed by the self-conditioning channels when the recipe asks for them
+    (the output always has the image's channels)."""
     from diffusers import UNet2DModel
+
+    if config.self_condition:
+        extra_in_channels += IMAGE_CHANNELS
 
     down = ["AttnDownBlock2D" if attn else "DownBlock2D" for attn in config.attention]
     up = ["AttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(config.attention)]

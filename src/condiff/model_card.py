@@ -63,6 +63,10 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
     if summary.get("palette"):
         lines += [f"Palette ({PALETTE_DOC}): {summary['palette']}."
                   + (" Sampling uses it unless told `--palette off`." if palette_saved else ""), ""]
+    if recipe["model"].get("self_condition"):
+        lines += ["Self-conditioned (arxiv 2208.04202): the UNet's last 3 input channels take its previous estimate "
+                  "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
+                  "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:

@@ -114,9 +114,10 @@ INDEX_RULES: dict[str, Rule] = {
     "sampler_steps": _whole(1, MAX_TIMESTEPS),  # ... in this many steps (at most the timesteps: checked below)
     "palette": _optional(_list_of(_hex_color, MAX_PALETTE)),  # the data's colours
     "palette_frequencies": _optional(_list_of(_number(0, 1), MAX_PALETTE)),  # ... their shares (matched below)
+    "self_condition": _one_of(False, True),  # 3 more UNet input channels (matched below)
 }
-# Either kind's model_index.json may hold the palette (diffusers' DDPMPipeline ignores the keys).
-PALETTE_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies")}
+# Either kind's model_index.json may hold these (diffusers' DDPMPipeline ignores the keys).
+SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition")}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -167,6 +168,14 @@ def saved_conditions(folder: str | Path) -> ConditionStack | None:
     return _condition_stack(path)
 
 
+def saved_self_condition(folder: str | Path) -> bool:
+    """Whether a local model folder holds a self-conditioned model (False for any other source)."""
+    path = Path(folder).expanduser()
+    if not (path / "model_index.json").is_file():
+        return False
+    return _read_index(path).get("self_condition", False)
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 
@@ -182,11 +191,13 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     _refuse_pickled_weights(path if _kind(index) == CONDITIONAL else path / (subfolder or ""))
     scheduler = _load_local_scheduler(path)  # before the UNet: its checks need the timesteps
     timesteps = scheduler.config.num_train_timesteps
+    self_condition = index.get("self_condition", False)
     if _kind(index) == UNCONDITIONAL:
-        unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps)
+        unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps, self_condition=self_condition)
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
                                        palette=index.get("palette"),
-                                       palette_frequencies=index.get("palette_frequencies"))
+                                       palette_frequencies=index.get("palette_frequencies"),
+                                       self_condition=self_condition)
     return _load_conditional(path, index, timesteps)
 
 
@@ -225,7 +236,7 @@ def _load_conditional(path: Path, index: dict, timesteps: int) -> ConditionalDDP
         raise _damaged(path, path / "model_index.json", f"sampler_steps = {steps} is more than the schedule's "
                        f"{timesteps} timesteps")
     conditions = _condition_stack(path)
-    _check_unet(path, path / "unet", conditions.channels, timesteps)
+    _check_unet(path, path / "unet", conditions.channels, timesteps, index.get("self_condition", False))
     _weight_files(path, path / "conditions")
     try:
         with quiet_diffusers():
@@ -238,14 +249,16 @@ def _load_conditional(path: Path, index: dict, timesteps: int) -> ConditionalDDP
     return as_float32(pipeline)
 
 
-def _load_local_unet(path: Path, condition_channels: int | None = None, timesteps: int | None = None):
-    """A local UNet, checked first; `condition_channels` and `timesteps` are matched when known."""
+def _load_local_unet(path: Path, condition_channels: int | None = None, timesteps: int | None = None,
+                     self_condition: bool = False):
+    """A local UNet, checked first; `condition_channels` (with `self_condition`'s) and `timesteps` are
+    matched when known."""
     from diffusers import UNet2DModel
 
     subfolder = _unet_subfolder(path)
     component = path / subfolder if subfolder else path
     _refuse_pickled_weights(component)
-    _check_unet(path, component, condition_channels, timesteps)
+    _check_unet(path, component, condition_channels, timesteps, self_condition)
     try:
         with quiet_diffusers():
             unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
@@ -385,7 +398,7 @@ def _read_index(folder: Path) -> dict[str, Any]:
             raise _damaged(folder, file, f"names no {missing[0]}")
         _check_rules(folder, file, index, INDEX_RULES)
     else:
-        _check_rules(folder, file, index, PALETTE_RULES)
+        _check_rules(folder, file, index, SHARED_RULES)
     shares, colors = index.get("palette_frequencies"), index.get("palette")
     if shares is not None and (colors is None or len(shares) != len(colors)):
         raise _damaged(folder, file, "palette_frequencies needs one share per palette colour")
@@ -443,7 +456,8 @@ def _is_registered(condition: str) -> bool:
     return True
 
 
-def _check_unet(folder: Path, component: Path, condition_channels: int | None, timesteps: int | None) -> None:
+def _check_unet(folder: Path, component: Path, condition_channels: int | None, timesteps: int | None,
+                self_condition: bool = False) -> None:
     """The UNet's config (every rule, then how its sizes fit together), then its weights file against
     the model that config describes, built on the meta device."""
     from diffusers import UNet2DModel
@@ -452,7 +466,7 @@ def _check_unet(folder: Path, component: Path, condition_channels: int | None, t
     values = _read_config(folder, file)
     config = {**_defaults(UNet2DModel), **values}
     _check_rules(folder, file, config, UNET_RULES)
-    problem = _unet_shape_problem(config) or _unet_input_problem(config, condition_channels, timesteps)
+    problem = _unet_shape_problem(config) or _unet_input_problem(config, condition_channels, timesteps, self_condition)
     if problem:
         raise _damaged(folder, file, problem)
     _check_weights(folder, component, _meta_shapes(folder, file, UNet2DModel, values))
@@ -484,12 +498,14 @@ def _unet_shape_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _unet_input_problem(config: dict[str, Any], condition_channels: int | None, timesteps: int | None) -> str | None:
+def _unet_input_problem(config: dict[str, Any], condition_channels: int | None, timesteps: int | None,
+                        self_condition: bool = False) -> str | None:
     """The UNet against the rest of the folder: its input channels and its time embedding."""
-    wanted = IMAGE_CHANNELS + (condition_channels or 0)
+    wanted = IMAGE_CHANNELS + (condition_channels or 0) + (IMAGE_CHANNELS if self_condition else 0)
     if condition_channels is not None and config["in_channels"] != wanted:
-        return (f"in_channels = {config['in_channels']}, but the image and this model's conditions have "
-                f"{wanted} channels")
+        inputs = ("the image, this model's conditions and its self-conditioning estimate" if self_condition
+                  else "the image and this model's conditions")
+        return f"in_channels = {config['in_channels']}, but {inputs} have {wanted} channels"
     rows = config["num_train_timesteps"]
     if config["time_embedding_type"] == "learned" and (rows is None or (timesteps or 0) > rows):
         return f"a learned time embedding needs num_train_timesteps of at least the schedule's ({timesteps})"
@@ -588,11 +604,13 @@ def as_float32(model):
 
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
-               palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None) -> None:
+               palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None,
+               self_condition: bool = False) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
     unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
     ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
-    as `palette` and `palette_frequencies` for either kind.
+    as `palette` and `palette_frequencies` for either kind, and `self_condition: true` for a self-conditioned
+    model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline).
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
@@ -607,10 +625,13 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
         pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
         if palette is not None:
             pipeline.register_to_config(**colors)
+        if self_condition:
+            pipeline.register_to_config(self_condition=True)
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
-        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors)
+        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors,
+                                           self_condition=self_condition)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

@@ -87,11 +87,12 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
                  sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
-                 palette_frequencies: list[float] | None = None) -> None:
+                 palette_frequencies: list[float] | None = None, self_condition: bool = False) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
         without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
         training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
-        of the data's pixels."""
+        of the data's pixels. `self_condition`: the UNet's last 3 input channels take its previous
+        estimate of the clean image (`model.self_condition` of the recipe)."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
         if palette is not None:
@@ -102,7 +103,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             if palette is None or len(palette_frequencies) != len(palette):
                 raise CondiffError("palette_frequencies needs one share per palette colour")
         self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
-                                palette_frequencies=palette_frequencies)
+                                palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
 
     @property
     def resolution(self) -> int:
@@ -199,7 +200,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             steers.insert(0, SilhouetteProjection(figure))
         steer = chain(steers)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
-               "steer": steer}
+               "steer": steer, "self_condition": self.config.get("self_condition", False)}
         if condition is None:
             samples = generate(self.unet, scheduler, batch_size, steps, **run)
         else:

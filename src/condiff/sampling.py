@@ -154,6 +154,7 @@ def generate(
     generator: torch.Generator | list[torch.Generator] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     steer: Callable | None = None,
+    self_condition: bool = False,
 ) -> Samples:
     """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
     (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
@@ -161,7 +162,8 @@ def generate(
     The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
     `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
     timesteps (a progress bar). `steer(scheduler, model_output, x_t, t, index)` may replace each
-    step's model output (condiff.palette.PaletteProjection).
+    step's model output (condiff.palette.PaletteProjection). A `self_condition` model is also given the
+    clean image its previous step implied (zeros at the first step; arxiv 2208.04202).
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
@@ -179,10 +181,13 @@ def generate(
     x = x * scheduler.init_noise_sigma
     result = Samples(images=x)
     guide = guidance is not None and any(scale != 1.0 for scale in guidance)
+    estimate = torch.zeros_like(x) if self_condition else None
     for index, t in enumerate((progress or iter)(scheduler.timesteps)):
         model_input = scheduler.scale_model_input(x, t)
         if condition is not None:
             model_input = torch.cat([model_input, condition], dim=1)
+        if estimate is not None:
+            model_input = torch.cat([model_input, estimate], dim=1)
         with torch.no_grad():
             if guide:
                 model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
@@ -190,6 +195,8 @@ def generate(
                 model_output = unet(model_input.to(dtype), t).sample.float()
         if steer is not None:
             model_output = steer(scheduler, model_output, x, t, index)
+        if estimate is not None:
+            estimate = predict_x0(scheduler, model_output, x, t)
         if record:
             result.noisy.append(x.cpu())
             result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())

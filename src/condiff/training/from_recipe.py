@@ -25,7 +25,8 @@ def resolve_init_from(init_from: str | None) -> str | None:
 
 
 def _initial_unet(recipe: Recipe, conditions):
-    """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels)."""
+    """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels and for
+    self-conditioning)."""
     from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
     from condiff.model_folder import load_unet
 
@@ -35,14 +36,24 @@ def _initial_unet(recipe: Recipe, conditions):
         init_from = None
     if not init_from:
         return build_unet(recipe.model, recipe.data.resolution, conditions.channels)
-    unet = load_unet(init_from)
-    have, wanted = unet.config.in_channels, IMAGE_CHANNELS + conditions.channels
-    if have == wanted:
-        return unet
-    if have == IMAGE_CHANNELS or (have < wanted and _channels_extend(init_from, conditions)):
-        return widen_unet_input(unet, wanted - have)
     from condiff.errors import CondiffError
+    from condiff.model_folder import saved_self_condition
 
+    unet = load_unet(init_from)
+    self_condition = recipe.model.self_condition
+    have = unet.config.in_channels
+    wanted = IMAGE_CHANNELS + conditions.channels + (IMAGE_CHANNELS if self_condition else 0)
+    if saved_self_condition(init_from):  # its last channels are its own estimate: nothing can follow them
+        if self_condition and have == wanted:
+            return unet
+        raise CondiffError(f"model.init_from {init_from} is self-conditioned; set model.self_condition: true "
+                           "and keep the conditions it was trained with")
+    if have == wanted and not self_condition:
+        return unet
+    # New channels start at zero weight after the old ones: new conditions, then self-conditioning's.
+    conditioned = wanted - (IMAGE_CHANNELS if self_condition else 0)
+    if have == IMAGE_CHANNELS or (have <= conditioned and _channels_extend(init_from, conditions)):
+        return widen_unet_input(unet, wanted - have)
     raise CondiffError(f"model.init_from {init_from}: its UNet takes {have} input channels, but the image and "
                        f"conditions need {wanted}; start from an unconditional model, one trained with the "
                        "same conditions, or one whose conditions this recipe's begin with")

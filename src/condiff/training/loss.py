@@ -1,6 +1,7 @@
 """The denoising objective as one function, shared by every task.
 
-Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image;
+Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image,
+followed by the model's own estimate of the clean image for a self-conditioned model;
 nothing here knows which task it serves. An optional consistency term is handed in as a function of the
 predicted clean image and the condition channels (the condition stack's `consistency`).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from condiff.model import IMAGE_CHANNELS
 from condiff.sampling import predict_x0
 
 
@@ -58,6 +60,7 @@ def diffusion_loss(
     condition: torch.Tensor | None = None,
     min_snr_gamma: float | None = None,
     consistency: Consistency | None = None,
+    self_condition: bool = False,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
     optionally Min-SNR weighted, plus the consistency term when one is given with a condition."""
@@ -65,6 +68,8 @@ def diffusion_loss(
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
+    if self_condition:
+        model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps)], dim=1)
     prediction = unet(model_input, timesteps).sample
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
@@ -76,6 +81,21 @@ def diffusion_loss(
         loss = loss + consistency.weight * consistency_term(
             scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
     return loss
+
+
+def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """Self-conditioning's extra channels in training (arxiv 2208.04202): for a random half of the batch,
+    the clean image the model estimates without them (a pass without gradient); zeros, "no estimate yet",
+    for the other half. So the model learns both the first sampling step and every later one, where it
+    is given its previous estimate. Costs one forward pass of half the batch."""
+    noisy = model_input[:, :IMAGE_CHANNELS]
+    estimates = torch.zeros_like(noisy)
+    chosen = torch.rand(len(noisy), device=noisy.device) < 0.5
+    if bool(chosen.any()):
+        with torch.no_grad():
+            first = unet(torch.cat([model_input[chosen], estimates[chosen]], dim=1), timesteps[chosen]).sample
+        estimates[chosen] = predict_x0(scheduler, first.float(), noisy[chosen].float(), timesteps[chosen]).to(noisy)
+    return estimates
 
 
 def consistency_term(scheduler, consistency: Consistency, prediction: torch.Tensor, noisy: torch.Tensor,

@@ -484,7 +484,8 @@ class Trainer:
         """
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
-            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency)
+            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency,
+                                  self_condition=self.recipe.model.self_condition)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
@@ -570,7 +571,7 @@ class Trainer:
         cfg = self.recipe.train
         conditions = self.conditions if self.conditions is not None else ConditionStack()
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
-                                           conditions=conditions)
+                                           conditions=conditions, self_condition=self.recipe.model.self_condition)
         pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
@@ -617,7 +618,8 @@ class Trainer:
             found = self.palette
             save_model(self.output_dir, model, self.scheduler, self.conditions,
                        palette=found.colors if found is not None else None,
-                       palette_frequencies=found.frequencies if found is not None else None)
+                       palette_frequencies=found.frequencies if found is not None else None,
+                       self_condition=self.recipe.model.self_condition)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
