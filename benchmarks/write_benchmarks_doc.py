@@ -100,9 +100,12 @@ def time_to_quality_section(files: list[dict]) -> list[str]:
              f"FD after N CPU-minutes of training ({files[0]['num']} images, DPM-Solver++ 20 steps, EMA weights; "
              "lower is better).", "", *time_table(files, names=False), "", "Settings of each run:", ""]
     for data in files:
+        # A run trained elsewhere says where; its time is counted as steps x its seconds per step.
+        elsewhere = f" (trained and scored on {data['machine']})" if data["machine"] != files[0]["machine"] else ""
         for run in data["runs"]:
             settings = ", ".join(f"{k.split('.')[1]} {v}" for k, v in run["settings"].items() if v is not None)
-            lines.append(f"- `{run['run']}`: {settings}")
+            counted = f"; time counted as steps x {run['seconds_per_step']} s" if run.get("seconds_per_step") else ""
+            lines.append(f"- `{run['run']}`: {settings}{elsewhere}{counted}")
     lines += ["", "References in the same run: " +
               ", ".join(f"{k} {v:.2f}" for k, v in files[0]["references"].items())]
     return lines
