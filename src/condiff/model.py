@@ -15,20 +15,23 @@ if TYPE_CHECKING:
 IMAGE_CHANNELS = 3
 
 
+def input_channels(condition_channels: int, self_condition: bool) -> int:
+    """The UNet's input width: the noisy image, the condition channels, then (self-conditioning) its own
+    previous estimate of the clean image."""
+    return IMAGE_CHANNELS + condition_channels + (IMAGE_CHANNELS if self_condition else 0)
+
+
 def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0) -> UNet2DModel:
     """A fresh UNet shaped by the recipe; `extra_in_channels` are condition channels concatenated
     to the noisy image, followed by the self-conditioning channels when the recipe asks for them
     (the output always has the image's channels)."""
     from diffusers import UNet2DModel
 
-    if config.self_condition:
-        extra_in_channels += IMAGE_CHANNELS
-
     down = ["AttnDownBlock2D" if attn else "DownBlock2D" for attn in config.attention]
     up = ["AttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(config.attention)]
     return UNet2DModel(
         sample_size=resolution,
-        in_channels=IMAGE_CHANNELS + extra_in_channels,
+        in_channels=input_channels(extra_in_channels, config.self_condition),
         out_channels=IMAGE_CHANNELS,
         block_out_channels=tuple(config.channels),
         down_block_types=tuple(down),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
-from condiff.model import IMAGE_CHANNELS
+from condiff.model import IMAGE_CHANNELS, input_channels
 from condiff.palette import HEX_COLOR, MAX_PALETTE
 from condiff.sampling import SAMPLERS
 
@@ -501,7 +501,7 @@ def _unet_shape_problem(config: dict[str, Any]) -> str | None:
 def _unet_input_problem(config: dict[str, Any], condition_channels: int | None, timesteps: int | None,
                         self_condition: bool = False) -> str | None:
     """The UNet against the rest of the folder: its input channels and its time embedding."""
-    wanted = IMAGE_CHANNELS + (condition_channels or 0) + (IMAGE_CHANNELS if self_condition else 0)
+    wanted = input_channels(condition_channels or 0, self_condition)
     if condition_channels is not None and config["in_channels"] != wanted:
         inputs = ("the image, this model's conditions and its self-conditioning estimate" if self_condition
                   else "the image and this model's conditions")

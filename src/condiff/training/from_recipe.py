@@ -27,7 +27,7 @@ def resolve_init_from(init_from: str | None) -> str | None:
 def _initial_unet(recipe: Recipe, conditions):
     """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels and for
     self-conditioning)."""
-    from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
+    from condiff.model import IMAGE_CHANNELS, build_unet, input_channels, widen_unet_input
     from condiff.model_folder import load_unet
 
     init_from = resolve_init_from(recipe.model.init_from)
@@ -42,7 +42,7 @@ def _initial_unet(recipe: Recipe, conditions):
     unet = load_unet(init_from)
     self_condition = recipe.model.self_condition
     have = unet.config.in_channels
-    wanted = IMAGE_CHANNELS + conditions.channels + (IMAGE_CHANNELS if self_condition else 0)
+    wanted = input_channels(conditions.channels, self_condition)
     if saved_self_condition(init_from):  # its last channels are its own estimate: nothing can follow them
         if self_condition and have == wanted:
             return unet
@@ -51,8 +51,8 @@ def _initial_unet(recipe: Recipe, conditions):
     if have == wanted and not self_condition:
         return unet
     # New channels start at zero weight after the old ones: new conditions, then self-conditioning's.
-    conditioned = wanted - (IMAGE_CHANNELS if self_condition else 0)
-    if have == IMAGE_CHANNELS or (have <= conditioned and _channels_extend(init_from, conditions)):
+    if have == IMAGE_CHANNELS or (have <= input_channels(conditions.channels, False)
+                                  and _channels_extend(init_from, conditions)):
         return widen_unet_input(unet, wanted - have)
     raise CondiffError(f"model.init_from {init_from}: its UNet takes {have} input channels, but the image and "
                        f"conditions need {wanted}; start from an unconditional model, one trained with the "
