@@ -66,7 +66,7 @@ def levels_off(samples: torch.Tensor, palette) -> dict[str, float]:
     pixels = torch.from_numpy(to_uint8(samples)).reshape(-1, 1, 3).int()
     colors = torch.as_tensor(palette).reshape(1, -1, 3).int()
     distance = torch.cat([(chunk - colors).abs().amax(dim=2).amin(dim=1) for chunk in pixels.split(65536)])
-    return {"median levels off": float(distance.float().median()),
+    return {"on palette": float((distance == 0).float().mean()), "median levels off": float(distance.float().median()),
             "within 2 levels": float((distance <= 2).float().mean())}
 
 

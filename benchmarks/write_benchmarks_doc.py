@@ -4,6 +4,7 @@
     python benchmarks/bench_sampling.py --json benchmarks/results/sampling.json
     python benchmarks/bench_time_to_quality.py RUN ... --json benchmarks/results/time_to_quality.json
     python benchmarks/bench_defaults_sweep.py step-times --json benchmarks/results/step_times.json
+    python benchmarks/bench_denoising_precision.py MODEL ... --json benchmarks/results/denoising_precision.json
     bash benchmarks/gpu_session.sh        # on a GPU machine: benchmarks/results/gpu/*.json
     python benchmarks/write_benchmarks_doc.py
 
@@ -111,6 +112,31 @@ def time_to_quality_section(files: list[dict]) -> list[str]:
     return lines
 
 
+def precision_section(data: dict | None) -> list[str]:
+    if not data:
+        return ["Not run yet: `python benchmarks/bench_denoising_precision.py --json "
+                "benchmarks/results/denoising_precision.json`."]
+    lines = [f"Machine: {data['machine']}.", "",
+             f"{data['num']} held-out Nouns noised at timestep t (fixed noise); each model's predicted clean image "
+             "against the truth, in 8-bit levels: the share of pixels exactly right, within 2 levels of the palette, "
+             "and the median distance to it. \"no denoising\" is the noisy image rescaled (x_t / sqrt(alpha_bar)).", ""]
+    for model in data["models"]:
+        lines += [f"`{model['model']}`:", "",
+                  "| t | noise | exact | within 2 levels | median off | no denoising: exact | within 2 | median off |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in model["denoising"]:
+            m, n = row["model"], row["no denoising"]
+            lines.append(f"| {row['t']} | {row['noise']:.3f} | {m['exact']:.1%} | {m['within 2 levels']:.1%} | "
+                         f"{m['median levels off']:g} | {n['exact']:.1%} | {n['within 2 levels']:.1%} | "
+                         f"{n['median levels off']:g} |")
+        if model["samples"]:
+            lines += ["", "Its samples, before any snapping: " + "; ".join(
+                f"{r['sampler']} {r['on palette']:.2%} on the palette, {r['within 2 levels']:.1%} within 2 levels, "
+                f"median {r['median levels off']:g} off" for r in model["samples"]) + "."]
+        lines.append("")
+    return lines[:-1]
+
+
 def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
     if not rounds or not step_times:
         return ["Not run yet: see `benchmarks/bench_defaults_sweep.py`."]
@@ -150,6 +176,8 @@ def main() -> None:
         *sampling_section(load("sampling"), "python benchmarks/bench_sampling.py --device cpu"), "",
         "## Time to quality on 2 CPU cores (`benchmarks/bench_time_to_quality.py`)", "",
         *time_to_quality_section(time_files), "",
+        "## Denoising precision (`benchmarks/bench_denoising_precision.py`)", "",
+        *precision_section(load("denoising_precision")), "",
         "## Choosing the defaults (`benchmarks/bench_defaults_sweep.py`)", "",
         *sweep_section(rounds, load("step_times")), "",
         conditional,

@@ -11,7 +11,7 @@ import torch
 from condiff.cli.main import main
 from condiff.config import ModelConfig, SchedulerConfig
 from condiff.evaluation import metrics
-from condiff.evaluation.evaluators import held_out_nouns
+from condiff.evaluation.evaluators import gray_file_images, held_out_nouns
 from condiff.evaluation.features import NounsFeatureNet, extract
 from condiff.evaluation.report import Report, Row
 
@@ -60,9 +60,10 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
 
 def test_luma_error_and_colourfulness():
     images = held_out_nouns(8, seed=3)
-    gray = torch.from_numpy(metrics.luma(images) / 127.5 - 1).float()[:, None].expand(-1, 3, -1, -1)
+    gray = gray_file_images(images)  # each Noun as a gray file holds it, read as RGB
     assert metrics.luma_error(images, images) == 0.0
-    assert metrics.luma_error(gray, images) < 0.5  # gray as RGB keeps the luma (up to rounding)
+    assert metrics.luma_error(gray, images) == 0.0  # the file's levels are the colours' own
+    assert metrics.luma_error(torch.zeros_like(images), images) > 10  # mid-gray is far from a Noun
     assert metrics.colourfulness(gray) == pytest.approx(0.0, abs=1e-9)
     assert metrics.colourfulness(images) > 20
 

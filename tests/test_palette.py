@@ -21,10 +21,11 @@ from condiff.palette import (
     nearest_colors,
     on_palette_share,
     palette_tensor,
+    snap_to_palette,
     to_hex,
 )
 from condiff.sampling import output_for_x0, predict_x0
-from condiff.tasks import keep_luma, snap_keeping_luma
+from condiff.tasks import keep_luma
 from tests.conftest import tiny_values
 
 SPRITE_COLORS = np.array([[20, 20, 40], [240, 200, 60], [200, 40, 60], [90, 180, 220]], np.uint8)
@@ -114,8 +115,8 @@ def test_only_colours_of_the_gray_files_level_compete_even_when_another_level_is
     for target in (luma(palette[0].view(1, 3, 1, 1)), torch.full((1, 1, 1, 1), 132 / 127.5 - 1)):
         snapped = nearest_colors(palette[1].view(1, 3, 1, 1), palette, target, frequencies=frequencies)
         assert torch.equal(snapped, palette[0].view(1, 3, 1, 1))
-        assert torch.equal(snap_keeping_luma(keep_luma(palette[1].view(1, 3, 1, 1), target), target, palette,
-                                             frequencies), palette[0].view(1, 3, 1, 1))
+        assert torch.equal(keep_luma(snap_to_palette(palette[1].view(1, 3, 1, 1), palette, target, frequencies),
+                                     target, snapped=True), palette[0].view(1, 3, 1, 1))
     level_131 = torch.full((1, 1, 1, 1), 131 / 127.5 - 1)
     assert torch.equal(nearest_colors(palette[0].view(1, 3, 1, 1), palette, level_131, frequencies=frequencies),
                        palette[1].view(1, 3, 1, 1))
@@ -128,10 +129,13 @@ def test_colorize_keeps_the_input_lightness_where_no_palette_colour_has_it():
     gray_off = torch.full((1, 1, 1, 1), -0.2)  # no sprite colour has this lightness
     assert (luma(palette[:, :, None, None]).flatten() + 0.2).abs().min() > 0.05
     gray = torch.cat([gray_on, gray_off], dim=3)
-    images = keep_luma(torch.cat([on + 0.03, torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)], dim=3), gray)
-    out = snap_keeping_luma(images, gray, palette)
+    model_colors = torch.cat([on + 0.03, torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)], dim=3)
+    snapped = snap_to_palette(model_colors, palette, gray)
+    assert torch.equal(snapped[..., 1:], model_colors[..., 1:])  # no colour of its lightness: left as made
+    out = keep_luma(snapped, gray, snapped=True)
     assert torch.equal(out[..., :1], on)  # on the palette: its colour exactly
-    assert torch.equal(out[..., 1:], images[..., 1:])  # off it: the input's lightness, the model's colour
+    # off it: the input's lightness with the model's colour
+    assert torch.equal(out[..., 1:], keep_luma(model_colors, gray)[..., 1:])
     assert abs(float(luma(out[..., 1:])) + 0.2) < 1e-6
 
 
@@ -245,5 +249,6 @@ def test_a_colour_whose_luma_lies_near_a_half_level_comes_back_from_its_gray_fil
     assert level == 126
     palette = palette_tensor(colors)
     gray = torch.full((1, 1, 1, 1), level / 127.5 - 1)
-    guess = keep_luma(torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1), gray)
-    assert torch.equal(snap_keeping_luma(guess, gray, palette), palette[0].view(1, 3, 1, 1))
+    guess = torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)
+    out = keep_luma(snap_to_palette(guess, palette, gray), gray, snapped=True)
+    assert torch.equal(out, palette[0].view(1, 3, 1, 1))

@@ -194,6 +194,20 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
     return palette[chosen].reshape(n, h, w, 3).permute(0, 3, 1, 2).contiguous()
 
 
+def snap_to_palette(images: torch.Tensor, palette: torch.Tensor, luma_target: torch.Tensor | None = None,
+                    frequencies: torch.Tensor | None = None) -> torch.Tensor:
+    """The finished images snapped exactly (nearest_colors). With `luma_target`, a pixel whose gray level
+    no palette colour has is left as the model made it: no palette colour can keep its lightness, and
+    the task (colorize) gives it that lightness itself."""
+    import torch
+
+    snapped = nearest_colors(images, palette, luma_target, frequencies=frequencies)
+    if luma_target is None:
+        return snapped
+    on_level = color_gray_levels(snapped) == gray_levels(luma_target.to(images))[:, 0]
+    return torch.where(on_level[:, None], snapped, images)
+
+
 class PaletteProjection:
     """Pulls the predicted clean image toward the palette over the last PROJECT_FRACTION of the steps,
     harder each step (strength k/K at the k-th of K such steps), by giving the sampler the model output

@@ -28,7 +28,7 @@ from condiff.conditions.stack import ConditionStack
 from condiff.config import GUIDANCE_RANGE
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
-from condiff.palette import PaletteProjection, from_hex, nearest_colors, palette_tensor, resolve_mode
+from condiff.palette import PaletteProjection, from_hex, palette_tensor, resolve_mode, snap_to_palette
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
 from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection, snap_keeping_silhouette
 
@@ -208,8 +208,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                guidance=self.guidance_scales(guidance),
                                condition_slices=self.conditions.channel_slices, **run)
         if mode != "off":
-            snapped = nearest_colors(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
-                                     frequencies=frequencies)
+            snapped = snap_to_palette(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
+                                      frequencies=frequencies)
             if figure is not None:
                 snapped = snap_keeping_silhouette(snapped, samples.images, figure.cpu(), palette.cpu())
             samples.images = snapped

@@ -167,38 +167,31 @@ class ColorizeTask(Task):
     def finish(self, pipeline: ConditionalDDPMPipeline, images: torch.Tensor, condition: torch.Tensor,
                palette_mode: str = "off") -> torch.Tensor:
         gray = pipeline.conditions.known_luma(condition)  # the luma the sampler's palette snap kept too
-        images = keep_luma(images, gray)
-        if palette_mode == "off":
-            return images
-        return snap_keeping_luma(images, gray, pipeline.palette, pipeline.palette_frequencies)
+        return keep_luma(images, gray, snapped=palette_mode != "off")
 
     def full_resolution(self, source: Image.Image, output: Image.Image) -> Image.Image:
         """The input's own lightness with the model's colour, in Lab."""
         return recombine_luminance(source, output)
 
 
-def keep_luma(images: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+def keep_luma(images: torch.Tensor, gray: torch.Tensor, snapped: bool = False) -> torch.Tensor:
     """(N, 3, H, W) images and (N, 1, H, W) grayscale, both in [-1, 1] -> the images with the gray's
-    luma. Luma weights sum to 1, so adding one value to R, G and B moves luma by exactly that value."""
-    from condiff.conditions.base import luma
+    luma. Luma weights sum to 1, so adding one value to R, G and B moves luma by exactly that value.
 
-    return (images + (gray.to(images) - luma(images))).clamp(-1, 1)
-
-
-def snap_keeping_luma(images: torch.Tensor, gray: torch.Tensor, palette: torch.Tensor,
-                      frequencies: torch.Tensor | None = None) -> torch.Tensor:
-    """Each pixel of `images` (already given the gray's luma) the palette colour of the gray's lightness
-    that best fits its colour (and, with `frequencies`, how common the colour is: nearest_colors); where
-    the palette has no colour of that lightness, the pixel stays as it is (the gray's luma, the model's
-    colour) and leaves the palette."""
+    `snapped`: the pipeline snapped the images to the palette with only colours of the gray's level
+    competing (condiff.palette.nearest_colors). A pixel that got such a colour keeps it exactly; where
+    the palette has no colour of that lightness, the pixel takes the gray's luma and leaves the palette."""
     import torch
 
-    from condiff.palette import color_gray_levels, gray_levels, nearest_colors
+    from condiff.conditions.base import luma
+    from condiff.palette import color_gray_levels, gray_levels
 
     gray = gray.to(images)
-    snapped = nearest_colors(images, palette, luma_target=gray, frequencies=frequencies)
-    agree = (color_gray_levels(snapped) == gray_levels(gray)[:, 0])[:, None]
-    return torch.where(agree, snapped, images)
+    lightened = (images + (gray - luma(images))).clamp(-1, 1)
+    if not snapped:
+        return lightened
+    on_level = color_gray_levels(images) == gray_levels(gray)[:, 0]
+    return torch.where(on_level[:, None], images, lightened)
 
 
 def recombine_luminance(source: Image.Image, colour: Image.Image) -> Image.Image:

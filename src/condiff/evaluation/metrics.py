@@ -12,8 +12,6 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from condiff.conditions.base import LUMA_WEIGHTS
-
 PSNR_CAP = 100.0  # dB; identical images would give infinity, which JSON cannot hold
 
 
@@ -78,15 +76,16 @@ def ssim(outputs, references) -> float:
                                                                                                        strict=True)]))
 
 
-def luma(images) -> np.ndarray:
-    """Rec. 601 luma in [0, 255], (N, H, W): the grayscale a colorization model was given."""
-    return 255 * to_unit(images) @ np.array(LUMA_WEIGHTS)
-
-
 def luma_error(outputs, references) -> float:
-    """Mean absolute difference of 8-bit gray levels (each luma rounded, as a gray file holds it): does
-    the output, turned gray, give back the gray input?"""
-    return float(np.abs(np.floor(luma(outputs) + 0.5) - np.floor(luma(references) + 0.5)).mean())
+    """Mean absolute difference of 8-bit gray levels, each the level a gray file of the image holds
+    (PIL's "L" conversion, condiff.palette.color_gray_levels): does the output, turned gray, give back
+    the gray input?"""
+    from condiff.palette import color_gray_levels
+
+    def levels(images) -> torch.Tensor:
+        return color_gray_levels(torch.as_tensor(_array(images)))
+
+    return float((levels(outputs) - levels(references)).abs().mean())
 
 
 def colourfulness(images) -> float:
