@@ -204,8 +204,13 @@ def snap_to_palette(images: torch.Tensor, palette: torch.Tensor, luma_target: to
     snapped = nearest_colors(images, palette, luma_target, frequencies=frequencies)
     if luma_target is None:
         return snapped
-    on_level = color_gray_levels(snapped) == gray_levels(luma_target.to(images))[:, 0]
-    return torch.where(on_level[:, None], snapped, images)
+    return torch.where(on_gray_level(snapped, luma_target), snapped, images)
+
+
+def on_gray_level(images: torch.Tensor, luma_target: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) bool: where the colour of `images` (N, 3, H, W), read as 8-bit, has the target's gray
+    level in a gray file (color_gray_levels). Snapping with that target chooses such colours when it can."""
+    return (color_gray_levels(images) == gray_levels(luma_target.to(images))[:, 0])[:, None]
 
 
 class PaletteProjection:

@@ -184,14 +184,13 @@ def keep_luma(images: torch.Tensor, gray: torch.Tensor, snapped: bool = False) -
     import torch
 
     from condiff.conditions.base import luma
-    from condiff.palette import color_gray_levels, gray_levels
+    from condiff.palette import on_gray_level
 
     gray = gray.to(images)
     lightened = (images + (gray - luma(images))).clamp(-1, 1)
     if not snapped:
         return lightened
-    on_level = color_gray_levels(images) == gray_levels(gray)[:, 0]
-    return torch.where(on_level[:, None], images, lightened)
+    return torch.where(on_gray_level(images, gray), images, lightened)
 
 
 def recombine_luminance(source: Image.Image, colour: Image.Image) -> Image.Image:
