@@ -28,6 +28,7 @@ from machine import describe
 
 from condiff.evaluation.evaluators import held_out_nouns
 from condiff.images import to_uint8
+from condiff.model import build_scheduler
 from condiff.model_folder import load_pipeline, saved_self_condition
 from condiff.palette import from_hex
 from condiff.sampling import SAMPLERS, generate, make_sampler, predict_x0
@@ -41,8 +42,6 @@ def load(source: Path):
     if (source / "model.safetensors").is_file():
         run = source.parent.parent
         unet, _, recipe = checkpoint_unet(run, source)
-        from condiff.model import build_scheduler
-
         return unet, build_scheduler(recipe.scheduler), recipe.model.self_condition
     pipeline = load_pipeline(source)
     return pipeline.unet.eval(), pipeline.scheduler, saved_self_condition(source)
