@@ -50,6 +50,10 @@ VARIANTS: dict[str, list[str]] = {
     "min-snr-5+batch-32": ["train.min_snr_gamma=5.0", "train.batch_size=32"],
     "min-snr-5+lr-2e-3": ["train.min_snr_gamma=5.0", "train.lr=2e-3"],
     "min-snr-5+batch-32+lr-2e-3": ["train.min_snr_gamma=5.0", "train.batch_size=32", "train.lr=2e-3"],
+    # Third round (issue 14): today's recipe (min-snr-5+batch-32) at a longer budget, wider, and without the
+    # loss weighting that gives low noise levels almost no weight (benchmarks/results/NOTES.md).
+    "min-snr-5+batch-32+wide-64": ["train.min_snr_gamma=5.0", "train.batch_size=32", "model.channels=[64,128,256]"],
+    "batch-32+wide-64": ["train.batch_size=32", "model.channels=[64,128,256]"],
 }
 COST_KEYS = ("train.batch_size", "model.layers_per_block", "model.channels")  # all that changes a step's time
 TARGET_MINUTES = (5, 15, 30, 60)

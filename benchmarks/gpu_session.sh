@@ -3,6 +3,9 @@
 # training throughput, samplers, and the defaults sweep trained on the GPU but counted in CPU-minutes.
 #   RESULTS=dir bash benchmarks/gpu_session.sh      (default dir: benchmarks/results/gpu)
 # Each stage writes its JSON as soon as it ends, so a stage that fails or runs out of time loses only itself.
+# Round 3 of the sweep (issue 14: the wider model and the loss weighting at 60 CPU-minutes), next time a GPU is lent:
+#   VARIANTS="min-snr-5+batch-32 min-snr-5+batch-32+wide-64 batch-32+wide-64" PARALLEL=3 \
+#     SWEEP_JSON=defaults_sweep_round3 bash benchmarks/gpu_session.sh
 set -u
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 results=${RESULTS:-benchmarks/results/gpu}
@@ -27,5 +30,5 @@ OMP_NUM_THREADS=1 python benchmarks/bench_defaults_sweep.py train --step-times b
     --parallel "${PARALLEL:-16}" --wall-minutes "$wall" ${VARIANTS:+--only $VARIANTS}
 for log in "$sweep"/*/train.log; do echo "$log: $(tail -c 300 "$log" | tr '\r' '\n' | tail -n 2 | head -n 1)"; done
 timeout $((deadline - SECONDS > 30 ? deadline - SECONDS : 30)) python benchmarks/bench_time_to_quality.py "$sweep"/* \
-    --step-times benchmarks/results/step_times.json --minutes 5 15 30 45 60 --json "$results/defaults_sweep.json"
+    --step-times benchmarks/results/step_times.json --minutes 5 15 30 45 60 --json "$results/${SWEEP_JSON:-defaults_sweep}.json"
 echo "== done in $SECONDS s"

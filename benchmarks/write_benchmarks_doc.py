@@ -149,8 +149,10 @@ def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
                   "", *time_table([data], names=True), ""]
     lines += ["CPU seconds per training step (measured alone on the 2-core machine):", "",
               "| model and batch | s/step |", "|---|---:|"]
-    lines += [f"| {key} | {value:.3f} |" for key, value in step_times["cost_seconds_per_step"].items()]
-    return lines
+    derived = step_times.get("derived", {})
+    lines += [f"| {key} | {value:.3f}{' (derived)' if key in derived else ''} |"
+              for key, value in step_times["cost_seconds_per_step"].items()]
+    return lines + [""] + [f"- derived, {key}: {how}" for key, how in derived.items()]
 
 
 def main() -> None:
@@ -160,7 +162,8 @@ def main() -> None:
     time_files = [data for data in (load("time_to_quality"), load("time_to_quality_30min"),
                                     load("time_to_quality_3000_steps"), load("time_to_quality_selfcond"),
                                     load("time_to_quality_wide")) if data]
-    rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2")) if data]
+    rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2"),
+                                load("gpu/defaults_sweep_round3")) if data]
     text = "\n".join([
         "# Benchmarks", "",
         "Written by `benchmarks/write_benchmarks_doc.py` from the JSON files in `benchmarks/results/`; "
