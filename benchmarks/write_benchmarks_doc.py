@@ -152,7 +152,9 @@ def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
     derived = step_times.get("derived", {})
     lines += [f"| {key} | {value:.3f}{' (derived)' if key in derived else ''} |"
               for key, value in step_times["cost_seconds_per_step"].items()]
-    return lines + [""] + [f"- derived, {key}: {how}" for key, how in derived.items()]
+    if derived:  # step times computed rather than measured: say how
+        lines += ["", *(f"- derived, {key}: {how}" for key, how in derived.items())]
+    return lines
 
 
 def main() -> None:
