@@ -28,6 +28,17 @@ def test_overrides_are_parsed_like_yaml(tmp_path):
     assert recipe.train.ema is False
 
 
+def test_documented_words_no_and_off_stay_words(tmp_path):
+    # YAML 1.1 would read them as false; the recipe keys document them as strings.
+    path = write(tmp_path, "data:\n  palette: off\ntrain:\n  mixed_precision: no\n")
+    recipe = load_recipe(path)
+    assert (recipe.data.palette, recipe.train.mixed_precision) == ("off", "no")
+    recipe = load_recipe(write(tmp_path, "{}\n", "empty.yaml"), ["train.mixed_precision=no", "data.palette=off"])
+    assert (recipe.data.palette, recipe.train.mixed_precision) == ("off", "no")
+    with pytest.raises(RecipeError, match="data.random_flip = 'yes' has the wrong type: expected true/false"):
+        load_recipe(write(tmp_path, "data:\n  random_flip: yes\n", "yes.yaml"))
+
+
 def test_int_accepted_for_float():
     assert recipe_from_dict({"train": {"lr": 1}}).train.lr == 1.0
 

@@ -672,6 +672,14 @@ def _recipe_loader() -> type:
                                    "is too long for a recipe") from None
 
     RecipeLoader.add_constructor("tag:yaml.org,2002:int", RecipeLoader.construct_long_int)
+    # YAML 1.2 booleans only: YAML 1.1 also reads yes/no/on/off as booleans, which would turn the
+    # documented `train.mixed_precision: no` and `data.palette: off` into False.
+    RecipeLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    RecipeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
     return RecipeLoader
 
 
