@@ -24,6 +24,7 @@ import torch
 from machine import describe
 
 from condiff.config import load_recipe
+from condiff.data.sources import build_dataset
 from condiff.device import pick_device
 from condiff.evaluation.evaluators import (
     REFERENCE_SEED,
@@ -33,9 +34,11 @@ from condiff.evaluation.evaluators import (
     reference_rows,
 )
 from condiff.evaluation.features import load_feature_net
-from condiff.model import build_scheduler, build_unet
+from condiff.model import IMAGE_CHANNELS, build_scheduler, build_unet
+from condiff.palette_head import head_for
 from condiff.sampling import generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
+from condiff.training.from_recipe import data_palette
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
                   "train.min_snr_gamma", "scheduler.beta_schedule", "scheduler.prediction_type",
@@ -43,19 +46,23 @@ SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.l
 
 
 def checkpoint_unet(run: Path, checkpoint: Path):
-    """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet."""
+    """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet, its sampler,
+    recipe and palette head (None without one: the head's palette is found from the data as in training)."""
     from diffusers.training_utils import EMAModel
     from safetensors.torch import load_file
 
     recipe = load_recipe(str(run / "recipe.yaml"))
-    unet = build_unet(recipe.model, recipe.data.resolution)
+    head = None
+    if recipe.model.palette_head:
+        head = head_for(data_palette(recipe, build_dataset(recipe.data)))
+    unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"
     if recipe.train.ema and ema_file.is_file():
         ema = EMAModel(unet.parameters())
         ema.load_state_dict(torch.load(ema_file, weights_only=True))  # tensors and numbers only
         ema.copy_to(unet.parameters())
-    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe
+    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe, head
 
 
 def levels_off(samples: torch.Tensor, palette) -> dict[str, float]:
@@ -121,9 +128,9 @@ def main() -> None:
             if checkpoint is None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
-            unet, sampler, recipe = checkpoint_unet(run, checkpoint)
+            unet, sampler, recipe, head = checkpoint_unet(run, checkpoint)
             samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed,
-                               self_condition=recipe.model.self_condition).images
+                               self_condition=recipe.model.self_condition, head=head).images
             scores = {**space.scores(samples, parts=True), **levels_off(samples, space.palette)}
             state = read_trainer_state(checkpoint)
             row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"],

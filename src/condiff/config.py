@@ -82,6 +82,9 @@ class ModelConfig:
     # Self-conditioning (Chen et al. 2022, "Analog Bits", arxiv 2208.04202): the UNet also sees its own
     # previous estimate of the clean image, as 3 more input channels after the conditions'.
     self_condition: bool = False
+    # A palette head (condiff.palette_head): the UNet outputs one logit per colour of the data's palette
+    # (data.palette must find one) and is trained with cross-entropy; train.min_snr_gamma does not apply.
+    palette_head: bool = False
 
 
 @dataclass

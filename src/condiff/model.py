@@ -21,10 +21,11 @@ def input_channels(condition_channels: int, self_condition: bool) -> int:
     return IMAGE_CHANNELS + condition_channels + (IMAGE_CHANNELS if self_condition else 0)
 
 
-def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0) -> UNet2DModel:
+def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0,
+               out_channels: int = IMAGE_CHANNELS) -> UNet2DModel:
     """A fresh UNet shaped by the recipe; `extra_in_channels` are condition channels concatenated
-    to the noisy image, followed by the self-conditioning channels when the recipe asks for them
-    (the output always has the image's channels)."""
+    to the noisy image, followed by the self-conditioning channels when the recipe asks for them.
+    It outputs the image's channels, or `out_channels` (a palette head's one per colour)."""
     from diffusers import UNet2DModel
 
     down = ["AttnDownBlock2D" if attn else "DownBlock2D" for attn in config.attention]
@@ -32,7 +33,7 @@ def build_unet(config: ModelConfig, resolution: int, extra_in_channels: int = 0)
     return UNet2DModel(
         sample_size=resolution,
         in_channels=input_channels(extra_in_channels, config.self_condition),
-        out_channels=IMAGE_CHANNELS,
+        out_channels=out_channels,
         block_out_channels=tuple(config.channels),
         down_block_types=tuple(down),
         up_block_types=tuple(up),

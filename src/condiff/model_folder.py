@@ -115,9 +115,11 @@ INDEX_RULES: dict[str, Rule] = {
     "palette": _optional(_list_of(_hex_color, MAX_PALETTE)),  # the data's colours
     "palette_frequencies": _optional(_list_of(_number(0, 1), MAX_PALETTE)),  # ... their shares (matched below)
     "self_condition": _one_of(False, True),  # 3 more UNet input channels (matched below)
+    "palette_head": _one_of(False, True),  # one UNet output per palette colour (matched below)
 }
 # Either kind's model_index.json may hold these (diffusers' DDPMPipeline ignores the keys).
-SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition")}
+SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition",
+                                                                   "palette_head")}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -137,7 +139,8 @@ SCHEDULER_RULES: dict[str, Rule] = {
 UNET_RULES: dict[str, Rule] = {
     "sample_size": _whole(1, MAX_SIDE),  # the side of every sampled image (condiff samples squares)
     "in_channels": _whole(IMAGE_CHANNELS, MAX_WIDTH),  # the image's and the conditions' (matched below)
-    "out_channels": _one_of(IMAGE_CHANNELS),  # condiff samples RGB images (no learned variances)
+    # condiff samples RGB images (no learned variances); a palette head has one per colour (matched below)
+    "out_channels": _whole(IMAGE_CHANNELS, MAX_PALETTE),
     "block_out_channels": _list_of(_whole(1, MAX_WIDTH), MAX_LEVELS),  # one width per level
     "down_block_types": _list_of(_one_of(*DOWN_BLOCKS), MAX_LEVELS),  # one per level (matched below)
     "up_block_types": _list_of(_one_of(*UP_BLOCKS), MAX_LEVELS),
@@ -152,6 +155,11 @@ UNET_RULES: dict[str, Rule] = {
     "upsample_type": _one_of("conv", "resnet"),  # others build, then break the skip connections
     "downsample_padding": _one_of(0, 1),  # likewise: other paddings change the feature sizes
 }
+
+
+# The UNet outputs of a model without a palette head, and why (a message's words).
+IMAGE_OUTPUTS = (IMAGE_CHANNELS, "condiff samples 3-channel images (a palette head also needs palette_head: true "
+                                 "in model_index.json)")
 
 
 def model_kind(folder: str | Path) -> str:
@@ -193,11 +201,12 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     timesteps = scheduler.config.num_train_timesteps
     self_condition = index.get("self_condition", False)
     if _kind(index) == UNCONDITIONAL:
-        unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps, self_condition=self_condition)
+        unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps, self_condition=self_condition,
+                                outputs=_outputs(path, index))
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
                                        palette=index.get("palette"),
                                        palette_frequencies=index.get("palette_frequencies"),
-                                       self_condition=self_condition)
+                                       self_condition=self_condition, palette_head=index.get("palette_head", False))
     return _load_conditional(path, index, timesteps)
 
 
@@ -236,7 +245,8 @@ def _load_conditional(path: Path, index: dict, timesteps: int) -> ConditionalDDP
         raise _damaged(path, path / "model_index.json", f"sampler_steps = {steps} is more than the schedule's "
                        f"{timesteps} timesteps")
     conditions = _condition_stack(path)
-    _check_unet(path, path / "unet", conditions.channels, timesteps, index.get("self_condition", False))
+    _check_unet(path, path / "unet", conditions.channels, timesteps, index.get("self_condition", False),
+                _outputs(path, index))
     _weight_files(path, path / "conditions")
     try:
         with quiet_diffusers():
@@ -249,16 +259,25 @@ def _load_conditional(path: Path, index: dict, timesteps: int) -> ConditionalDDP
     return as_float32(pipeline)
 
 
+def _outputs(path: Path, index: dict) -> tuple[int, str]:
+    """How many outputs the UNet must have by model_index.json, and why: the image's, or one per palette colour."""
+    if not index.get("palette_head", False):
+        return IMAGE_OUTPUTS
+    if not index.get("palette"):
+        raise _damaged(path, path / "model_index.json", "palette_head is true but there is no palette")
+    return len(index["palette"]), "one per colour of its palette head's palette"
+
+
 def _load_local_unet(path: Path, condition_channels: int | None = None, timesteps: int | None = None,
-                     self_condition: bool = False):
-    """A local UNet, checked first; `condition_channels` (with `self_condition`'s) and `timesteps` are
-    matched when known."""
+                     self_condition: bool = False, outputs: tuple[int, str] | None = None):
+    """A local UNet, checked first; `condition_channels` (with `self_condition`'s), `timesteps` and
+    `outputs` (`_outputs`) are matched when known."""
     from diffusers import UNet2DModel
 
     subfolder = _unet_subfolder(path)
     component = path / subfolder if subfolder else path
     _refuse_pickled_weights(component)
-    _check_unet(path, component, condition_channels, timesteps, self_condition)
+    _check_unet(path, component, condition_channels, timesteps, self_condition, outputs)
     try:
         with quiet_diffusers():
             unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
@@ -457,7 +476,7 @@ def _is_registered(condition: str) -> bool:
 
 
 def _check_unet(folder: Path, component: Path, condition_channels: int | None, timesteps: int | None,
-                self_condition: bool = False) -> None:
+                self_condition: bool = False, outputs: tuple[int, str] | None = IMAGE_OUTPUTS) -> None:
     """The UNet's config (every rule, then how its sizes fit together), then its weights file against
     the model that config describes, built on the meta device."""
     from diffusers import UNet2DModel
@@ -467,6 +486,8 @@ def _check_unet(folder: Path, component: Path, condition_channels: int | None, t
     config = {**_defaults(UNet2DModel), **values}
     _check_rules(folder, file, config, UNET_RULES)
     problem = _unet_shape_problem(config) or _unet_input_problem(config, condition_channels, timesteps, self_condition)
+    if not problem and outputs is not None and config["out_channels"] != outputs[0]:
+        problem = f"out_channels = {config['out_channels']}, but this model needs {outputs[0]}: {outputs[1]}"
     if problem:
         raise _damaged(folder, file, problem)
     _check_weights(folder, component, _meta_shapes(folder, file, UNet2DModel, values))
@@ -605,12 +626,13 @@ def as_float32(model):
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
                palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None,
-               self_condition: bool = False) -> None:
+               self_condition: bool = False, palette_head: bool = False) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
     unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
     ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
     as `palette` and `palette_frequencies` for either kind, and `self_condition: true` for a self-conditioned
-    model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline).
+    model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline),
+    and `palette_head: true` for a UNet with one output per palette colour (likewise condiff's pipeline only).
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
@@ -627,11 +649,13 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
             pipeline.register_to_config(**colors)
         if self_condition:
             pipeline.register_to_config(self_condition=True)
+        if palette_head:
+            pipeline.register_to_config(palette_head=True)
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
         pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors,
-                                           self_condition=self_condition)
+                                           self_condition=self_condition, palette_head=palette_head)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

@@ -29,6 +29,7 @@ from condiff.config import GUIDANCE_RANGE
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
 from condiff.palette import PaletteProjection, from_hex, palette_tensor, resolve_mode, snap_to_palette
+from condiff.palette_head import PaletteHead
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
 from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection, snap_keeping_silhouette
 
@@ -87,12 +88,14 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
                  sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
-                 palette_frequencies: list[float] | None = None, self_condition: bool = False) -> None:
+                 palette_frequencies: list[float] | None = None, self_condition: bool = False,
+                 palette_head: bool = False) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
         without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
         training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
         of the data's pixels. `self_condition`: the UNet's last 3 input channels take its previous
-        estimate of the clean image (`model.self_condition` of the recipe)."""
+        estimate of the clean image (`model.self_condition` of the recipe). `palette_head`: the UNet outputs
+        one logit per palette colour (`model.palette_head`, condiff.palette_head)."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
         if palette is not None:
@@ -102,8 +105,12 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             palette_frequencies = [float(f) for f in palette_frequencies]
             if palette is None or len(palette_frequencies) != len(palette):
                 raise CondiffError("palette_frequencies needs one share per palette colour")
+        if palette_head and (palette is None or len(palette) != unet.config.out_channels):
+            raise CondiffError(f"a palette head needs one palette colour per UNet output ({unet.config.out_channels})")
         self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
                                 palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
+        if palette_head:  # only then: folders without the key stay as they were
+            self.register_to_config(palette_head=True)
 
     @property
     def resolution(self) -> int:
@@ -200,7 +207,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             steers.insert(0, SilhouetteProjection(figure))
         steer = chain(steers)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
-               "steer": steer, "self_condition": self.config.get("self_condition", False)}
+               "steer": steer, "self_condition": self.config.get("self_condition", False),
+               "head": PaletteHead(palette) if self.config.get("palette_head", False) else None}
         if condition is None:
             samples = generate(self.unet, scheduler, batch_size, steps, **run)
         else:

@@ -3,7 +3,7 @@
 Samplers are diffusers schedulers made from the training scheduler's config (`make_sampler`), so they
 share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the UNet and
 a sampler, and optionally condition channels that are concatenated to the noisy image at every step.
-The noise shape comes from the UNet's *output* channels, since its input may be wider.
+The noise has the image's 3 channels (the UNet's input may be wider; a palette head's output is).
 
 Importing this module is cheap (no torch): recipes and `--help` read the sampler names from here.
 """
@@ -18,6 +18,8 @@ from condiff.errors import CondiffError
 
 if TYPE_CHECKING:
     import torch
+
+    from condiff.palette_head import PaletteHead
 
 SAMPLERS = ("ddpm", "ddim", "dpm")  # dpm = DPM-Solver++
 # The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
@@ -118,7 +120,9 @@ def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[sli
     """
     import torch
 
-    image_channels = unet.config.out_channels
+    from condiff.model import IMAGE_CHANNELS
+
+    image_channels = IMAGE_CHANNELS
     guided = [(s, sl) for s, sl in zip(guidance, condition_slices, strict=True) if s != 1.0]
     variants = [model_input]
     for _, sl in guided:
@@ -155,6 +159,7 @@ def generate(
     progress: Callable[[Iterable], Iterable] | None = None,
     steer: Callable | None = None,
     self_condition: bool = False,
+    head: PaletteHead | None = None,
 ) -> Samples:
     """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
     (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
@@ -163,15 +168,22 @@ def generate(
     `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
     timesteps (a progress bar). `steer(scheduler, model_output, x_t, t, index)` may replace each
     step's model output (condiff.palette.PaletteProjection). A `self_condition` model is also given the
-    clean image its previous step implied (zeros at the first step; arxiv 2208.04202).
+    clean image its previous step implied (zeros at the first step; arxiv 2208.04202). A palette-head
+    UNet (`head`, condiff.palette_head) has its colour odds turned into the sampler's prediction type.
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
+    from condiff.model import IMAGE_CHANNELS
+
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     size = unet.config.sample_size
-    shape = (num, unet.config.out_channels, size, size)
+    shape = (num, IMAGE_CHANNELS, size, size)
+    if head is not None:
+        from condiff.palette_head import PaletteDenoiser
+
+        unet = PaletteDenoiser(unet, scheduler, head)
     if generator is None and seed is not None:
         generator = seeded_generators(seed, num)
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)

@@ -24,9 +24,9 @@ def resolve_init_from(init_from: str | None) -> str | None:
     return TASKS[name].resolve_model(None)
 
 
-def _initial_unet(recipe: Recipe, conditions):
+def _initial_unet(recipe: Recipe, conditions, head=None):
     """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels and for
-    self-conditioning)."""
+    self-conditioning); with a palette `head`, one output per palette colour."""
     from condiff.model import IMAGE_CHANNELS, build_unet, input_channels, widen_unet_input
     from condiff.model_folder import load_unet
 
@@ -34,12 +34,18 @@ def _initial_unet(recipe: Recipe, conditions):
     if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
         print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
         init_from = None
+    out_channels = head.channels if head is not None else IMAGE_CHANNELS
     if not init_from:
-        return build_unet(recipe.model, recipe.data.resolution, conditions.channels)
+        return build_unet(recipe.model, recipe.data.resolution, conditions.channels, out_channels)
     from condiff.errors import CondiffError
     from condiff.model_folder import saved_self_condition
 
     unet = load_unet(init_from)
+    if unet.config.out_channels != out_channels:
+        wanted = (f"a palette head needs {out_channels}, one per colour of this data's palette" if head is not None
+                  else "set model.palette_head: true with the data it was trained on, or start from another model")
+        raise CondiffError(f"model.init_from {init_from}: its UNet outputs {unet.config.out_channels} channels; "
+                           f"{wanted}")
     self_condition = recipe.model.self_condition
     have = unet.config.in_channels
     wanted = input_channels(conditions.channels, self_condition)
@@ -74,7 +80,8 @@ def _channels_extend(init_from: str, conditions) -> bool:
 
 
 def build_parts(recipe: Recipe):
-    """(dataset, unet, scheduler, conditions) for a recipe."""
+    """(dataset, unet, scheduler, conditions) for a recipe; a palette head's outputs follow `data_palette`."""
+    import torch
     from accelerate.utils import set_seed
 
     from condiff.conditions.stack import ConditionStack
@@ -84,7 +91,13 @@ def build_parts(recipe: Recipe):
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = build_dataset(recipe.data)
-    unet = _initial_unet(recipe, conditions)
+    head = None
+    if recipe.model.palette_head:
+        from condiff.palette_head import head_for
+
+        with torch.random.fork_rng(devices=[]):  # the same initial weights as without the head
+            head = head_for(data_palette(recipe, dataset))
+    unet = _initial_unet(recipe, conditions, head)
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 

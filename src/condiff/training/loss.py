@@ -2,8 +2,9 @@
 
 Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image,
 followed by the model's own estimate of the clean image for a self-conditioned model;
-nothing here knows which task it serves. An optional consistency term is handed in as a function of the
-predicted clean image and the condition channels (the condition stack's `consistency`).
+nothing here knows which task it serves. A palette-head UNet (condiff.palette_head) is trained with
+cross-entropy on its colour odds instead of the squared error. An optional consistency term is handed in
+as a function of the predicted clean image and the condition channels (the condition stack's `consistency`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from condiff.model import IMAGE_CHANNELS
+from condiff.palette_head import PaletteHead
 from condiff.sampling import predict_x0
 
 
@@ -61,20 +63,25 @@ def diffusion_loss(
     min_snr_gamma: float | None = None,
     consistency: Consistency | None = None,
     self_condition: bool = False,
+    head: PaletteHead | None = None,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
-    optionally Min-SNR weighted, plus the consistency term when one is given with a condition."""
+    optionally Min-SNR weighted, plus the consistency term when one is given with a condition. With a
+    palette `head`, the cross-entropy of its colour odds, unweighted (Min-SNR weights a squared error)."""
     noise = torch.randn_like(clean)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
     if self_condition:
-        model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps)], dim=1)
+        model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps, head)], dim=1)
     prediction = unet(model_input, timesteps).sample
-    target = diffusion_target(scheduler, clean, noise, timesteps)
-    if min_snr_gamma is None:
-        loss = F.mse_loss(prediction.float(), target.float())
+    if head is not None:
+        loss = head.loss(prediction, clean).mean()
+        prediction = head.model_output(scheduler, prediction, noisy.float(), timesteps)
+    elif min_snr_gamma is None:
+        loss = F.mse_loss(prediction.float(), diffusion_target(scheduler, clean, noise, timesteps).float())
     else:
+        target = diffusion_target(scheduler, clean, noise, timesteps)
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
     if consistency is not None and condition is not None:
@@ -83,7 +90,8 @@ def diffusion_loss(
     return loss
 
 
-def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch.Tensor,
+                    head: PaletteHead | None = None) -> torch.Tensor:
     """Self-conditioning's extra channels in training (arxiv 2208.04202): for a random half of the batch,
     the clean image the model estimates without them (a pass without gradient); zeros, "no estimate yet",
     for the other half. So the model learns both the first sampling step and every later one, where it
@@ -94,7 +102,11 @@ def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch
     if bool(chosen.any()):
         with torch.no_grad():
             first = unet(torch.cat([model_input[chosen], estimates[chosen]], dim=1), timesteps[chosen]).sample
-        estimates[chosen] = predict_x0(scheduler, first.float(), noisy[chosen].float(), timesteps[chosen]).to(noisy)
+        if head is not None:
+            first = head.clean_image(first)
+        else:
+            first = predict_x0(scheduler, first.float(), noisy[chosen].float(), timesteps[chosen])
+        estimates[chosen] = first.to(noisy)
     return estimates
 
 

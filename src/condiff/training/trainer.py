@@ -228,7 +228,8 @@ class Trainer:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
         that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
         cuda:N, mps) overrides accelerate's choice of a single process's device. `palette` (a
-        condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved."""
+        condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved; a
+        `model.palette_head` UNet has one output per colour of it (condiff.palette_head)."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
@@ -237,6 +238,15 @@ class Trainer:
         self.overwrite = overwrite
         self.device = device
         self.palette = palette
+        self.head = None
+        if recipe.model.palette_head:
+            from condiff.palette_head import head_for
+
+            self.head = head_for(palette)
+            if unet.config.out_channels != self.head.channels:
+                raise CondiffError(f"model.palette_head: the UNet outputs {unet.config.out_channels} channels but "
+                                   f"the data's palette has {self.head.channels} colours; build it with "
+                                   "condiff.training.from_recipe.build_parts")
         self.output_dir = Path(recipe.train.output_dir)
         self._consistency = self._consistency_term()
 
@@ -485,7 +495,7 @@ class Trainer:
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
             loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency,
-                                  self_condition=self.recipe.model.self_condition)
+                                  self_condition=self.recipe.model.self_condition, head=self.head)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
@@ -564,14 +574,17 @@ class Trainer:
     def _preview_grid(self, model, path: Path):
         """Samples through the pipeline the commands use; a conditional model gets the first images' conditions."""
         from condiff.conditions.stack import ConditionStack
+        from condiff.palette import palette_config
         from condiff.pipeline import ConditionalDDPMPipeline
         from condiff.sampling import make_sampler
         from condiff.visualize import make_grid
 
         cfg = self.recipe.train
         conditions = self.conditions if self.conditions is not None else ConditionStack()
+        colors = palette_config(self.palette.colors if self.palette is not None else None)
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
-                                           conditions=conditions, self_condition=self.recipe.model.self_condition)
+                                           conditions=conditions, self_condition=self.recipe.model.self_condition,
+                                           palette_head=self.head is not None, **colors)
         pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
@@ -581,7 +594,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         images = pipeline(batch_size=cfg.sample_num, condition_channels=condition, num_inference_steps=cfg.sample_steps,
-                          seed=cfg.seed, output_type="latent").images
+                          seed=cfg.seed, output_type="latent", palette="off").images  # the model's own colours
         model.train(was_training)
         grid = make_grid(images, scale=max(1, 128 // self.recipe.data.resolution))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -619,7 +632,7 @@ class Trainer:
             save_model(self.output_dir, model, self.scheduler, self.conditions,
                        palette=found.colors if found is not None else None,
                        palette_frequencies=found.frequencies if found is not None else None,
-                       self_condition=self.recipe.model.self_condition)
+                       self_condition=self.recipe.model.self_condition, palette_head=self.head is not None)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 

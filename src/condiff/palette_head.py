@@ -1,0 +1,94 @@
+"""A palette head: the UNet says, for every pixel, how likely each palette colour is.
+
+With `model.palette_head: true` the UNet outputs one logit per colour of the data's palette instead of
+three colour channels. Its estimate of the clean image is the expected colour under those odds, so where
+the model is sure it is exactly a palette colour: no snapping needed. It is trained with cross-entropy
+against each clean pixel's palette colour, which makes that estimate the posterior mean of the clean
+image, what a denoiser must give (score interpolation, Dieleman et al. 2022, "Continuous diffusion for
+categorical data", arxiv 2211.15089).
+
+The samplers never see the logits: `PaletteDenoiser` turns them into the output the scheduler expects
+(its `prediction_type`), so every sampler, guidance and the palette projection work unchanged.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from condiff.errors import RecipeError
+from condiff.model import IMAGE_CHANNELS
+
+
+class PaletteHead:
+    """The palette a head's logits index: (P, 3) colours in [-1, 1], in the order of the UNet's outputs."""
+
+    def __init__(self, palette: torch.Tensor) -> None:
+        self.palette = palette.float()
+
+    @property
+    def channels(self) -> int:
+        return len(self.palette)
+
+    def clean_image(self, logits: torch.Tensor) -> torch.Tensor:
+        """The expected clean image (N, 3, H, W) under the logits' odds (N, P, H, W)."""
+        odds = logits.float().softmax(dim=1)
+        return torch.einsum("nphw,pc->nchw", odds, self.palette.to(odds.device))
+
+    def colour_indices(self, clean: torch.Tensor) -> torch.Tensor:
+        """Each pixel's nearest palette colour (N, H, W): the data's own colour where it is on the palette."""
+        pixels = clean.float().permute(0, 2, 3, 1).reshape(-1, IMAGE_CHANNELS)
+        nearest = torch.cdist(pixels, self.palette.to(pixels.device)).argmin(dim=1)
+        return nearest.reshape(clean.shape[0], *clean.shape[2:])
+
+    def loss(self, logits: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per image (N,), averaged over its pixels."""
+        per_pixel = F.cross_entropy(logits.float(), self.colour_indices(clean), reduction="none")
+        return per_pixel.mean(dim=(1, 2))
+
+    def model_output(self, scheduler, logits: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
+        """What a UNet of the scheduler's `prediction_type` would output, given this head's clean image."""
+        clean = self.clean_image(logits)
+        prediction_type = scheduler.config.prediction_type
+        if prediction_type == "sample":
+            return clean
+        alpha_bar = scheduler.alphas_cumprod.to(noisy.device)[torch.as_tensor(timesteps, device=noisy.device)]
+        alpha_bar = alpha_bar.float().reshape(-1, 1, 1, 1)
+        signal, noise_level = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        if prediction_type == "epsilon":
+            return (noisy - signal * clean) / noise_level
+        # v = signal * eps - noise_level * x0, with eps from x_t = signal * x0 + noise_level * eps
+        return (signal * noisy - clean) / noise_level
+
+
+def head_for(found) -> PaletteHead:
+    """The head over the data's palette (`found`, a condiff.palette.FoundPalette); a one-line error when
+    the data has none."""
+    from condiff.palette import palette_tensor
+
+    if found is None or found.colors is None:
+        note = found.note if found is not None else "no palette was found"
+        raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
+                          "set data.palette: auto (or kmeans) or model.palette_head: false")
+    return PaletteHead(palette_tensor(found.colors))
+
+
+class PaletteDenoiser(torch.nn.Module):
+    """A palette-head UNet that outputs like any other: `denoiser(model_input, t).sample` is in the
+    scheduler's prediction type. The noisy image is the first 3 channels of `model_input` (condiff's
+    samplers do not scale their input)."""
+
+    def __init__(self, unet, scheduler, head: PaletteHead) -> None:
+        super().__init__()
+        self.unet, self.scheduler, self.head = unet, scheduler, head
+
+    @property
+    def config(self):
+        return self.unet.config
+
+    def forward(self, model_input: torch.Tensor, timestep) -> SimpleNamespace:
+        logits = self.unet(model_input, timestep).sample
+        noisy = model_input[:, :IMAGE_CHANNELS].float()
+        return SimpleNamespace(sample=self.head.model_output(self.scheduler, logits, noisy, timestep))

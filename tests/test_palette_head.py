@@ -1,0 +1,144 @@
+"""A palette head: the UNet outputs one logit per palette colour, and its clean image is exactly on the palette
+where it is sure."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from diffusers import DDPMScheduler, UNet2DModel
+from PIL import Image
+
+from condiff.cli.main import main
+from condiff.images import to_uint8
+from condiff.model_folder import load_pipeline
+from condiff.palette import palette_tensor
+from condiff.palette_head import PaletteHead
+from condiff.sampling import predict_x0
+from tests.conftest import tiny_values
+from tests.test_palette import SPRITE_COLORS, sprite
+
+
+def sure_logits(indices: torch.Tensor, colours: int, margin: float = 40.0) -> torch.Tensor:
+    """Logits (N, P, H, W) that put (almost) all the odds on `indices` (N, H, W)."""
+    return torch.nn.functional.one_hot(indices, colours).permute(0, 3, 1, 2).float() * margin
+
+
+def test_a_sure_head_gives_exact_palette_colours_and_outputs_that_imply_them():
+    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    indices = torch.randint(0, 4, (2, 5, 5), generator=torch.Generator().manual_seed(0))
+    clean = head.clean_image(sure_logits(indices, 4))
+    assert np.array_equal(to_uint8(clean).reshape(-1, 3), SPRITE_COLORS[indices.reshape(-1).numpy()])
+    assert torch.equal(head.colour_indices(clean), indices)
+    x_t = torch.randn(2, 3, 5, 5)
+    for prediction_type in ("epsilon", "v_prediction", "sample"):
+        scheduler = DDPMScheduler(prediction_type=prediction_type, beta_schedule="squaredcos_cap_v2")
+        for t in (5, 500, 990):
+            output = head.model_output(scheduler, sure_logits(indices, 4), x_t, t)
+            assert torch.allclose(predict_x0(scheduler, output, x_t, t), clean, atol=1e-4)
+
+
+def test_the_cross_entropy_rewards_the_right_colours_and_nothing_else():
+    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    indices = torch.randint(0, 4, (3, 4, 4), generator=torch.Generator().manual_seed(1))
+    clean = head.clean_image(sure_logits(indices, 4))
+    right = head.loss(sure_logits(indices, 4, margin=8.0), clean)
+    wrong = head.loss(sure_logits((indices + 1) % 4, 4, margin=8.0), clean)
+    unsure = head.loss(torch.zeros(3, 4, 4, 4), clean)
+    assert right.shape == (3,) and bool((right < 0.01).all())
+    assert torch.allclose(unsure, torch.full((3,), float(np.log(4))))
+    assert bool((wrong > unsure).all())
+
+
+@pytest.fixture(scope="module")
+def sprite_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sprites") / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(16):
+        Image.fromarray(sprite(rng)).save(folder / f"{i}.png")
+    return folder
+
+
+def sprite_recipe(tmp_path, folder, name: str, model=None, data=None):
+    values = tiny_values(tmp_path / name, max_steps=2)
+    values["data"] = {"source": str(folder), "resolution": 16, "size": None, **(data or {})}
+    values["model"].update({"palette_head": True, **(model or {})})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_a_sprite_folder_trains_a_palette_head_that_is_saved_reloaded_and_sampled(sprite_folder, tmp_path, capsys):
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "head"))]) == 0
+    model = tmp_path / "head"
+    index = json.loads((model / "model_index.json").read_text())
+    assert index["palette_head"] is True and len(index["palette"]) == 4
+    assert "Palette head" in (model / "README.md").read_text()
+    # Plain diffusers still loads the UNet: 4 outputs, one per palette colour.
+    assert UNet2DModel.from_pretrained(model / "unet").config.out_channels == 4
+    pipeline = load_pipeline(model)
+    pipeline.set_progress_bar_config(disable=True)
+    # A head sure of one colour everywhere gives exactly that colour through the whole sampler, unsnapped.
+    colours = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in index["palette"]]
+    with torch.no_grad():
+        pipeline.unet.conv_out.weight.zero_()
+        pipeline.unet.conv_out.bias.copy_(torch.tensor([0.0, 0.0, 40.0, 0.0]))
+    for sampler_steps, sampler in ((20, None), (10, "ddim"), (50, "ddpm")):
+        if sampler:
+            from condiff.sampling import make_sampler
+
+            pipeline.scheduler = make_sampler(pipeline.scheduler, sampler)
+        images = pipeline(batch_size=2, num_inference_steps=sampler_steps, seed=0, output_type="latent",
+                          palette="off").images
+        assert set(map(tuple, to_uint8(images).reshape(-1, 3).tolist())) == {colours[2]}, sampler
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--model", str(model), "--num", "2", "--steps", "3", "--palette", "off",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size[1] == 16 * 4 + 2  # one row of 2 samples at --scale 4, with its border
+
+
+def test_a_palette_head_trains_with_self_conditioning(sprite_folder, tmp_path):
+    recipe = sprite_recipe(tmp_path, sprite_folder, "both", model={"self_condition": True})
+    assert main(["train", str(recipe)]) == 0
+    pipeline = load_pipeline(tmp_path / "both")
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(batch_size=2, num_inference_steps=3, seed=0, output_type="latent").images
+    assert images.shape == (2, 3, 16, 16) and bool(torch.isfinite(images).all())
+
+
+def test_a_palette_head_without_a_palette_is_one_line_and_writes_nothing(sprite_folder, tmp_path, capsys):
+    recipe = sprite_recipe(tmp_path, sprite_folder, "none", data={"palette": "off"})
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.palette_head" in err and "data.palette" in err and "\n" not in err
+    assert not (tmp_path / "none").exists()
+
+
+def test_init_from_a_model_without_the_head_is_one_line(sprite_folder, tmp_path, capsys):
+    plain = sprite_recipe(tmp_path, sprite_folder, "plain", model={"palette_head": False})
+    assert main(["train", str(plain)]) == 0
+    capsys.readouterr()
+    recipe = sprite_recipe(tmp_path, sprite_folder, "fine", model={"init_from": str(tmp_path / "plain")})
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.init_from" in err and "outputs 3 channels" in err and "\n" not in err
+
+
+def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_folder, tmp_path, capsys):
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "head"))]) == 0
+    capsys.readouterr()
+    for change, fragment in ((lambda index: index.pop("palette_head"), "out_channels = 4, but this model needs 3"),
+                             (lambda index: index.update(palette=index["palette"][:3]), "needs 3: one per colour")):
+        copy = tmp_path / "damaged"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(tmp_path / "head", copy)
+        index = json.loads((copy / "model_index.json").read_text())
+        index.pop("palette_frequencies")
+        change(index)
+        (copy / "model_index.json").write_text(json.dumps(index))
+        assert main(["sample", "--model", str(copy), "--out", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "\n" not in err and not (tmp_path / "x.png").exists()
