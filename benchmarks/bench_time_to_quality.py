@@ -35,7 +35,8 @@ from condiff.evaluation.evaluators import (
 )
 from condiff.evaluation.features import load_feature_net
 from condiff.model import IMAGE_CHANNELS, build_scheduler, build_unet
-from condiff.palette_head import head_for
+from condiff.palette import from_hex, palette_tensor
+from condiff.palette_head import PaletteHead, head_for
 from condiff.sampling import generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 from condiff.training.from_recipe import data_palette
@@ -47,14 +48,17 @@ SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.l
 
 def checkpoint_unet(run: Path, checkpoint: Path):
     """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet, its sampler,
-    recipe and palette head (None without one: the head's palette is found from the data as in training)."""
+    recipe and palette head (None without one; its palette is the checkpoint's, or found in the data as in
+    training for checkpoints that do not hold it)."""
     from diffusers.training_utils import EMAModel
     from safetensors.torch import load_file
 
     recipe = load_recipe(str(run / "recipe.yaml"))
     head = None
     if recipe.model.palette_head:
-        head = head_for(data_palette(recipe, build_dataset(recipe.data)))
+        saved = read_trainer_state(checkpoint).get("palette")
+        head = PaletteHead(palette_tensor(from_hex(saved))) if saved \
+            else head_for(data_palette(recipe, build_dataset(recipe.data)))
     unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"

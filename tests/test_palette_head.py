@@ -142,3 +142,24 @@ def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_fo
         assert main(["sample", "--model", str(copy), "--out", str(tmp_path / "x.png")]) == 2
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_a_palette_head_resumes_only_with_the_palette_it_was_trained_with(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(8):
+        Image.fromarray(sprite(rng)).save(folder / f"{i}.png")
+    recipe = sprite_recipe(tmp_path, folder, "run")
+    assert main(["train", str(recipe)]) == 0
+    checkpoint = tmp_path / "run" / "checkpoints"
+    assert main(["train", str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=4"]) == 0
+    capsys.readouterr()
+    new_colour = sprite(rng)
+    new_colour[0, 0] = [1, 2, 3]
+    Image.fromarray(new_colour).save(folder / "0.png")  # the first images are where the palette is found
+    before = sorted(p.name for p in checkpoint.iterdir())
+    assert main(["train", str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "palette" in err and "new train.output_dir" in err and "\n" not in err
+    assert sorted(p.name for p in checkpoint.iterdir()) == before

@@ -287,6 +287,14 @@ class Trainer:
                 raise not_writable(self.output_dir, err) from None
         accelerator.wait_for_everyone()
 
+    def _palette_state(self) -> dict[str, list[str]]:
+        """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs."""
+        from condiff.palette import to_hex
+
+        if self.palette is None or self.palette.colors is None:
+            return {}
+        return {"palette": to_hex(self.palette.colors)}
+
     def _make_accelerator(self):
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
@@ -353,6 +361,10 @@ class Trainer:
         if differences:
             raise CondiffError(f"train.resume: {checkpoint} was trained with a different recipe: "
                                + "; ".join(differences) + ". Undo these changes to resume")
+        if self.head is not None and saved.get("palette") != self._palette_state().get("palette"):
+            raise CondiffError(f"train.resume: the data's palette is not the one {checkpoint} was trained with, and "
+                               "a palette head has one output per colour; restore the data, or train into a new "
+                               "train.output_dir")
         for notice in notices:
             accelerator.print(notice)
         return checkpoint, TrainState.from_dict(saved, where=str(checkpoint / STATE_FILE))
@@ -533,7 +545,8 @@ class Trainer:
             self._check_weights_finite(run.unet, state.step)
             state.seconds = clock.seconds()
             saved = save_checkpoint(run.accelerator, self.output_dir, state.step,
-                                    {**state.to_dict(), "recipe": self.recipe.to_dict()}, cfg.keep_checkpoints)
+                                    {**state.to_dict(), "recipe": self.recipe.to_dict(), **self._palette_state()},
+                                    cfg.keep_checkpoints)
         if interrupted:
             progress.close()
             run.accelerator.print(f"condiff: interrupted at step {state.step}; saved the checkpoint {saved}; "
