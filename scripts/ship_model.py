@@ -40,7 +40,9 @@ def write_fp16(run: Path, target: Path) -> None:
         unet = pipeline.unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
         colors, shares = pipeline.config.get("palette"), pipeline.config.get("palette_frequencies")
         save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions,
-                   palette=None if colors is None else from_hex(colors), palette_frequencies=shares)
+                   palette=None if colors is None else from_hex(colors), palette_frequencies=shares,
+                   self_condition=pipeline.config.get("self_condition", False),
+                   palette_head=pipeline.config.get("palette_head", False))
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 
