@@ -163,3 +163,34 @@ def test_a_palette_head_resumes_only_with_the_palette_it_was_trained_with(tmp_pa
     err = capsys.readouterr().err.strip()
     assert "palette" in err and "new train.output_dir" in err and "\n" not in err
     assert sorted(p.name for p in checkpoint.iterdir()) == before
+
+
+class FixedOdds(torch.nn.Module):
+    """A stand-in UNet whose colour odds are fixed: the true colours of `clean` with a given margin."""
+
+    def __init__(self, head: PaletteHead, clean: torch.Tensor, margin: float) -> None:
+        super().__init__()
+        self.logits = sure_logits(head.colour_indices(clean), head.channels, margin)
+
+    def forward(self, model_input, timesteps):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=self.logits)
+
+
+def test_with_min_snr_the_cross_entropy_term_asks_for_sure_colours_where_the_squared_error_hardly_does():
+    from condiff.training.loss import diffusion_loss
+
+    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    clean = head.clean_image(sure_logits(torch.randint(0, 4, (8, 6, 6)), 4))
+    scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
+
+    def loss(margin: float, ce_weight: float) -> float:
+        torch.manual_seed(0)  # the same timesteps and noise for every variant
+        return float(diffusion_loss(FixedOdds(head, clean, margin), scheduler, clean, min_snr_gamma=5.0,
+                                    head=head, ce_weight=ce_weight))
+
+    sure, unsure = 12.0, 4.0  # the right colour with odds of about 1 - 3e-6 and 1 - 0.05
+    assert loss(sure, 1.0) < 1e-3
+    squared_gap = loss(unsure, 0.0) - loss(sure, 0.0)
+    assert 0 < squared_gap and loss(unsure, 1.0) - loss(sure, 1.0) > 2 * squared_gap

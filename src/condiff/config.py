@@ -83,7 +83,7 @@ class ModelConfig:
     # previous estimate of the clean image, as 3 more input channels after the conditions'.
     self_condition: bool = False
     # A palette head (condiff.palette_head): the UNet outputs one logit per colour of the data's palette
-    # (data.palette must find one) and is trained with cross-entropy; train.min_snr_gamma does not apply.
+    # (data.palette must find one); train.palette_ce_weight adds a cross-entropy term to its loss.
     palette_head: bool = False
 
 
@@ -121,6 +121,9 @@ class TrainConfig:
     # the timesteps where it applies.
     consistency_weight: float = 0.0
     consistency_timesteps: float = 0.2
+    # With model.palette_head: the weight of the cross-entropy of its colour odds beside the squared error,
+    # at each timestep min(SNR, min_snr_gamma) / min_snr_gamma of it (condiff.training.loss).
+    palette_ce_weight: float = 1.0
     mixed_precision: str = "no"
     ema: bool = True
     ema_decay: float = 0.999
@@ -358,6 +361,7 @@ RANGES: dict[str, Range] = {
     "train.min_snr_gamma": Range(0, 1e6, "null = off", low_open=True),
     "train.consistency_weight": Range(0, 1000, "0 = off"),
     "train.consistency_timesteps": Range(0, 1, "a share of the timesteps, the lowest-noise ones", low_open=True),
+    "train.palette_ce_weight": Range(0, 1000, "0 = the squared error alone"),
     "train.ema_decay": Range(0, 1, high_open=True),
     "train.seed": _SEED,
     "train.log_every": Range(1, MANY),

@@ -2,8 +2,9 @@
 
 Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image,
 followed by the model's own estimate of the clean image for a self-conditioned model;
-nothing here knows which task it serves. A palette-head UNet (condiff.palette_head) is trained with
-cross-entropy on its colour odds instead of the squared error. An optional consistency term is handed in
+nothing here knows which task it serves. A palette-head UNet (condiff.palette_head) has its colour odds
+turned into the usual output for the squared error, and their cross-entropy added. An optional consistency
+term is handed in
 as a function of the predicted clean image and the condition channels (the condition stack's `consistency`).
 """
 
@@ -33,15 +34,20 @@ def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timest
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
     """Per-sample loss weights of Min-SNR-gamma (Hang et al. 2023, arxiv 2303.09556): easy, low-noise
     timesteps stop dominating the gradient, which speeds up convergence."""
-    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alpha_bar / (1 - alpha_bar)
-    clipped = snr.clamp(max=gamma)
+    ratio = snr(scheduler, timesteps)
+    clipped = ratio.clamp(max=gamma)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
-        return clipped / snr
+        return clipped / ratio
     if prediction_type == "v_prediction":
-        return clipped / (snr + 1)
+        return clipped / (ratio + 1)
     return clipped
+
+
+def snr(scheduler, timesteps: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at each timestep."""
+    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    return alpha_bar / (1 - alpha_bar)
 
 
 @dataclass
@@ -64,26 +70,36 @@ def diffusion_loss(
     consistency: Consistency | None = None,
     self_condition: bool = False,
     head: PaletteHead | None = None,
+    ce_weight: float = 1.0,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
-    optionally Min-SNR weighted, plus the consistency term when one is given with a condition. With a
-    palette `head`, the cross-entropy of its colour odds, unweighted (Min-SNR weights a squared error)."""
+    optionally Min-SNR weighted, plus the consistency term when one is given with a condition.
+
+    A palette `head`'s prediction is the output its expected colours imply, and `ce_weight` times the
+    cross-entropy of its odds is added. With Min-SNR that term is weighted by min(SNR, gamma) / gamma too:
+    at high noise the colour cannot be known (the cross-entropy alone learnt the Nouns' shapes far more
+    slowly, benchmarks/results/NOTES.md); at low noise it asks for sure, exact colours, which the Min-SNR
+    weighted squared error barely rewards once the odds are near one colour."""
     noise = torch.randn_like(clean)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
     if self_condition:
         model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps, head)], dim=1)
-    prediction = unet(model_input, timesteps).sample
+    prediction = logits = unet(model_input, timesteps).sample
     if head is not None:
-        loss = head.loss(prediction, clean).mean()
-        prediction = head.model_output(scheduler, prediction, noisy.float(), timesteps)
-    elif min_snr_gamma is None:
-        loss = F.mse_loss(prediction.float(), diffusion_target(scheduler, clean, noise, timesteps).float())
+        prediction = head.model_output(scheduler, logits, noisy.float(), timesteps)
+    target = diffusion_target(scheduler, clean, noise, timesteps)
+    if min_snr_gamma is None:
+        loss = F.mse_loss(prediction.float(), target.float())
     else:
-        target = diffusion_target(scheduler, clean, noise, timesteps)
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
+    if head is not None and ce_weight:
+        cross_entropy = head.loss(logits, clean)
+        if min_snr_gamma is not None:
+            cross_entropy = cross_entropy * snr(scheduler, timesteps).clamp(max=min_snr_gamma) / min_snr_gamma
+        loss = loss + ce_weight * cross_entropy.mean()
     if consistency is not None and condition is not None:
         loss = loss + consistency.weight * consistency_term(
             scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())

@@ -507,7 +507,8 @@ class Trainer:
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
             loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency,
-                                  self_condition=self.recipe.model.self_condition, head=self.head)
+                                  self_condition=self.recipe.model.self_condition, head=self.head,
+                                  ce_weight=cfg.palette_ce_weight)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
