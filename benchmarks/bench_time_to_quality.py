@@ -43,7 +43,8 @@ from condiff.training.from_recipe import data_palette
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
                   "train.min_snr_gamma", "scheduler.beta_schedule", "scheduler.prediction_type",
-                  "scheduler.num_train_timesteps", "model.channels", "model.layers_per_block", "model.self_condition")
+                  "scheduler.num_train_timesteps", "model.channels", "model.layers_per_block", "model.self_condition",
+                  "model.palette_head")
 
 
 def checkpoint_unet(run: Path, checkpoint: Path):

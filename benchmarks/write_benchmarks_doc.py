@@ -163,7 +163,7 @@ def main() -> None:
     conditional = by_hand.read_text().rstrip() + "\n" if by_hand.is_file() else ""
     time_files = [data for data in (load("time_to_quality"), load("time_to_quality_30min"),
                                     load("time_to_quality_3000_steps"), load("time_to_quality_selfcond"),
-                                    load("time_to_quality_wide")) if data]
+                                    load("time_to_quality_wide"), load("time_to_quality_palette_head")) if data]
     rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2"),
                                 load("gpu/defaults_sweep_round3")) if data]
     text = "\n".join([
