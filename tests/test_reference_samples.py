@@ -1,6 +1,8 @@
-"""A model folder gives the same fixed-seed samples, bit for bit, as the code gave before it was
-consolidated: tests/data/reference-samples/ was written by the code of commit bee3425 from the shipped
-models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must still reproduce it.
+"""A model folder gives the same fixed-seed samples as the code gave before it was consolidated
+(bit for bit on the machine that wrote them; another CPU's float rounding may move a rare value by one
+8-bit level, `assert_same_samples`): tests/data/reference-samples/ was written by the code of commit
+bee3425 from the shipped models (DPM-Solver++ 8 steps, seed 5, guidance 2), and every entry point must
+still reproduce it.
 That code had no palettes: `palette="off"` (--palette off) samples as it did. The sketch2img sample was
 written again each time that model was re-shipped with new weights (the second training stage,
 recipes/sketch2img-finetune.yaml; then the third, recipes/sketch2img-fill.yaml, whose sketch fixes the
@@ -28,6 +30,15 @@ def reference(name: str) -> np.ndarray:
     return np.asarray(Image.open(REFERENCE / f"{name}-{suffix}").convert("RGB"))
 
 
+def assert_same_samples(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Equal up to float rounding: at most one level apart, in at most 1 of 1000 values (on a 2-core AMD
+    EPYC, 1 of 6144 values of the stored samples came out one level off). Any change to sampling moves
+    far more values, and by more."""
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() <= 0.001, (difference.max(), (difference > 0).mean())
+
+
 def side_by_side(images) -> np.ndarray:
     return np.concatenate([to_uint8(image)[0] for image in images], axis=1)
 
@@ -40,7 +51,7 @@ def test_tasks_reproduce_the_stored_samples_of_the_shipped_models(name):
         result = task.run(pipeline, num=3, steps=8, seed=5, palette="off")
     else:
         result = task.run(pipeline, open_image(INPUTS[name]), num=2, steps=8, guidance=2.0, seed=5, palette="off")
-    assert np.array_equal(side_by_side(result.images), reference(name))
+    assert_same_samples(side_by_side(result.images), reference(name))
 
 
 def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_the_same(tmp_path):
@@ -55,7 +66,7 @@ def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_th
     pipeline = task.load(str(folder), "cpu", "dpm", 8)
     result = task.run(pipeline, open_image(INPUTS["colorize"]), num=2, steps=8, guidance=2.0, seed=5,
                       palette="off")
-    assert np.array_equal(side_by_side(result.images), reference("colorize"))
+    assert_same_samples(side_by_side(result.images), reference("colorize"))
 
 
 def test_the_commands_write_the_stored_samples(tmp_path):
@@ -64,9 +75,9 @@ def test_the_commands_write_the_stored_samples(tmp_path):
                  "--palette", "off"]) == 0
     grid = np.asarray(Image.open(out).convert("RGB"))
     cells = [grid[1:33, 1 + 33 * i: 33 + 33 * i] for i in range(2)] + [grid[34:66, 1:33]]  # a 2 x 2 grid
-    assert np.array_equal(np.concatenate(cells, axis=1), reference("unconditional"))
+    assert_same_samples(np.concatenate(cells, axis=1), reference("unconditional"))
     out = tmp_path / "colorized.png"
     assert main(["colorize", str(INPUTS["colorize"]), "--num", "2", "--steps", "8", "--seed", "5",
                  "--guidance", "2", "--out", str(out), "--palette", "off"]) == 0
     written = [np.asarray(Image.open(tmp_path / f"colorized-{i}.png")) for i in range(2)]
-    assert np.array_equal(np.concatenate(written, axis=1), reference("colorize"))
+    assert_same_samples(np.concatenate(written, axis=1), reference("colorize"))
