@@ -41,7 +41,9 @@ def load(source: Path):
     """(unet, training scheduler, self-conditioned) of a model folder or a training checkpoint."""
     if (source / "model.safetensors").is_file():
         run = source.parent.parent
-        unet, _, recipe, _ = checkpoint_unet(run, source)
+        unet, _, recipe, head = checkpoint_unet(run, source)
+        if head is not None:  # its UNet outputs colour odds, not a prediction this benchmark can read
+            raise SystemExit(f"{source}: a palette-head checkpoint; this benchmark reads plain UNets only")
         return unet, build_scheduler(recipe.scheduler), recipe.model.self_condition
     pipeline = load_pipeline(source)
     return pipeline.unet.eval(), pipeline.scheduler, saved_self_condition(source)
