@@ -14,7 +14,7 @@ from PIL import Image
 from condiff.cli.main import main
 from condiff.images import to_uint8
 from condiff.model_folder import load_pipeline
-from condiff.palette import palette_tensor
+from condiff.palette import from_hex, palette_tensor
 from condiff.palette_head import PaletteHead
 from condiff.sampling import predict_x0
 from tests.conftest import tiny_values
@@ -82,7 +82,7 @@ def test_a_sprite_folder_trains_a_palette_head_that_is_saved_reloaded_and_sample
     pipeline = load_pipeline(model)
     pipeline.set_progress_bar_config(disable=True)
     # A head sure of one colour everywhere gives exactly that colour through the whole sampler, unsnapped.
-    colours = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in index["palette"]]
+    colours = [tuple(colour) for colour in from_hex(index["palette"]).tolist()]
     with torch.no_grad():
         pipeline.unet.conv_out.weight.zero_()
         pipeline.unet.conv_out.bias.copy_(torch.tensor([0.0, 0.0, 40.0, 0.0]))

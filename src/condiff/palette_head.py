@@ -2,10 +2,10 @@
 
 With `model.palette_head: true` the UNet outputs one logit per colour of the data's palette instead of
 three colour channels. Its estimate of the clean image is the expected colour under those odds, so where
-the model is sure it is exactly a palette colour: no snapping needed. It is trained with cross-entropy
-against each clean pixel's palette colour, which makes that estimate the posterior mean of the clean
-image, what a denoiser must give (score interpolation, Dieleman et al. 2022, "Continuous diffusion for
-categorical data", arxiv 2211.15089).
+the model is sure it is exactly a palette colour: no snapping needed. Cross-entropy against each clean
+pixel's palette colour makes that estimate the posterior mean of the clean image, what a denoiser must give
+(score interpolation, Dieleman et al. 2022, "Continuous diffusion for categorical data", arxiv 2211.15089);
+condiff.training.loss adds it, weighted, to the usual squared error of the output the estimate implies.
 
 The samplers never see the logits: `PaletteDenoiser` turns them into the output the scheduler expects
 (its `prediction_type`), so every sampler, guidance and the palette projection work unchanged.
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from condiff.errors import RecipeError
 from condiff.model import IMAGE_CHANNELS
+from condiff.sampling import output_for_x0
 
 
 class PaletteHead:
@@ -50,17 +51,7 @@ class PaletteHead:
 
     def model_output(self, scheduler, logits: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
         """What a UNet of the scheduler's `prediction_type` would output, given this head's clean image."""
-        clean = self.clean_image(logits)
-        prediction_type = scheduler.config.prediction_type
-        if prediction_type == "sample":
-            return clean
-        alpha_bar = scheduler.alphas_cumprod.to(noisy.device)[torch.as_tensor(timesteps, device=noisy.device)]
-        alpha_bar = alpha_bar.float().reshape(-1, 1, 1, 1)
-        signal, noise_level = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-        if prediction_type == "epsilon":
-            return (noisy - signal * clean) / noise_level
-        # v = signal * eps - noise_level * x0, with eps from x_t = signal * x0 + noise_level * eps
-        return (signal * noisy - clean) / noise_level
+        return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
 
 
 def head_for(found) -> PaletteHead:

@@ -4,8 +4,8 @@ Condition channels, when a task has them, arrive ready-made and are concatenated
 followed by the model's own estimate of the clean image for a self-conditioned model;
 nothing here knows which task it serves. A palette-head UNet (condiff.palette_head) has its colour odds
 turned into the usual output for the squared error, and their cross-entropy added. An optional consistency
-term is handed in
-as a function of the predicted clean image and the condition channels (the condition stack's `consistency`).
+term is handed in as a function of the predicted clean image and the condition channels (the condition
+stack's `consistency`).
 """
 
 from __future__ import annotations
