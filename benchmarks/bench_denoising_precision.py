@@ -12,7 +12,8 @@ what a model that had learned nothing at that timestep would give. With `--sampl
 from the same model are scored the same way against the palette (how much the sampler's ending can do).
 
 Each argument is a model folder (default: the shipped unconditional model) or a training checkpoint
-folder (RUN/checkpoints/step-N, scored with its EMA weights as bench_time_to_quality.py does).
+folder (RUN/checkpoints/step-N, scored with its EMA weights as bench_time_to_quality.py does); a palette
+head's (condiff.palette_head) clean image is its expected colour.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from machine import describe
 from condiff.evaluation.evaluators import held_out_nouns
 from condiff.images import to_uint8
 from condiff.model import build_scheduler
-from condiff.model_folder import load_pipeline, saved_self_condition
+from condiff.model_folder import load_pipeline
 from condiff.palette import from_hex
+from condiff.palette_head import PaletteDenoiser
 from condiff.sampling import SAMPLERS, generate, make_sampler, predict_x0
 from condiff.tasks import TASKS
 
@@ -38,15 +40,17 @@ SEED = 4321  # held-out Nouns and their noise: not the eval's reference or input
 
 
 def load(source: Path):
-    """(unet, training scheduler, self-conditioned) of a model folder or a training checkpoint."""
+    """(denoiser, training scheduler, self-conditioned) of a model folder or a training checkpoint: its UNet,
+    or a palette head's UNet wrapped so that it outputs in the scheduler's prediction type."""
     if (source / "model.safetensors").is_file():
         run = source.parent.parent
         unet, _, recipe, head = checkpoint_unet(run, source)
-        if head is not None:  # its UNet outputs colour odds, not a prediction this benchmark can read
-            raise SystemExit(f"{source}: a palette-head checkpoint; this benchmark reads plain UNets only")
-        return unet, build_scheduler(recipe.scheduler), recipe.model.self_condition
-    pipeline = load_pipeline(source)
-    return pipeline.unet.eval(), pipeline.scheduler, saved_self_condition(source)
+        scheduler, self_condition = build_scheduler(recipe.scheduler), recipe.model.self_condition
+    else:
+        pipeline = load_pipeline(source)
+        unet, scheduler, head = pipeline.unet.eval(), pipeline.scheduler, pipeline.head
+        self_condition = pipeline.config.get("self_condition", False)
+    return (unet if head is None else PaletteDenoiser(unet, scheduler, head)), scheduler, self_condition
 
 
 def precision(estimates: torch.Tensor, truth: torch.Tensor, palette) -> dict[str, float]:

@@ -22,7 +22,7 @@ from machine import describe
 from condiff.device import pick_device
 from condiff.evaluation.evaluators import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
 from condiff.evaluation.features import load_feature_net
-from condiff.model_folder import load_scheduler, load_unet, saved_self_condition
+from condiff.model_folder import load_pipeline
 from condiff.sampling import generate, make_sampler
 from condiff.tasks import UNCONDITIONAL
 
@@ -40,9 +40,9 @@ def main() -> None:
 
     device = pick_device(args.device)
     model = UNCONDITIONAL.resolve_model(args.model)
-    unet = load_unet(model).to(device).eval()
-    scheduler = load_scheduler(model)
-    self_condition = saved_self_condition(model)
+    pipeline = load_pipeline(model)
+    unet, scheduler, head = pipeline.unet.to(device).eval(), pipeline.scheduler, pipeline.head
+    self_condition = pipeline.config.get("self_condition", False)
     net = load_feature_net()
     machine = describe(device)
     print(f"{machine}\n{model}: {args.repeats} x {args.num} images per sampler, {args.num} in one batch")
@@ -50,7 +50,7 @@ def main() -> None:
     references = reference_rows(space, EvalSettings(num=args.num))
     print("references: " + ", ".join(f"{row.name} FD {row.metrics['FD']:.2f}" for row in references))
     # warm-up: first-call costs stay out of the times
-    generate(unet, make_sampler(scheduler, "dpm", 2), 8, 2, self_condition=self_condition)
+    generate(unet, make_sampler(scheduler, "dpm", 2), 8, 2, self_condition=self_condition, head=head)
     results = []
     for kind, steps in SAMPLERS:
         steps = steps or scheduler.config.num_train_timesteps
@@ -59,7 +59,7 @@ def main() -> None:
             start = time.perf_counter()
             sampler = make_sampler(scheduler, kind, steps)
             samples = generate(unet, sampler, args.num, steps, seed=repeat * args.num,
-                               self_condition=self_condition).images  # returned on CPU
+                               self_condition=self_condition, head=head).images  # returned on CPU
             seconds += time.perf_counter() - start  # sampling only; scoring is outside the clock
             scores.append(space.scores(samples, parts=True))
         result = {"sampler": f"{kind}-{steps}", "ms_per_image": 1000 * seconds / (args.repeats * args.num),

@@ -57,9 +57,10 @@ def checkpoint_unet(run: Path, checkpoint: Path):
     recipe = load_recipe(str(run / "recipe.yaml"))
     head = None
     if recipe.model.palette_head:
-        saved = read_trainer_state(checkpoint).get("palette")
-        head = PaletteHead(palette_tensor(from_hex(saved))) if saved \
-            else head_for(data_palette(recipe, build_dataset(recipe.data)))
+        state = read_trainer_state(checkpoint)
+        palette = palette_tensor(from_hex(state["palette"])) if state.get("palette") \
+            else head_for(data_palette(recipe, build_dataset(recipe.data))).palette
+        head = PaletteHead(palette, pixel_likelihood=state.get("pixel_likelihood", False))
     unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"

@@ -42,7 +42,8 @@ def write_fp16(run: Path, target: Path) -> None:
         save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions,
                    palette=None if colors is None else from_hex(colors), palette_frequencies=shares,
                    self_condition=pipeline.config.get("self_condition", False),
-                   palette_head=pipeline.config.get("palette_head", False))
+                   palette_head=pipeline.config.get("palette_head", False),
+                   pixel_likelihood=pipeline.config.get("pixel_likelihood", False))
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 

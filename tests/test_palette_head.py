@@ -27,7 +27,7 @@ def sure_logits(indices: torch.Tensor, colours: int, margin: float = 40.0) -> to
 
 
 def test_a_sure_head_gives_exact_palette_colours_and_outputs_that_imply_them():
-    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    head = PaletteHead(palette_tensor(SPRITE_COLORS), pixel_likelihood=False)
     indices = torch.randint(0, 4, (2, 5, 5), generator=torch.Generator().manual_seed(0))
     clean = head.clean_image(sure_logits(indices, 4))
     assert np.array_equal(to_uint8(clean).reshape(-1, 3), SPRITE_COLORS[indices.reshape(-1).numpy()])
@@ -38,6 +38,26 @@ def test_a_sure_head_gives_exact_palette_colours_and_outputs_that_imply_them():
         for t in (5, 500, 990):
             output = head.model_output(scheduler, sure_logits(indices, 4), x_t, t)
             assert torch.allclose(predict_x0(scheduler, output, x_t, t), clean, atol=1e-4)
+
+
+def test_the_pixel_likelihood_makes_a_barely_noised_pixel_sure_of_its_colour_and_fades_with_noise():
+    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    indices = torch.randint(0, 4, (2, 6, 6), generator=torch.Generator().manual_seed(2))
+    clean = palette_tensor(SPRITE_COLORS)[indices].permute(0, 3, 1, 2)
+    scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(3))
+    unsure = torch.zeros(2, 4, 6, 6)  # a UNet that says nothing: the odds are the pixel's own
+    for t, sure in ((1, True), (999, False)):
+        noisy = scheduler.add_noise(clean, noise, torch.tensor([t]))
+        odds = head.logits(scheduler, unsure, noisy, t).softmax(dim=1)
+        if sure:
+            assert torch.equal(odds.argmax(dim=1), indices) and bool((odds.amax(dim=1) > 0.999).all())
+            assert np.array_equal(to_uint8(head.clean_image(odds.log())), to_uint8(clean))
+        else:
+            assert torch.allclose(odds, torch.full_like(odds, 0.25), atol=1e-3)
+    # Without it (heads saved before it), the odds are the UNet's alone.
+    odds = PaletteHead(head.palette, pixel_likelihood=False).logits(scheduler, unsure, noisy, 1).softmax(dim=1)
+    assert torch.allclose(odds, torch.full_like(odds, 0.25))
 
 
 def test_the_cross_entropy_rewards_the_right_colours_and_nothing_else():
@@ -98,6 +118,29 @@ def test_a_sprite_folder_trains_a_palette_head_that_is_saved_reloaded_and_sample
     assert main(["sample", "--model", str(model), "--num", "2", "--steps", "3", "--palette", "off",
                  "--out", str(out)]) == 0
     assert Image.open(out).size[1] == 16 * 4 + 2  # one row of 2 samples at --scale 4, with its border
+
+
+def test_a_head_saved_before_the_pixel_likelihood_samples_as_it_was_trained(sprite_folder, tmp_path):
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "new"))]) == 0
+    index_file = tmp_path / "new" / "model_index.json"
+    index = json.loads(index_file.read_text())
+    assert index["pixel_likelihood"] is True
+    palette = palette_tensor(from_hex(index["palette"]))
+
+    def sampled_colours() -> set:
+        pipeline = load_pipeline(tmp_path / "new")
+        pipeline.set_progress_bar_config(disable=True)
+        with torch.no_grad():  # a UNet that says nothing
+            pipeline.unet.conv_out.weight.zero_()
+            pipeline.unet.conv_out.bias.zero_()
+        images = pipeline(batch_size=2, num_inference_steps=10, seed=0, output_type="latent", palette="off").images
+        return set(map(tuple, to_uint8(images).reshape(-1, 3).tolist()))
+
+    # With it, the last steps' noisy pixels pick palette colours; without it, every pixel is the mean colour.
+    assert sampled_colours() <= {tuple(colour) for colour in SPRITE_COLORS.tolist()}
+    del index["pixel_likelihood"]
+    index_file.write_text(json.dumps(index))
+    assert sampled_colours() == {tuple(to_uint8(palette.mean(dim=0).view(1, 3, 1, 1)).reshape(3).tolist())}
 
 
 def test_a_palette_head_trains_with_self_conditioning(sprite_folder, tmp_path):
@@ -181,7 +224,7 @@ class FixedOdds(torch.nn.Module):
 def test_with_min_snr_the_cross_entropy_term_asks_for_sure_colours_where_the_squared_error_hardly_does():
     from condiff.training.loss import diffusion_loss
 
-    head = PaletteHead(palette_tensor(SPRITE_COLORS))
+    head = PaletteHead(palette_tensor(SPRITE_COLORS), pixel_likelihood=False)  # the UNet's odds alone
     clean = head.clean_image(sure_logits(torch.randint(0, 4, (8, 6, 6)), 4))
     scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
 

@@ -70,7 +70,8 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
     if recipe["model"].get("palette_head"):
         lines += ["Palette head (condiff.palette_head): the UNet outputs one logit per palette colour, and its "
                   "clean-image estimate is the expected colour (trained with the squared error of the output that "
-                  "estimate implies plus a cross-entropy on the odds). Sample it with condiff; "
+                  "estimate implies plus a cross-entropy on the odds); the logits are added to each noisy pixel's own "
+                  "log-likelihood under each colour. Sample it with condiff; "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]

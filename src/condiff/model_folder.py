@@ -116,10 +116,11 @@ INDEX_RULES: dict[str, Rule] = {
     "palette_frequencies": _optional(_list_of(_number(0, 1), MAX_PALETTE)),  # ... their shares (matched below)
     "self_condition": _one_of(False, True),  # 3 more UNet input channels (matched below)
     "palette_head": _one_of(False, True),  # one UNet output per palette colour (matched below)
+    "pixel_likelihood": _one_of(False, True),  # ... added to each noisy pixel's log-likelihood (condiff.palette_head)
 }
 # Either kind's model_index.json may hold these (diffusers' DDPMPipeline ignores the keys).
 SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition",
-                                                                   "palette_head")}
+                                                                   "palette_head", "pixel_likelihood")}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -206,7 +207,8 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
                                        palette=index.get("palette"),
                                        palette_frequencies=index.get("palette_frequencies"),
-                                       self_condition=self_condition, palette_head=index.get("palette_head", False))
+                                       self_condition=self_condition, palette_head=index.get("palette_head", False),
+                                       pixel_likelihood=index.get("pixel_likelihood", False))
     return _load_conditional(path, index, timesteps)
 
 
@@ -626,13 +628,14 @@ def as_float32(model):
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
                palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None,
-               self_condition: bool = False, palette_head: bool = False) -> None:
+               self_condition: bool = False, palette_head: bool = False, pixel_likelihood: bool = False) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
     unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
     ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
     as `palette` and `palette_frequencies` for either kind, and `self_condition: true` for a self-conditioned
     model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline),
-    and `palette_head: true` for a UNet with one output per palette colour (likewise condiff's pipeline only).
+    and `palette_head: true` for a UNet with one output per palette colour (likewise condiff's pipeline only),
+    with `pixel_likelihood` (condiff.palette_head.PaletteHead) recorded beside it.
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
@@ -650,12 +653,13 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
         if self_condition:
             pipeline.register_to_config(self_condition=True)
         if palette_head:
-            pipeline.register_to_config(palette_head=True)
+            pipeline.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
         pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors,
-                                           self_condition=self_condition, palette_head=palette_head)
+                                           self_condition=self_condition, palette_head=palette_head,
+                                           pixel_likelihood=pixel_likelihood)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

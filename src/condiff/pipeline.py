@@ -89,13 +89,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
                  sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
                  palette_frequencies: list[float] | None = None, self_condition: bool = False,
-                 palette_head: bool = False) -> None:
+                 palette_head: bool = False, pixel_likelihood: bool = False) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
         without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
         training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
         of the data's pixels. `self_condition`: the UNet's last 3 input channels take its previous
         estimate of the clean image (`model.self_condition` of the recipe). `palette_head`: the UNet outputs
-        one logit per palette colour (`model.palette_head`, condiff.palette_head)."""
+        one logit per palette colour (`model.palette_head`, condiff.palette_head), added to each noisy pixel's
+        log-likelihood when `pixel_likelihood` (heads trained before it have no such key)."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
         if palette is not None:
@@ -110,7 +111,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
                                 palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
         if palette_head:  # only then: folders without the key stay as they were
-            self.register_to_config(palette_head=True)
+            self.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
 
     @property
     def resolution(self) -> int:
@@ -127,6 +128,13 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         """Each palette colour's share of the training pixels (P,), or None."""
         shares = self.config.get("palette_frequencies")
         return None if shares is None else torch.tensor(shares, dtype=torch.float32)
+
+    @property
+    def head(self) -> PaletteHead | None:
+        """The head a `palette_head` UNet's outputs go through, or None for a UNet that outputs images."""
+        if not self.config.get("palette_head", False):
+            return None
+        return PaletteHead(self.palette, pixel_likelihood=self.config.get("pixel_likelihood", False))
 
     def palette_mode(self, palette: str) -> str:
         """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""
@@ -208,7 +216,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         steer = chain(steers)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
                "steer": steer, "self_condition": self.config.get("self_condition", False),
-               "head": PaletteHead(palette) if self.config.get("palette_head", False) else None}
+               "head": self.head}
         if condition is None:
             samples = generate(self.unet, scheduler, batch_size, steps, **run)
         else:

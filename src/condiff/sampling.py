@@ -82,7 +82,7 @@ class Samples:
 def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
     """The clean image implied by the model output at timestep t, one for the batch or (N,) per sample
     (the GIF's right-hand side; the training's consistency loss)."""
-    alpha_bar = _alpha_bar(scheduler, x_t, t)
+    alpha_bar = alpha_bar_at(scheduler, x_t, t)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         x0 = (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()
@@ -93,7 +93,7 @@ def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int 
     return x0.clamp(-1, 1)
 
 
-def _alpha_bar(scheduler, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+def alpha_bar_at(scheduler, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
     """alpha_bar at timestep t for the batch x_t: a scalar, or (N, 1, 1, 1) for (N,) timesteps."""
     import torch
 
@@ -105,7 +105,7 @@ def output_for_x0(scheduler, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch
     """The model output that implies the clean image `x0` at x_t, timestep t, one for the batch or (N,) per
     sample (predict_x0's inverse): what a sampler is given to steer toward a chosen x0 (palette projection),
     and what a palette head's expected colours imply (condiff.palette_head)."""
-    alpha_bar = _alpha_bar(scheduler, x_t, t)
+    alpha_bar = alpha_bar_at(scheduler, x_t, t)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()

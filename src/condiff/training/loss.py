@@ -86,9 +86,9 @@ def diffusion_loss(
     model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
     if self_condition:
         model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps, head)], dim=1)
-    prediction = logits = unet(model_input, timesteps).sample
+    prediction = output = unet(model_input, timesteps).sample
     if head is not None:
-        prediction = head.model_output(scheduler, logits, noisy.float(), timesteps)
+        prediction = head.model_output(scheduler, output, noisy.float(), timesteps)
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
         loss = F.mse_loss(prediction.float(), target.float())
@@ -96,7 +96,7 @@ def diffusion_loss(
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
     if head is not None and ce_weight:
-        cross_entropy = head.loss(logits, clean)
+        cross_entropy = head.loss(head.logits(scheduler, output, noisy, timesteps), clean)
         if min_snr_gamma is not None:
             cross_entropy = cross_entropy * snr(scheduler, timesteps).clamp(max=min_snr_gamma) / min_snr_gamma
         loss = loss + ce_weight * cross_entropy.mean()
@@ -119,7 +119,7 @@ def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch
         with torch.no_grad():
             first = unet(torch.cat([model_input[chosen], estimates[chosen]], dim=1), timesteps[chosen]).sample
         if head is not None:
-            first = head.clean_image(first)
+            first = head.clean_image(head.logits(scheduler, first, noisy[chosen], timesteps[chosen]))
         else:
             first = predict_x0(scheduler, first.float(), noisy[chosen].float(), timesteps[chosen])
         estimates[chosen] = first.to(noisy)

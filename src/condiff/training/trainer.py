@@ -287,13 +287,15 @@ class Trainer:
                 raise not_writable(self.output_dir, err) from None
         accelerator.wait_for_everyone()
 
-    def _palette_state(self) -> dict[str, list[str]]:
-        """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs."""
+    def _palette_state(self) -> dict[str, list[str] | bool]:
+        """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs; and
+        whether the head adds the pixel likelihood (condiff.palette_head)."""
         from condiff.palette import to_hex
 
         if self.palette is None or self.palette.colors is None:
             return {}
-        return {"palette": to_hex(self.palette.colors)}
+        head = {"pixel_likelihood": self.head.pixel_likelihood} if self.head is not None else {}
+        return {"palette": to_hex(self.palette.colors), **head}
 
     def _make_accelerator(self):
         from accelerate import Accelerator
@@ -365,6 +367,8 @@ class Trainer:
             raise CondiffError(f"train.resume: the data's palette is not the one {checkpoint} was trained with, and "
                                "a palette head has one output per colour; restore the data, or train into a new "
                                "train.output_dir")
+        if self.head is not None:  # a head trained before the pixel likelihood goes on without it
+            self.head.pixel_likelihood = saved.get("pixel_likelihood", False)
         for notice in notices:
             accelerator.print(notice)
         return checkpoint, TrainState.from_dict(saved, where=str(checkpoint / STATE_FILE))
@@ -598,7 +602,9 @@ class Trainer:
         colors = palette_config(self.palette.colors if self.palette is not None else None)
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
                                            conditions=conditions, self_condition=self.recipe.model.self_condition,
-                                           palette_head=self.head is not None, **colors)
+                                           palette_head=self.head is not None,
+                                           pixel_likelihood=self.head is not None and self.head.pixel_likelihood,
+                                           **colors)
         pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
@@ -646,7 +652,8 @@ class Trainer:
             save_model(self.output_dir, model, self.scheduler, self.conditions,
                        palette=found.colors if found is not None else None,
                        palette_frequencies=found.frequencies if found is not None else None,
-                       self_condition=self.recipe.model.self_condition, palette_head=self.head is not None)
+                       self_condition=self.recipe.model.self_condition, palette_head=self.head is not None,
+                       pixel_likelihood=self.head is not None and self.head.pixel_likelihood)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
