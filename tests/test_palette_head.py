@@ -208,6 +208,22 @@ def test_a_palette_head_resumes_only_with_the_palette_it_was_trained_with(tmp_pa
     assert sorted(p.name for p in checkpoint.iterdir()) == before
 
 
+def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_without_it(sprite_folder, tmp_path):
+    from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
+
+    recipe = sprite_recipe(tmp_path, sprite_folder, "old")
+    assert main(["train", str(recipe)]) == 0
+    checkpoint = list_checkpoints(tmp_path / "old")[-1]
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    assert state.pop("pixel_likelihood") is True
+    (checkpoint / STATE_FILE).write_text(json.dumps(state))  # as an earlier condiff wrote it
+    write_checksums(checkpoint)
+    assert main(["train", str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=3"]) == 0
+    assert json.loads((tmp_path / "old" / "model_index.json").read_text())["pixel_likelihood"] is False
+    state = json.loads((list_checkpoints(tmp_path / "old")[-1] / STATE_FILE).read_text())
+    assert state["step"] == 3 and state["pixel_likelihood"] is False
+
+
 class FixedOdds(torch.nn.Module):
     """A stand-in UNet whose colour odds are fixed: the true colours of `clean` with a given margin."""
 
