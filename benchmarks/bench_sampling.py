@@ -26,7 +26,8 @@ from condiff.model_folder import load_pipeline
 from condiff.sampling import generate, make_sampler
 from condiff.tasks import UNCONDITIONAL
 
-SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10)]
+SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10),
+            ("dpm-logsnr", 25), ("dpm-logsnr", 20), ("dpm-logsnr", 15), ("dpm-logsnr", 10)]
 
 
 def main() -> None:
@@ -67,11 +68,11 @@ def main() -> None:
                   "FD_per_set": [s["FD"] for s in scores]}
         results.append(result)
         spread = f" (spread {max(result['FD_per_set']) - min(result['FD_per_set']):6.2f})" if args.repeats > 1 else ""
-        print(f"{result['sampler']:10} {result['ms_per_image']:9.2f} ms/image   FD {result['FD']:7.2f}{spread}   "
+        print(f"{result['sampler']:14} {result['ms_per_image']:9.2f} ms/image   FD {result['FD']:7.2f}{spread}   "
               f"KID {result['KID']:.4f}   glasses ok {result['glasses ok']:.2f}", flush=True)
     full = results[0]["FD"]
     good = [r for r in results[1:] if r["FD"] <= 1.1 * full]
-    fewest = min(good, key=lambda r: int(r["sampler"].split("-")[1])) if good else None
+    fewest = min(good, key=lambda r: int(r["sampler"].rsplit("-", 1)[1])) if good else None
     if fewest:
         speedup = results[0]["ms_per_image"] / fewest["ms_per_image"]
         print(f"fewest steps within 10 % of full DDPM's FD ({full:.2f}): {fewest['sampler']} "

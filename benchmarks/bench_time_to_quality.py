@@ -1,12 +1,12 @@
 """Time to quality: the Fréchet distance training runs reach after 5, 15, 30 and 60 minutes.
 
     python benchmarks/bench_time_to_quality.py RUN [RUN ...] [--minutes 5 15 30 60] [--seconds-per-step S ...]
-        [--step-times FILE] [--device cuda] [--json FILE]
+        [--step-times FILE] [--scheduler dpm] [--device cuda] [--json FILE]
 
 Each RUN is a training folder whose checkpoints were kept (`--set train.keep_checkpoints=100
 train.checkpoint_every=200`); `train.max_minutes` stops a run at a time budget. For every target the
-last checkpoint written within it is scored with its EMA weights (DPM-Solver++ 20 steps, the Nouns
-feature network, held-out references), so every run is measured the same way in one invocation.
+last checkpoint written within it is scored with its EMA weights (DPM-Solver++ 20 steps or --scheduler, the
+Nouns feature network, held-out references), so every run is measured the same way in one invocation.
 Time is the run's own clock, or steps x a step time measured alone on the CPU (`--seconds-per-step`,
 or `--step-times` from benchmarks/bench_defaults_sweep.py, by run folder name), which is how runs trained
 on a shared machine or on a GPU are counted in CPU-minutes.
@@ -37,7 +37,7 @@ from condiff.evaluation.features import load_feature_net
 from condiff.model import IMAGE_CHANNELS, build_scheduler, build_unet
 from condiff.palette import from_hex, palette_tensor
 from condiff.palette_head import PaletteHead, head_for
-from condiff.sampling import generate, make_sampler
+from condiff.sampling import SAMPLERS, generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 from condiff.training.from_recipe import data_palette
 
@@ -47,7 +47,7 @@ SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.l
                   "model.palette_head")
 
 
-def checkpoint_unet(run: Path, checkpoint: Path):
+def checkpoint_unet(run: Path, checkpoint: Path, sampler: str = "dpm"):
     """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet, its sampler,
     recipe and palette head (None without one; its palette is the checkpoint's, or found in the data as in
     training for checkpoints that do not hold it)."""
@@ -68,7 +68,7 @@ def checkpoint_unet(run: Path, checkpoint: Path):
         ema = EMAModel(unet.parameters())
         ema.load_state_dict(torch.load(ema_file, weights_only=True))  # tensors and numbers only
         ema.copy_to(unet.parameters())
-    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), "dpm"), recipe, head
+    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), sampler), recipe, head
 
 
 def levels_off(samples: torch.Tensor, palette) -> dict[str, float]:
@@ -106,13 +106,14 @@ def main() -> None:
                              "for runs that shared the machine; 0 keeps a run's clock")
     parser.add_argument("--step-times", help="JSON of benchmarks/bench_defaults_sweep.py step-times: step time "
                         "per run folder name")
+    parser.add_argument("--scheduler", choices=SAMPLERS, default="dpm", help="sampler, 20 steps (default: dpm)")
     parser.add_argument("--device", help="where to sample (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
     device = pick_device(args.device)
     net = load_feature_net()
-    settings = EvalSettings(num=args.num, device=device)
+    settings = EvalSettings(num=args.num, device=device, scheduler=args.scheduler)
     results = []
     per_step = args.seconds_per_step or [0.0] * len(args.runs)
     if args.step_times:
@@ -134,7 +135,7 @@ def main() -> None:
             if checkpoint is None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
-            unet, sampler, recipe, head = checkpoint_unet(run, checkpoint)
+            unet, sampler, recipe, head = checkpoint_unet(run, checkpoint, args.scheduler)
             samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed,
                                self_condition=recipe.model.self_condition, head=head).images
             scores = {**space.scores(samples, parts=True), **levels_off(samples, space.palette)}
@@ -146,9 +147,13 @@ def main() -> None:
                   f"{scores['median levels off']:g} levels off", flush=True)
         flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
+        if flat["model"].get("palette_head") and checkpoints:  # not a recipe key: the checkpoint says
+            row["settings"]["model.pixel_likelihood"] = read_trainer_state(checkpoints[-1]).get("pixel_likelihood",
+                                                                                               False)
         results.append(row)
         if args.json:  # after every run, so a run cut short keeps the ones before
-            Path(args.json).write_text(json.dumps({"machine": machine, "num": args.num, "runs": results,
+            Path(args.json).write_text(json.dumps({"machine": machine, "num": args.num, "sampler": args.scheduler,
+                                                   "runs": results,
                                                    "references": reference}, indent=2) + "\n")
 
     sampler = settings.describe()["sampler"]

@@ -90,7 +90,8 @@ def time_table(files: list[dict], names: bool) -> list[str]:
             by_minutes = {p["minutes"]: p for p in run["points"]}
             cells = [fd_cell(by_minutes[m]) if m in by_minutes else "" for m in minutes]
             name = Path(run["run"]).name if names else run["run"]
-            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+            sampler = f" ({data['sampler']})" if data.get("sampler", "dpm") != "dpm" else ""  # scored another way
+            lines.append(f"| `{name}`{sampler} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -98,8 +99,9 @@ def time_to_quality_section(files: list[dict]) -> list[str]:
     if not files:
         return ["Not run yet: see `benchmarks/bench_time_to_quality.py`."]
     lines = [f"Machine: {files[0]['machine']}.", "",
-             f"FD after N CPU-minutes of training ({files[0]['num']} images, DPM-Solver++ 20 steps, EMA weights; "
-             "lower is better).", "", *time_table(files, names=False), "", "Settings of each run:", ""]
+             f"FD after N CPU-minutes of training ({files[0]['num']} images, DPM-Solver++ 20 steps unless the row "
+             "names another sampler, EMA weights; lower is better).", "", *time_table(files, names=False), "",
+             "Settings of each run:", ""]
     for data in files:
         # A run trained elsewhere says where; its time is counted as steps x its seconds per step.
         elsewhere = f" (trained and scored on {data['machine']})" if data["machine"] != files[0]["machine"] else ""
@@ -163,7 +165,9 @@ def main() -> None:
     conditional = by_hand.read_text().rstrip() + "\n" if by_hand.is_file() else ""
     time_files = [data for data in (load("time_to_quality"), load("time_to_quality_30min"),
                                     load("time_to_quality_3000_steps"), load("time_to_quality_selfcond"),
-                                    load("time_to_quality_wide"), load("time_to_quality_palette_head")) if data]
+                                    load("time_to_quality_wide"), load("time_to_quality_palette_head"),
+                                    load("time_to_quality_palette_likelihood"),
+                                    load("time_to_quality_logsnr")) if data]
     rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2"),
                                 load("gpu/defaults_sweep_round3")) if data]
     text = "\n".join([

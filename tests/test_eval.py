@@ -249,8 +249,8 @@ def test_shipped_models_are_small_fp16_safetensors_with_a_model_card(name):
     assert "steps" in card and "FD" in card and "wall time" in card
 
 
-@pytest.mark.parametrize("scheduler,steps,ok", [("dpm", 50, False), ("dpm", 49, True), ("ddpm", 50, True),
-                                                ("ddim", 51, False)])
+@pytest.mark.parametrize("scheduler,steps,ok", [("dpm", 50, False), ("dpm", 49, True), ("dpm-logsnr", 50, False),
+                                                ("dpm-logsnr", 49, True), ("ddpm", 50, True), ("ddim", 51, False)])
 def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, scheduler, steps, ok):
     # The tiny models have 50 training timesteps; diffusers' DPM-Solver++ cannot take all of them.
     argv = ["sample", "--model", str(tiny_models / "unconditional"), "--num", "1", "--scheduler", scheduler,

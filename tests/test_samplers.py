@@ -18,12 +18,25 @@ def one_step_from_noise(train_scheduler, kind: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("beta_schedule,prediction_type", [("linear", "epsilon"), ("scaled_linear", "epsilon"),
                                                            ("squaredcos_cap_v2", "v_prediction")])
-@pytest.mark.parametrize("kind", ["dpm", "ddim"])
+@pytest.mark.parametrize("kind", ["dpm", "dpm-logsnr", "ddim"])
 def test_one_step_from_noise_stays_in_the_image_range(beta_schedule, prediction_type, kind):
     # Output 0 implies x_0 = x_T / sqrt(alpha_bar_T): about 150 x_T on linear betas. DDPM clamps that
     # to [-1, 1]; every sampler made from its config must do the same.
     scheduler = build_scheduler(SchedulerConfig(beta_schedule=beta_schedule, prediction_type=prediction_type))
     assert one_step_from_noise(scheduler, kind).abs().max() <= 1.0 + 1e-6
+
+
+def test_dpm_logsnr_spends_more_of_its_steps_at_low_noise():
+    scheduler = build_scheduler(SchedulerConfig())  # the default: squared-cosine betas
+    timesteps = {}
+    for kind in ("dpm", "dpm-logsnr"):
+        sampler = make_sampler(scheduler, kind, 20)
+        sampler.set_timesteps(20)
+        timesteps[kind] = sampler.timesteps.tolist()
+    assert timesteps["dpm"][0] == timesteps["dpm-logsnr"][0] == 999  # both start from pure noise
+    assert timesteps["dpm"][-1] == 49 and timesteps["dpm-logsnr"][-1] < 5
+    low = {kind: sum(t < 100 for t in steps) for kind, steps in timesteps.items()}
+    assert low["dpm-logsnr"] >= 2 * low["dpm"]
 
 
 def test_dpm_leaves_an_unclamped_schedule_unclamped():

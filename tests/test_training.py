@@ -33,10 +33,10 @@ def test_train_save_load_sample_round_trip(tiny_recipe):
     assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004"]
 
     from condiff.model_folder import load_scheduler, load_unet
-    from condiff.sampling import generate, make_sampler
+    from condiff.sampling import SAMPLERS, generate, make_sampler
 
     unet = load_unet(str(out))
-    for kind in ("ddpm", "ddim", "dpm"):
+    for kind in SAMPLERS:
         samples = generate(unet, make_sampler(load_scheduler(str(out)), kind), 2, 3, seed=1, record=True)
         assert samples.images.shape == (2, 3, 32, 32)
         assert samples.images.min() >= -1 and samples.images.max() <= 1

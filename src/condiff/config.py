@@ -526,7 +526,7 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     if len(recipe.data.background) != 3:
         raise RecipeError(f"{origin}: data.background must be three numbers 0..255, e.g. [255, 255, 255]")
     train, timesteps = recipe.train, recipe.scheduler.num_train_timesteps
-    most = timesteps - (train.sample_sampler == "dpm")  # as condiff.sampling.make_sampler allows
+    most = timesteps - train.sample_sampler.startswith("dpm")  # as condiff.sampling.make_sampler allows
     if train.sample_steps > most:
         fix = f"use at most {most}" if most else "choose another train.sample_sampler"
         raise RecipeError(

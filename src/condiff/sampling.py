@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from condiff.palette_head import PaletteHead
 
-SAMPLERS = ("ddpm", "ddim", "dpm")  # dpm = DPM-Solver++
+# dpm = DPM-Solver++ on "trailing" timesteps; dpm-logsnr = DPM-Solver++ with steps uniform in log-SNR.
+SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
 # The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 20
@@ -35,18 +36,23 @@ def make_sampler(train_scheduler, kind: str, steps: int | None = None):
     with `steps`, also check the sampler can take that many."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler,
+               "dpm-logsnr": DPMSolverMultistepScheduler}
     if kind not in classes:
         raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
     if steps is not None:
         # diffusers' DPM-Solver++ fails (IndexError) when asked for every training timestep.
-        most = train_scheduler.config.num_train_timesteps - (kind == "dpm")
+        most = train_scheduler.config.num_train_timesteps - kind.startswith("dpm")
         if not 1 <= steps <= most:
             raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
     # "trailing" spacing starts sampling at the last training timestep (arxiv 2305.08891); a saved DDPM
     # config carries DDPM's "leading" default, which few-step samplers pay for (docs/benchmarks.md).
     spacing = {"timestep_spacing": "trailing"}
-    if kind == "dpm":
+    if kind.startswith("dpm"):
+        # Steps uniform in log-SNR (DPM-Solver's "logSNR" skip type, arxiv 2206.00927) spend more of them at low
+        # noise, where the last pixel-level detail is decided (docs/benchmarks.md).
+        if kind == "dpm-logsnr":
+            spacing["use_lu_lambdas"] = True
         return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
                                                        **spacing, **_clip_like_ddpm(train_scheduler.config))
     return classes[kind].from_config(train_scheduler.config, **spacing)
