@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from condiff.model import IMAGE_CHANNELS
 from condiff.palette_head import PaletteHead
-from condiff.sampling import predict_x0
+from condiff.sampling import output_for_x0, predict_x0
 
 
 def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -86,9 +86,10 @@ def diffusion_loss(
     model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
     if self_condition:
         model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps, head)], dim=1)
-    prediction = output = unet(model_input, timesteps).sample
-    if head is not None:
-        prediction = head.model_output(scheduler, output, noisy.float(), timesteps)
+    prediction = unet(model_input, timesteps).sample
+    if head is not None:  # the odds once: they give both the prediction and the cross-entropy
+        logits = head.logits(scheduler, prediction, noisy, timesteps)
+        prediction = output_for_x0(scheduler, head.clean_image(logits), noisy.float(), timesteps)
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
         loss = F.mse_loss(prediction.float(), target.float())
@@ -96,7 +97,7 @@ def diffusion_loss(
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
     if head is not None and ce_weight:
-        cross_entropy = head.loss(head.logits(scheduler, output, noisy, timesteps), clean)
+        cross_entropy = head.loss(logits, clean)
         if min_snr_gamma is not None:
             cross_entropy = cross_entropy * snr(scheduler, timesteps).clamp(max=min_snr_gamma) / min_snr_gamma
         loss = loss + ce_weight * cross_entropy.mean()
