@@ -152,6 +152,16 @@ def test_a_palette_head_trains_with_self_conditioning(sprite_folder, tmp_path):
     assert images.shape == (2, 3, 16, 16) and bool(torch.isfinite(images).all())
 
 
+def test_training_a_palette_head_reads_the_data_for_its_palette_once(sprite_folder, tmp_path, monkeypatch):
+    import condiff.palette
+
+    searches = []
+    find_palette = condiff.palette.find_palette
+    monkeypatch.setattr(condiff.palette, "find_palette", lambda *args: searches.append(args) or find_palette(*args))
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "once"))]) == 0
+    assert len(searches) == 1
+
+
 def test_a_palette_head_without_a_palette_is_one_line_and_writes_nothing(sprite_folder, tmp_path, capsys):
     recipe = sprite_recipe(tmp_path, sprite_folder, "none", data={"palette": "off"})
     assert main(["train", str(recipe)]) == 2

@@ -79,8 +79,9 @@ def _channels_extend(init_from: str, conditions) -> bool:
     return counts[:-1] == old_counts[:-1] and counts[-1] >= old_counts[-1]
 
 
-def build_parts(recipe: Recipe):
-    """(dataset, unet, scheduler, conditions) for a recipe; a palette head's outputs follow `data_palette`."""
+def build_parts(recipe: Recipe, dataset=None, palette=None):
+    """(dataset, unet, scheduler, conditions) for a recipe; a palette head's outputs follow the data's
+    palette. `dataset` and `palette` (`data_palette`'s) are built and found here unless given."""
     import torch
     from accelerate.utils import set_seed
 
@@ -90,13 +91,13 @@ def build_parts(recipe: Recipe):
 
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
-    dataset = build_dataset(recipe.data)
+    dataset = dataset if dataset is not None else build_dataset(recipe.data)
     head = None
     if recipe.model.palette_head:
         from condiff.palette_head import head_for
 
         with torch.random.fork_rng(devices=[]):  # the same initial weights as without the head
-            head = head_for(data_palette(recipe, dataset))
+            head = head_for(palette if palette is not None else data_palette(recipe, dataset))
     unet = _initial_unet(recipe, conditions, head)
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
@@ -115,6 +116,10 @@ def data_palette(recipe: Recipe, dataset):
 
 
 def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = None) -> TrainResult:
-    dataset, unet, scheduler, conditions = build_parts(recipe)
-    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=data_palette(recipe, dataset),
+    from condiff.data.sources import build_dataset
+
+    dataset = build_dataset(recipe.data)
+    palette = data_palette(recipe, dataset)  # found once: said and saved by the trainer, and a head's outputs
+    dataset, unet, scheduler, conditions = build_parts(recipe, dataset, palette)
+    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=palette,
                    overwrite=overwrite, device=device).train()
