@@ -54,13 +54,15 @@ def sampling_section(data: dict | None, command: str) -> list[str]:
         return [f"Not run yet: `{command}`."]
     repeats = data.get("repeats", 1)
     drawn = f"{repeats} disjoint sets of {data['num']} images" if repeats > 1 else f"{data['num']} images"
+    first = data["results"][0]
+    against = "vs full DDPM" if first["sampler"].startswith("ddpm-") else f"vs {first['sampler']}"
     lines = [f"Machine: {data['machine']}.", "",
              f"`{Path(data['model']).name}` model, {drawn} per sampler, FD on the Nouns feature network "
              "(lower is better)" + (", the mean over the sets with each set's FD beside it." if repeats > 1 else "."),
-             "", "| sampler | ms per image | FD | vs full DDPM | KID | glasses recognised |"
+             "", f"| sampler | ms per image | FD | {against} | KID | glasses recognised |"
              + (" FD per set |" if repeats > 1 else ""),
              "|---|---:|---:|---:|---:|---:|" + ("---|" if repeats > 1 else "")]
-    full = data["results"][0]["FD"]
+    full = first["FD"]
     for r in data["results"]:
         per_set = " " + " / ".join(f"{fd:.1f}" for fd in r["FD_per_set"]) + " |" if repeats > 1 else ""
         versus = f"{100 * (r['FD'] / full - 1):+.1f} %"
@@ -184,6 +186,9 @@ def main() -> None:
         *sampling_section(load("gpu/sampling"), "python benchmarks/bench_sampling.py --num 1000 --repeats 3"), "",
         "### CPU (500 images, one draw; times per image on the 2-core machine)", "",
         *sampling_section(load("sampling"), "python benchmarks/bench_sampling.py --device cpu"), "",
+        "### CPU, the default's candidates (3 × 500 images each)", "",
+        *sampling_section(load("sampling_default"), "python benchmarks/bench_sampling.py --device cpu --repeats 3 "
+                          "--samplers dpm-20 dpm-logsnr-20 --json benchmarks/results/sampling_default.json"), "",
         "## Time to quality on 2 CPU cores (`benchmarks/bench_time_to_quality.py`)", "",
         *time_to_quality_section(time_files), "",
         "## Denoising precision (`benchmarks/bench_denoising_precision.py`)", "",
