@@ -101,8 +101,8 @@ def time_to_quality_section(files: list[dict]) -> list[str]:
     if not files:
         return ["Not run yet: see `benchmarks/bench_time_to_quality.py`."]
     lines = [f"Machine: {files[0]['machine']}.", "",
-             f"FD after N CPU-minutes of training ({files[0]['num']} images, DPM-Solver++ 20 steps unless the row "
-             "names another sampler, EMA weights; lower is better).", "", *time_table(files, names=False), "",
+             f"FD after N CPU-minutes of training ({files[0]['num']} images, `dpm` (DPM-Solver++) 20 steps unless "
+             "the row names another sampler, EMA weights; lower is better).", "", *time_table(files, names=False), "",
              "Settings of each run:", ""]
     for data in files:
         # A run trained elsewhere says where; its time is counted as steps x its seconds per step.
@@ -169,6 +169,7 @@ def main() -> None:
                                     load("time_to_quality_3000_steps"), load("time_to_quality_selfcond"),
                                     load("time_to_quality_wide"), load("time_to_quality_palette_head"),
                                     load("time_to_quality_palette_likelihood"),
+                                    load("time_to_quality_palette_head_seed1"),
                                     load("time_to_quality_logsnr")) if data]
     rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2"),
                                 load("gpu/defaults_sweep_round3")) if data]

@@ -115,9 +115,10 @@ def test_generate_takes_one_input_per_condition(two_conditions, tmp_path):
     assert [Image.open(tmp_path / f"out-{i}.png").size for i in range(2)] == [(32, 32), (32, 32)]
     assert Image.open(tmp_path / "out.gif").n_frames >= 2
     from condiff.model_folder import load_pipeline
+    from condiff.sampling import DEFAULT_SAMPLER
     from condiff.tasks import GENERATE
 
-    pipeline = GENERATE.load(str(two_conditions), "cpu", "dpm", 3)
+    pipeline = GENERATE.load(str(two_conditions), "cpu", DEFAULT_SAMPLER, 3)  # as the command samples
     expected = GENERATE.run(pipeline, {"sketch": Image.open(box), "grayscale": Image.open(level)}, num=2, steps=3,
                             guidance=[2.0, 1.0], seed=0).images
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out-0.png")), np.asarray(expected[0]))

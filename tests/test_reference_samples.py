@@ -71,13 +71,14 @@ def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_th
 
 def test_the_commands_write_the_stored_samples(tmp_path):
     out = tmp_path / "samples.png"
-    assert main(["sample", "--num", "3", "--steps", "8", "--seed", "5", "--scale", "1", "--out", str(out),
-                 "--palette", "off"]) == 0
+    # The stored samples were drawn with dpm (the default before dpm-logsnr), named here.
+    assert main(["sample", "--num", "3", "--steps", "8", "--scheduler", "dpm", "--seed", "5", "--scale", "1",
+                 "--out", str(out), "--palette", "off"]) == 0
     grid = np.asarray(Image.open(out).convert("RGB"))
     cells = [grid[1:33, 1 + 33 * i: 33 + 33 * i] for i in range(2)] + [grid[34:66, 1:33]]  # a 2 x 2 grid
     assert_same_samples(np.concatenate(cells, axis=1), reference("unconditional"))
     out = tmp_path / "colorized.png"
-    assert main(["colorize", str(INPUTS["colorize"]), "--num", "2", "--steps", "8", "--seed", "5",
-                 "--guidance", "2", "--out", str(out), "--palette", "off"]) == 0
+    assert main(["colorize", str(INPUTS["colorize"]), "--num", "2", "--steps", "8", "--scheduler", "dpm", "--seed",
+                 "5", "--guidance", "2", "--out", str(out), "--palette", "off"]) == 0
     written = [np.asarray(Image.open(tmp_path / f"colorized-{i}.png")) for i in range(2)]
     assert_same_samples(np.concatenate(written, axis=1), reference("colorize"))
