@@ -62,14 +62,20 @@ def sampling_section(data: dict | None, command: str) -> list[str]:
              "", f"| sampler | ms per image | FD | {against} | KID | glasses recognised |"
              + (" FD per set |" if repeats > 1 else ""),
              "|---|---:|---:|---:|---:|---:|" + ("---|" if repeats > 1 else "")]
+    flatness = "flat-area noise" in first  # measured since the column was added
+    if flatness:
+        lines[-2] += " flat-area noise (snapped) |"
+        lines[-1] += "---:|"
     full = first["FD"]
     for r in data["results"]:
         per_set = " " + " / ".join(f"{fd:.1f}" for fd in r["FD_per_set"]) + " |" if repeats > 1 else ""
         versus = f"{100 * (r['FD'] / full - 1):+.1f} %"
         lines.append(f"| {r['sampler']} | {r['ms_per_image']:.2f} | {r['FD']:.2f} | {versus} | {r['KID']:.4f} | "
-                     f"{r['glasses ok']:.0%} |{per_set}")
+                     f"{r['glasses ok']:.0%} |{per_set}"
+                     + (f" {r['flat-area noise']:.2f} ({r['flat-area noise snapped']:.2f}) |" if flatness else ""))
     if data.get("references"):
-        lines += ["", "References in the same run: " + ", ".join(f"{k} {v:.2f}" for k, v in data["references"].items())]
+        lines += ["", "References in the same run: " + ", ".join(f"{k} {v:.2f}" for k, v in data["references"].items())
+                  + (f"; held-out Nouns' flat-area noise {data['held_out_flat_area_noise']:.2f}" if flatness else "")]
     if data.get("fewest_within_10pct"):
         lines += ["", f"Fewest steps within 10 % of full DDPM's FD: **{data['fewest_within_10pct']}**."]
     return lines

@@ -23,9 +23,8 @@ if TYPE_CHECKING:
 
 # dpm = DPM-Solver++ on "trailing" timesteps; dpm-logsnr = DPM-Solver++ with steps uniform in log-SNR.
 SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
-# The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers"):
-# 20 steps keep FD within 10 % of 1000-step DDPM's, and dpm-logsnr's 20 beat dpm's on every set of images.
-DEFAULT_SAMPLER = "dpm-logsnr"
+# The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
+DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 20
 
 

@@ -114,7 +114,7 @@ def drawn_image(drawing, what: str = "the canvas"):
 
 def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
     steps_slider = gr.Slider(1, 200, value=steps, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
-    scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm, dpm-logsnr = DPM-Solver++)",
+    scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm = DPM-Solver++)",
                          elem_id=f"{tab.key}-scheduler")
     seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
     palette = gr.Radio(list(PALETTE_MODES), value="auto", elem_id=f"{tab.key}-palette",

@@ -28,8 +28,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS,
                         help=f"denoising steps (default: {DEFAULT_SAMPLER_STEPS})")
     parser.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                        help=f"sampler (default: {DEFAULT_SAMPLER}; dpm-logsnr: DPM-Solver++ with steps uniform in "
-                             "log-SNR, more of them at low noise; dpm: DPM-Solver++ on evenly spaced steps)")
+                        help=f"sampler (default: {DEFAULT_SAMPLER} = DPM-Solver++; dpm-logsnr: DPM-Solver++ with "
+                             "steps uniform in log-SNR, more of them at low noise)")
 
 
 def add_palette_option(parser: argparse.ArgumentParser) -> None:
