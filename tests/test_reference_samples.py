@@ -71,7 +71,7 @@ def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_th
 
 def test_the_commands_write_the_stored_samples(tmp_path):
     out = tmp_path / "samples.png"
-    # The stored samples were drawn with dpm (the default before dpm-logsnr), named here.
+    # The stored samples were drawn with dpm, named here so that they do not follow the default sampler.
     assert main(["sample", "--num", "3", "--steps", "8", "--scheduler", "dpm", "--seed", "5", "--scale", "1",
                  "--out", str(out), "--palette", "off"]) == 0
     grid = np.asarray(Image.open(out).convert("RGB"))

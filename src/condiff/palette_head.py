@@ -78,8 +78,11 @@ class PaletteHead:
     def model_output(self, scheduler, output: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
         """What a UNet of the scheduler's `prediction_type` would output, given the clean image this head
         makes of the UNet's `output` at x_t (`noisy`)."""
-        clean = self.clean_image(self.logits(scheduler, output, noisy, timesteps))
-        return output_for_x0(scheduler, clean, noisy, timesteps)
+        return self.output_from_logits(scheduler, self.logits(scheduler, output, noisy, timesteps), noisy, timesteps)
+
+    def output_from_logits(self, scheduler, logits: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
+        """`model_output` from odds already computed (`logits`): the loss uses them for its cross-entropy too."""
+        return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
 
 
 def head_for(found) -> PaletteHead:

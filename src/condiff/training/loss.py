@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from condiff.model import IMAGE_CHANNELS
 from condiff.palette_head import PaletteHead
-from condiff.sampling import output_for_x0, predict_x0
+from condiff.sampling import predict_x0
 
 
 def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -89,7 +89,7 @@ def diffusion_loss(
     prediction = unet(model_input, timesteps).sample
     if head is not None:  # the odds once: they give both the prediction and the cross-entropy
         logits = head.logits(scheduler, prediction, noisy, timesteps)
-        prediction = output_for_x0(scheduler, head.clean_image(logits), noisy.float(), timesteps)
+        prediction = head.output_from_logits(scheduler, logits, noisy.float(), timesteps)
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
         loss = F.mse_loss(prediction.float(), target.float())
