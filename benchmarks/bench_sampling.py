@@ -8,8 +8,9 @@ draws the same number of images from the same seeds, scored on the Nouns feature
 held-out Nouns. With --repeats R each sampler draws R disjoint sets of images (seeds 0, num, 2·num, …),
 and its FD is their mean, with the spread beside it, so a close call is not decided by one draw.
 The last line names the fewest steps whose mean FD stays within 10 % of full DDPM's: the default for
-`condiff sample`. "flat-area noise" is how much flat areas shimmer (see `flat_area_noise`), as sampled and
-after snapping to the model's palette (what `--palette auto` gives).
+`condiff sample`. "flat-area noise" is how much flat areas shimmer
+(condiff.evaluation.metrics.flat_area_noise), as sampled and after snapping to the model's palette
+(what `--palette auto` gives).
 `--samplers` measures only the rows named (KIND-STEPS, or ddpm for all its steps), such
 as two candidates for the default over several repeats, where full DDPM would take hours on a CPU.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from machine import describe
 
 from condiff.device import pick_device
+from condiff.evaluation import metrics
 from condiff.evaluation.evaluators import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
 from condiff.evaluation.features import load_feature_net
 from condiff.model_folder import load_pipeline
@@ -34,23 +36,6 @@ from condiff.tasks import UNCONDITIONAL
 
 SAMPLERS = [("ddpm", None), ("ddim", 50), ("dpm", 50), ("dpm", 25), ("dpm", 20), ("dpm", 15), ("dpm", 12), ("dpm", 10),
             ("dpm-logsnr", 25), ("dpm-logsnr", 20), ("dpm-logsnr", 15), ("dpm-logsnr", 10)]
-
-
-def flat_area_noise(images) -> float:
-    """How much flat areas shimmer in (N, 3, H, W) images in [-1, 1]: over the pixels whose 8 neighbours
-    agree within 8 levels in every channel, the mean distance (largest channel, 8-bit levels) of the pixel
-    from its neighbours' mean. Pixel art scores near 0; a speck on a flat background scores its contrast."""
-    import numpy as np
-
-    from condiff.images import to_uint8
-
-    pixels = np.pad(to_uint8(images).astype(float), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    height, width = pixels.shape[1] - 2, pixels.shape[2] - 2
-    neighbours = np.stack([pixels[:, 1 + dy: 1 + dy + height, 1 + dx: 1 + dx + width]
-                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])  # (8, N, H, W, 3)
-    flat = (neighbours.max(axis=0) - neighbours.min(axis=0)).max(axis=-1) <= 8
-    distance = np.abs(pixels[:, 1:-1, 1:-1] - neighbours.mean(axis=0)).max(axis=-1)
-    return float(distance[flat].mean()) if flat.any() else 0.0
 
 
 def sampler_row(text: str) -> tuple[str, int | None]:
@@ -87,7 +72,7 @@ def main() -> None:
     space_images = held_out_nouns(args.num, REFERENCE_SEED, unet.config.sample_size)
     space = FeatureSpace(net, space_images)
     references = reference_rows(space, EvalSettings(num=args.num))
-    real_flat_area_noise = flat_area_noise(space_images)
+    real_flat_area_noise = metrics.flat_area_noise(space_images)
     print("references: " + ", ".join(f"{row.name} FD {row.metrics['FD']:.2f}" for row in references)
           + f"; held-out Nouns' flat-area noise {real_flat_area_noise:.2f}")
     # warm-up: first-call costs stay out of the times
@@ -103,8 +88,8 @@ def main() -> None:
                                self_condition=self_condition, head=head).images  # returned on CPU
             seconds += time.perf_counter() - start  # sampling only; scoring is outside the clock
             snapped = snap_to_palette(samples, palette) if palette is not None else samples  # what --palette auto gives
-            scores.append({**space.scores(samples, parts=True), "flat-area noise": flat_area_noise(samples),
-                           "flat-area noise snapped": flat_area_noise(snapped)})
+            scores.append({**space.scores(samples, parts=True),  # its "flat-area noise" is as sampled
+                           "flat-area noise snapped": metrics.flat_area_noise(snapped)})
         result = {"sampler": f"{kind}-{steps}", "ms_per_image": 1000 * seconds / (args.repeats * args.num),
                   **{key: sum(s[key] for s in scores) / len(scores) for key in scores[0]},
                   "FD_per_set": [s["FD"] for s in scores]}

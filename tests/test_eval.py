@@ -68,6 +68,27 @@ def test_luma_error_and_colourfulness():
     assert metrics.colourfulness(images) > 20
 
 
+def levels_to_model_range(levels: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) 8-bit levels -> (N, 3, H, W) in [-1, 1]."""
+    return torch.tensor(levels, dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def test_flat_area_noise_counts_grain_in_flat_areas_and_not_edges():
+    background = np.full((1, 8, 8, 3), 200.0)
+    assert metrics.flat_area_noise(levels_to_model_range(background)) == 0.0
+    halves = background.copy()
+    halves[:, :, 4:] = 20  # a hard edge: the pixels beside it are not in a flat area
+    assert metrics.flat_area_noise(levels_to_model_range(halves)) == 0.0
+    speck = background.copy()
+    speck[0, 3, 3] = 240  # 40 levels off; its 8 neighbours see it and leave the flat areas
+    assert metrics.flat_area_noise(levels_to_model_range(speck)) == pytest.approx(40 / (64 - 8), abs=0.02)
+    rng = np.random.default_rng(0)
+    grain = background + rng.integers(-2, 3, size=(1, 8, 8, 1))  # +-2 levels of grain, gray
+    assert 0.5 < metrics.flat_area_noise(levels_to_model_range(grain)) < 2.5
+    nouns = metrics.flat_area_noise(held_out_nouns(16, seed=3))
+    assert nouns < 1.0  # pixel art: flat areas are flat
+
+
 def test_edge_f1_on_known_maps():
     edges = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     edges[..., 2, 1:7] = True
@@ -136,7 +157,7 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("task,columns", [
-    ("unconditional", ["FD", "KID", "glasses ok"]),
+    ("unconditional", ["FD", "KID", "glasses ok", "flat-area noise"]),
     ("colorize", ["PSNR", "SSIM", "luma err", "colourful", "FD", "on palette", "body right", "glasses right",
                   "body exact"]),
     ("sketch2img", ["silhouette IoU", "edge F1", "FD", "on palette"]),

@@ -75,12 +75,13 @@ class FeatureSpace:
         self.palette = palette if palette is not None else find_palette(to_uint8(reference), "kmeans", 4096).colors
 
     def scores(self, images: torch.Tensor, parts: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """FD, KID and the share of pixels on the palette; with `parts`, how often the feature network
-        recognises parts; with the true `labels` (N, 5), how often it names each part right."""
+        """FD, KID, the share of pixels on the palette and the flat-area noise; with `parts`, how often the
+        feature network recognises parts; with the true `labels` (N, 5), how often it names each part right."""
         features, predicted, confidence = extract(self.net, images)
         kid, _ = metrics.kernel_inception_distance(features, self.reference)
         result = {"FD": metrics.frechet_distance(features, self.reference), "KID": kid,
-                  "on palette": on_palette_share(to_uint8(images), self.palette)}
+                  "on palette": on_palette_share(to_uint8(images), self.palette),
+                  "flat-area noise": metrics.flat_area_noise(images)}
         if labels is not None:
             for kind in ("body", "accessory", "head", "glasses"):
                 column = PART_KINDS.index(kind)
@@ -99,6 +100,8 @@ KID_NOTE = ("KID: kernel inception distance on the feature network (unbiased MMD
             "no difference")
 PALETTE_NOTE = ("on palette: share of pixels exactly on the model's palette (the held-out Nouns' colours for a model "
                 "without one)")
+FLAT_NOTE = ("flat-area noise: over pixels whose 8 neighbours agree within 8 levels, the mean distance from their "
+             "mean, in 8-bit levels: grain in flat areas, which FD hardly sees. Real Nouns score under 1")
 RIGHT_NOTE = ("body right ... glasses right: share of outputs whose part the feature network names as the true "
               "Noun's part")
 PARTS_NOTE = ("body ok, glasses ok, all parts ok: share of images whose part the feature network names with "
@@ -132,7 +135,8 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
     rows = [Row("model", space.scores(samples, parts=True), name)]
     if references:
         rows += reference_rows(space, settings)
-    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE, PALETTE_NOTE], samples=samples)
+    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE, PALETTE_NOTE, FLAT_NOTE],
+                  samples=samples)
 
 
 def model_space(pipeline, settings: EvalSettings, net: NounsFeatureNet | None) -> FeatureSpace:
@@ -219,7 +223,7 @@ def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
         Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
     ]
     return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  [LUMA_NOTE, EXACT_NOTE, KID_NOTE, RIGHT_NOTE, PALETTE_NOTE],
+                  [LUMA_NOTE, EXACT_NOTE, KID_NOTE, RIGHT_NOTE, PALETTE_NOTE, FLAT_NOTE],
                   samples=outputs)
 
 
@@ -299,7 +303,7 @@ def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
                   [DRAWINGS_NOTE, "silhouette IoU: the output's foreground (what differs from its border's colour) "
                    "against the true Noun's", "edge F1: outlines of the output against the true Noun's colour-region "
                    "outlines, exact pixels (Nouns are aligned, so with a 1 px tolerance any Noun scores about 0.9)",
-                   KID_NOTE, PARTS_NOTE, PALETTE_NOTE], samples=outputs)
+                   KID_NOTE, PARTS_NOTE, PALETTE_NOTE, FLAT_NOTE], samples=outputs)
 
 
 DRAWINGS_NOTE = ("styles (condiff.evaluation.drawings): outlines = every colour region's outline, thin pen; simple = "

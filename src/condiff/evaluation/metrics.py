@@ -1,7 +1,7 @@
 """Metrics on image sets and image pairs. Images are float arrays or tensors in [-1, 1], (N, 3, H, W).
 
 Set metrics (Fréchet distance, KID) compare feature distributions; pair metrics (PSNR, SSIM, luma
-error, edge F1) compare each output with its reference; colourfulness needs no reference.
+error, edge F1) compare each output with its reference; colourfulness and flat-area noise need no reference.
 """
 
 from __future__ import annotations
@@ -98,6 +98,26 @@ def colourfulness(images) -> float:
     spread = np.sqrt(rg.std(1) ** 2 + yb.std(1) ** 2)
     centre = np.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
     return float((spread + 0.3 * centre).mean())
+
+
+FLAT_SPREAD = 8  # 8-bit levels: neighbours this close count as one flat area (antialiasing and noise are not)
+
+
+def flat_area_noise(images) -> float:
+    """How much flat areas shimmer: over the pixels whose 8 neighbours agree within FLAT_SPREAD levels in
+    every channel, the mean distance (largest channel, 8-bit levels) of the pixel from its neighbours' mean.
+    Edges do not count, so pixel art scores near 0 and a speck on a flat background scores its contrast.
+    FD hardly sees a few levels of grain; a pixel artist sees it at once."""
+    from condiff.images import to_uint8
+
+    pixels = np.pad(to_uint8(torch.as_tensor(_array(images))).astype(float), ((0, 0), (1, 1), (1, 1), (0, 0)),
+                    mode="edge")
+    height, width = pixels.shape[1] - 2, pixels.shape[2] - 2
+    neighbours = np.stack([pixels[:, 1 + dy: 1 + dy + height, 1 + dx: 1 + dx + width]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])  # (8, N, H, W, 3)
+    flat = (neighbours.max(axis=0) - neighbours.min(axis=0)).max(axis=-1) <= FLAT_SPREAD
+    distance = np.abs(pixels[:, 1:-1, 1:-1] - neighbours.mean(axis=0)).max(axis=-1)
+    return float(distance[flat].mean()) if flat.any() else 0.0
 
 
 def edge_f1(predicted: torch.Tensor, target: torch.Tensor, tolerance: int = 1) -> float:
