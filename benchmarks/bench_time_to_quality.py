@@ -144,7 +144,8 @@ def main() -> None:
                                   "counted_seconds": training_seconds(checkpoint, seconds_per_step or None), **scores})
             print(f"{run}: {minutes:g} min -> step {state['step']}, FD {scores['FD']:.2f}, on palette "
                   f"{scores['on palette']:.2%}, within 2 levels {scores['within 2 levels']:.1%}, median "
-                  f"{scores['median levels off']:g} levels off", flush=True)
+                  f"{scores['median levels off']:g} levels off, flat-area noise {scores['flat-area noise']:.2f}",
+                  flush=True)
         flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
         if flat["model"].get("palette_head") and checkpoints:  # not a recipe key: the checkpoint says
