@@ -87,6 +87,8 @@ def test_flat_area_noise_counts_grain_in_flat_areas_and_not_edges():
     assert 0.5 < metrics.flat_area_noise(levels_to_model_range(grain)) < 2.5
     nouns = metrics.flat_area_noise(held_out_nouns(16, seed=3))
     assert nouns < 1.0  # pixel art: flat areas are flat
+    noise = rng.integers(0, 256, size=(1, 8, 8, 3)).astype(float)
+    assert metrics.flat_area_noise(levels_to_model_range(noise)) is None  # nothing flat: nothing to measure
 
 
 def test_edge_f1_on_known_maps():

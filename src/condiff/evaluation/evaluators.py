@@ -74,7 +74,8 @@ class FeatureSpace:
         self.reference, _, _ = extract(net, reference)
         self.palette = palette if palette is not None else find_palette(to_uint8(reference), "kmeans", 4096).colors
 
-    def scores(self, images: torch.Tensor, parts: bool = False, labels: torch.Tensor | None = None) -> dict[str, float]:
+    def scores(self, images: torch.Tensor, parts: bool = False,
+               labels: torch.Tensor | None = None) -> dict[str, float | None]:
         """FD, KID, the share of pixels on the palette and the flat-area noise; with `parts`, how often the
         feature network recognises parts; with the true `labels` (N, 5), how often it names each part right."""
         features, predicted, confidence = extract(self.net, images)

@@ -103,11 +103,12 @@ def colourfulness(images) -> float:
 FLAT_SPREAD = 8  # 8-bit levels: neighbours this close count as one flat area (antialiasing and noise are not)
 
 
-def flat_area_noise(images) -> float:
+def flat_area_noise(images) -> float | None:
     """How much flat areas shimmer: over the pixels whose 8 neighbours agree within FLAT_SPREAD levels in
     every channel, the mean distance (largest channel, 8-bit levels) of the pixel from its neighbours' mean.
     Edges do not count, so pixel art scores near 0 and a speck on a flat background scores its contrast.
-    FD hardly sees a few levels of grain; a pixel artist sees it at once."""
+    FD hardly sees a few levels of grain; a pixel artist sees it at once. None where no area is flat
+    (uniform noise): there is nothing to measure, and 0 would read as perfect."""
     from condiff.images import to_uint8
 
     pixels = np.pad(to_uint8(torch.as_tensor(_array(images))).astype(float), ((0, 0), (1, 1), (1, 1), (0, 0)),
@@ -117,7 +118,7 @@ def flat_area_noise(images) -> float:
                            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])  # (8, N, H, W, 3)
     flat = (neighbours.max(axis=0) - neighbours.min(axis=0)).max(axis=-1) <= FLAT_SPREAD
     distance = np.abs(pixels[:, 1:-1, 1:-1] - neighbours.mean(axis=0)).max(axis=-1)
-    return float(distance[flat].mean()) if flat.any() else 0.0
+    return float(distance[flat].mean()) if flat.any() else None
 
 
 def edge_f1(predicted: torch.Tensor, target: torch.Tensor, tolerance: int = 1) -> float:

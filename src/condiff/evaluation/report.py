@@ -10,7 +10,7 @@ from typing import Any
 @dataclass
 class Row:
     name: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # None: nothing to measure (condiff.evaluation.metrics.flat_area_noise)
     note: str = ""
 
 
