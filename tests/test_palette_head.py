@@ -180,6 +180,32 @@ def test_init_from_a_model_without_the_head_is_one_line(sprite_folder, tmp_path,
     assert "model.init_from" in err and "outputs 3 channels" in err and "\n" not in err
 
 
+def test_a_warm_start_keeps_the_heads_palette_and_likelihood_setting(sprite_folder, tmp_path, capsys):
+    # A head trained before the pixel likelihood (as the shipped unconditional model was), then a colorize
+    # model started from it on sprites without the eye colour: it keeps all 4 colours, in their order (they
+    # are its outputs), and goes on without the likelihood, as trained.
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "base"))]) == 0
+    index_file = tmp_path / "base" / "model_index.json"
+    base = json.loads(index_file.read_text())
+    index_file.write_text(json.dumps({**base, "pixel_likelihood": False}))
+    no_eyes = tmp_path / "no-eyes"
+    no_eyes.mkdir()
+    for picture in sorted(sprite_folder.iterdir())[:8]:
+        pixels = np.asarray(Image.open(picture).convert("RGB")).copy()
+        pixels[(pixels == SPRITE_COLORS[3]).all(axis=-1)] = SPRITE_COLORS[2]
+        Image.fromarray(pixels).save(no_eyes / picture.name)
+    recipe = sprite_recipe(tmp_path, no_eyes, "fine", model={"init_from": str(tmp_path / "base")})
+    values = yaml.safe_load(recipe.read_text())
+    values["conditions"] = [{"name": "grayscale"}]
+    recipe.write_text(yaml.safe_dump(values))
+    capsys.readouterr()
+    assert main(["train", str(recipe)]) == 0
+    assert "palette head (model.init_from)" in capsys.readouterr().out
+    fine = json.loads((tmp_path / "fine" / "model_index.json").read_text())
+    assert fine["palette"] == base["palette"] and fine["pixel_likelihood"] is False
+    assert load_pipeline(tmp_path / "fine").unet.config.out_channels == 4
+
+
 def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_folder, tmp_path, capsys):
     assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "head"))]) == 0
     capsys.readouterr()

@@ -185,6 +185,19 @@ def saved_self_condition(folder: str | Path) -> bool:
     return _read_index(path).get("self_condition", False)
 
 
+def saved_palette_head(folder: str | Path | None) -> dict | None:
+    """A local palette-head model's `palette` ("#rrggbb"), `palette_frequencies` and `pixel_likelihood`
+    (condiff.palette_head); None for any other source (no head, a Hub id, no folder)."""
+    path = Path(folder).expanduser() if folder else None
+    if path is None or not (path / "model_index.json").is_file():
+        return None
+    index = _read_index(path)
+    if not index.get("palette_head", False) or not index.get("palette"):
+        return None
+    return {"palette": index["palette"], "palette_frequencies": index.get("palette_frequencies"),
+            "pixel_likelihood": index.get("pixel_likelihood", False)}
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 

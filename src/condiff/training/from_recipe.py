@@ -43,7 +43,7 @@ def _initial_unet(recipe: Recipe, conditions, head=None):
     unet = load_unet(init_from)
     if unet.config.out_channels != out_channels:
         wanted = (f"a palette head needs {out_channels}, one per colour of this data's palette" if head is not None
-                  else "set model.palette_head: true with the data it was trained on, or start from another model")
+                  else "set model.palette_head: true (it keeps that model's palette), or start from another model")
         raise CondiffError(f"model.init_from {init_from}: its UNet outputs {unet.config.out_channels} channels; "
                            f"{wanted}")
     self_condition = recipe.model.self_condition
@@ -102,12 +102,32 @@ def build_parts(recipe: Recipe, dataset=None, palette=None):
     return dataset, unet, build_scheduler(recipe.scheduler), conditions
 
 
+def warm_started_head(recipe: Recipe) -> dict | None:
+    """The palette head of the model a palette-head recipe starts from (model_folder.saved_palette_head), or
+    None: a warm start goes on with that model's palette (its outputs are those colours, in that order) and
+    with or without the pixel likelihood as it was trained."""
+    from condiff.model_folder import saved_palette_head
+
+    if not recipe.model.palette_head or not recipe.model.init_from:
+        return None
+    return saved_palette_head(resolve_init_from(recipe.model.init_from))
+
+
 def data_palette(recipe: Recipe, dataset):
-    """The palette of the first images of the data, as data.palette and data.palette_size ask."""
+    """The palette of the first images of the data, as data.palette and data.palette_size ask; a palette head
+    warm-started from another keeps that one's palette (`warm_started_head`)."""
     from itertools import islice
 
-    from condiff.palette import SAMPLE_IMAGES, find_palette
+    import numpy as np
 
+    from condiff.palette import SAMPLE_IMAGES, FoundPalette, find_palette, from_hex
+
+    started = warm_started_head(recipe)
+    if started is not None:
+        frequencies = started["palette_frequencies"]
+        return FoundPalette(from_hex(started["palette"]),
+                            f"palette: the {len(started['palette'])} colours of {recipe.model.init_from}'s palette "
+                            "head (model.init_from)", None if frequencies is None else np.asarray(frequencies))
     if recipe.data.palette == "off":
         return find_palette([], "off")
     items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
@@ -121,5 +141,7 @@ def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = N
     dataset = build_dataset(recipe.data)
     palette = data_palette(recipe, dataset)  # found once: said and saved by the trainer, and a head's outputs
     dataset, unet, scheduler, conditions = build_parts(recipe, dataset, palette)
+    started = warm_started_head(recipe)
     return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=palette,
+                   pixel_likelihood=started["pixel_likelihood"] if started is not None else True,
                    overwrite=overwrite, device=device).train()

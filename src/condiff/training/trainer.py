@@ -224,12 +224,14 @@ class Trainer:
         overwrite: bool = False,
         device: str | None = None,
         palette=None,
+        pixel_likelihood: bool = True,
     ) -> None:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
         that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
         cuda:N, mps) overrides accelerate's choice of a single process's device. `palette` (a
         condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved; a
-        `model.palette_head` UNet has one output per colour of it (condiff.palette_head)."""
+        `model.palette_head` UNet has one output per colour of it (condiff.palette_head), and adds each
+        noisy pixel's likelihood with `pixel_likelihood` (False to go on from a head trained without it)."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
@@ -243,6 +245,7 @@ class Trainer:
             from condiff.palette_head import head_for
 
             self.head = head_for(palette)
+            self.head.pixel_likelihood = pixel_likelihood
             if unet.config.out_channels != self.head.channels:
                 raise CondiffError(f"model.palette_head: the UNet outputs {unet.config.out_channels} channels but "
                                    f"the data's palette has {self.head.channels} colours; build it with "
