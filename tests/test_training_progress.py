@@ -102,12 +102,15 @@ def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
     from condiff.training.from_recipe import build_parts
 
     values = tiny_values(tmp_path / "run")
-    values["model"] = {"init_from": "shipped:unconditional"}
+    values["model"] = {"init_from": "shipped:unconditional", "palette_head": True}  # it has a palette head
     values["conditions"] = [{"name": "grayscale"}]
     _, unet, _, _ = build_parts(recipe_from_dict(values))
     shipped = load_unet(str(UNCONDITIONAL.shipped_folder))
-    assert unet.config.in_channels == 4
+    assert unet.config.in_channels == 4 and unet.config.out_channels == shipped.config.out_channels
     assert (unet.conv_in.weight[:, :3] == shipped.conv_in.weight).all()
+    values["model"] = {"init_from": "shipped:unconditional"}
+    with pytest.raises(CondiffError, match="set model.palette_head: true"):
+        build_parts(recipe_from_dict(values))
     values["model"] = {"init_from": "shipped:colourise"}
     with pytest.raises(CondiffError, match="no shipped model 'colourise'.*shipped:unconditional"):
         build_parts(recipe_from_dict(values))
