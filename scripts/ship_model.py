@@ -21,6 +21,7 @@ import torch
 
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
+from condiff.model_card import palette_head_note
 from condiff.model_folder import load_pipeline, save_model, saved_conditions
 from condiff.palette import from_hex
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
@@ -94,6 +95,12 @@ def evaluation_section(reports, target: Path) -> str:
     return EVALUATION + "\n\n" + about + tables + "\n\n"
 
 
+def head_section(target: Path) -> str:
+    """The card's paragraph on a palette head (condiff.model_card.palette_head_note), or nothing."""
+    index = json.loads((target / "model_index.json").read_text(encoding="utf-8"))
+    return palette_head_note(index.get("pixel_likelihood", False)) + "\n\n" if index.get("palette_head") else ""
+
+
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:
     summary = json.loads((run / "training_summary.json").read_text())
     recipe = (run / "recipe.yaml").read_text()
@@ -104,6 +111,7 @@ def model_card(name: str, run: Path, reports, size_mb: float) -> str:
         f"- steps: {summary['steps']}\n- wall time: {summary['seconds'] / 60:.0f} min "
         "(on a shared 2-core machine)\n"
         f"- final training loss: {summary['final_loss']:.4f}\n\n"
+        + head_section(TASKS[name].shipped_folder)
         + evaluation_section(reports, TASKS[name].shipped_folder) +
         "## Recipe (every key resolved)\n\n```yaml\n" + recipe + "```\n"
     )

@@ -203,6 +203,7 @@ def test_a_warm_start_keeps_the_heads_palette_and_likelihood_setting(sprite_fold
     assert "palette head (model.init_from)" in capsys.readouterr().out
     fine = json.loads((tmp_path / "fine" / "model_index.json").read_text())
     assert fine["palette"] == base["palette"] and fine["pixel_likelihood"] is False
+    assert "samples without it" in (tmp_path / "fine" / "README.md").read_text()  # the card says so
     assert load_pipeline(tmp_path / "fine").unet.config.out_channels == 4
 
 

@@ -47,10 +47,21 @@ def _is_hub_dataset(source: str) -> bool:
 PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
 
 
+def palette_head_note(pixel_likelihood: bool) -> str:
+    """A model card's paragraph on a palette head, with or without the pixel likelihood."""
+    likelihood = ("the logits are added to each noisy pixel's own log-likelihood under each colour" if pixel_likelihood
+                  else "trained before the pixel likelihood existed, it samples without it (`pixel_likelihood: false`)")
+    return ("Palette head (condiff.palette_head): the UNet outputs one logit per palette colour, and its clean-image "
+            "estimate is the expected colour (trained with the squared error of the output that estimate implies "
+            f"plus a cross-entropy on the odds); {likelihood}. Sample it with condiff; diffusers' own `DDPMPipeline` "
+            "loads it but cannot sample it.")
+
+
 def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]],
-               palette_saved: bool = False) -> str:
+               palette_saved: bool = False, pixel_likelihood: bool = True) -> str:
     """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order;
-    `palette_saved`: whether the folder holds a palette (summary["palette"] says which)."""
+    `palette_saved`: whether the folder holds a palette (summary["palette"] says which); `pixel_likelihood`:
+    whether a palette head adds it."""
     import yaml
 
     name = Path(recipe["train"]["output_dir"]).name
@@ -68,11 +79,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
                   "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
     if recipe["model"].get("palette_head"):
-        lines += ["Palette head (condiff.palette_head): the UNet outputs one logit per palette colour, and its "
-                  "clean-image estimate is the expected colour (trained with the squared error of the output that "
-                  "estimate implies plus a cross-entropy on the odds); the logits are added to each noisy pixel's own "
-                  "log-likelihood under each colour. Sample it with condiff; "
-                  "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
+        lines += [palette_head_note(pixel_likelihood), ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
@@ -91,7 +98,8 @@ def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, An
     """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
     conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None)
+    card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None,
+                      pixel_likelihood=index.get("pixel_likelihood", False))
     (Path(folder) / CARD).write_text(card, encoding="utf-8")
 
 
