@@ -22,7 +22,7 @@ import torch
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
 from condiff.model_card import palette_head_note
-from condiff.model_folder import load_pipeline, save_model, saved_conditions
+from condiff.model_folder import load_pipeline, save_model, saved_conditions, saved_palette_head
 from condiff.palette import from_hex
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
 from condiff.tasks import TASKS
@@ -97,8 +97,8 @@ def evaluation_section(reports, target: Path) -> str:
 
 def head_section(target: Path) -> str:
     """The card's paragraph on a palette head (condiff.model_card.palette_head_note), or nothing."""
-    index = json.loads((target / "model_index.json").read_text(encoding="utf-8"))
-    return palette_head_note(index.get("pixel_likelihood", False)) + "\n\n" if index.get("palette_head") else ""
+    head = saved_palette_head(target)
+    return palette_head_note(head["pixel_likelihood"]) + "\n\n" if head is not None else ""
 
 
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:

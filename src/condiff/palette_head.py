@@ -85,16 +85,16 @@ class PaletteHead:
         return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
 
 
-def head_for(found) -> PaletteHead:
-    """The head over the data's palette (`found`, a condiff.palette.FoundPalette); a one-line error when
-    the data has none."""
+def head_for(found, pixel_likelihood: bool = True) -> PaletteHead:
+    """The head over the data's palette (`found`, a condiff.palette.FoundPalette), with or without the pixel
+    likelihood; a one-line error when the data has none."""
     from condiff.palette import palette_tensor
 
     if found is None or found.colors is None:
         note = found.note if found is not None else "no palette was found"
         raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
                           "set data.palette: auto (or kmeans) or model.palette_head: false")
-    return PaletteHead(palette_tensor(found.colors))
+    return PaletteHead(palette_tensor(found.colors), pixel_likelihood)
 
 
 class PaletteDenoiser(torch.nn.Module):

@@ -244,8 +244,7 @@ class Trainer:
         if recipe.model.palette_head:
             from condiff.palette_head import head_for
 
-            self.head = head_for(palette)
-            self.head.pixel_likelihood = pixel_likelihood
+            self.head = head_for(palette, pixel_likelihood)
             if unet.config.out_channels != self.head.channels:
                 raise CondiffError(f"model.palette_head: the UNet outputs {unet.config.out_channels} channels but "
                                    f"the data's palette has {self.head.channels} colours; build it with "
