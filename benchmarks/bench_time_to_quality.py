@@ -40,6 +40,7 @@ from condiff.palette_head import PaletteHead, head_for
 from condiff.sampling import SAMPLERS, generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 from condiff.training.from_recipe import data_palette
+from condiff.training.trainer import recipe_as_trained
 
 SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.lr_schedule", "train.ema_decay",
                   "train.min_snr_gamma", "scheduler.beta_schedule", "scheduler.prediction_type",
@@ -60,7 +61,8 @@ def checkpoint_unet(run: Path, checkpoint: Path, sampler: str = "dpm"):
         state = read_trainer_state(checkpoint)
         palette = palette_tensor(from_hex(state["palette"])) if state.get("palette") \
             else head_for(data_palette(recipe, build_dataset(recipe.data))).palette
-        head = PaletteHead(palette, pixel_likelihood=state.get("pixel_likelihood", False))
+        model = recipe_as_trained(state)["model"]
+        head = PaletteHead(palette, model["pixel_likelihood"], model.get("pixel_likelihood_until"))
     unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"
@@ -148,9 +150,10 @@ def main() -> None:
                   flush=True)
         flat = load_recipe(str(run / "recipe.yaml")).to_dict()
         row["settings"] = {key: flat.get(key.split(".")[0], {}).get(key.split(".")[1]) for key in SETTINGS_SHOWN}
-        if flat["model"].get("palette_head") and checkpoints:  # not a recipe key: the checkpoint says
-            row["settings"]["model.pixel_likelihood"] = read_trainer_state(checkpoints[-1]).get("pixel_likelihood",
-                                                                                               False)
+        if flat["model"].get("palette_head") and checkpoints:  # older recipes lack these keys: as trained
+            model = recipe_as_trained(read_trainer_state(checkpoints[-1]))["model"]
+            row["settings"].update({f"model.{key}": model.get(key)
+                                    for key in ("pixel_likelihood", "pixel_likelihood_until")})
         results.append(row)
         if args.json:  # after every run, so a run cut short keeps the ones before
             Path(args.json).write_text(json.dumps({"machine": machine, "num": args.num, "sampler": args.scheduler,

@@ -44,7 +44,8 @@ def write_fp16(run: Path, target: Path) -> None:
                    palette=None if colors is None else from_hex(colors), palette_frequencies=shares,
                    self_condition=pipeline.config.get("self_condition", False),
                    palette_head=pipeline.config.get("palette_head", False),
-                   pixel_likelihood=pipeline.config.get("pixel_likelihood", False))
+                   pixel_likelihood=pipeline.config.get("pixel_likelihood", False),
+                   pixel_likelihood_until=pipeline.config.get("pixel_likelihood_until"))
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 
@@ -98,7 +99,9 @@ def evaluation_section(reports, target: Path) -> str:
 def head_section(target: Path) -> str:
     """The card's paragraph on a palette head (condiff.model_card.palette_head_note), or nothing."""
     head = saved_palette_head(target)
-    return palette_head_note(head["pixel_likelihood"]) + "\n\n" if head is not None else ""
+    if head is None:
+        return ""
+    return palette_head_note(head["pixel_likelihood"], head["pixel_likelihood_until"]) + "\n\n"
 
 
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:

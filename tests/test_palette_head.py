@@ -26,6 +26,38 @@ def sure_logits(indices: torch.Tensor, colours: int, margin: float = 40.0) -> to
     return torch.nn.functional.one_hot(indices, colours).permute(0, 3, 1, 2).float() * margin
 
 
+def test_pixel_likelihood_until_fades_the_term_out_linearly_by_that_timestep():
+    scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
+    full = PaletteHead(palette_tensor(SPRITE_COLORS))
+    faded = PaletteHead(full.palette, likelihood_until=100)
+    output, noisy = torch.randn(2, 4, 5, 5), torch.randn(2, 3, 5, 5)
+
+    def term(head, t):
+        return head.logits(scheduler, output, noisy, t) - output
+
+    for t, weight in ((0, 1.0), (25, 0.75), (50, 0.5), (100, 0.0), (700, 0.0)):
+        assert torch.allclose(term(faded, t), weight * term(full, t), rtol=1e-4, atol=1e-3), t
+    assert term(full, 50).abs().amax() > 1  # a term worth fading
+    per_sample = torch.tensor([0, 100])  # as training draws them
+    assert torch.allclose(term(faded, per_sample)[0], term(full, per_sample)[0], rtol=1e-4)
+    assert torch.equal(term(faded, per_sample)[1], torch.zeros(4, 5, 5))
+
+
+def test_a_faded_likelihood_is_saved_reloaded_and_named_on_the_card(sprite_folder, tmp_path, capsys):
+    recipe = sprite_recipe(tmp_path, sprite_folder, "faded", model={"pixel_likelihood_until": 20})
+    assert main(["train", str(recipe)]) == 0
+    assert json.loads((tmp_path / "faded" / "model_index.json").read_text())["pixel_likelihood_until"] == 20
+    assert load_pipeline(tmp_path / "faded").head.likelihood_until == 20
+    assert "fading to none at t = 20" in (tmp_path / "faded" / "README.md").read_text()
+    capsys.readouterr()
+    for value, fragment in (("51", "at most scheduler.num_train_timesteps (50)"), ("0", "must be")):
+        assert main(["train", str(recipe), "--set", f"model.pixel_likelihood_until={value}",
+                     "--set", f"train.output_dir={tmp_path / 'bad'}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "model.pixel_likelihood_until" in err and fragment in err and "\n" not in err
+        assert not (tmp_path / "bad").exists()
+
+
 def test_a_sure_head_gives_exact_palette_colours_and_outputs_that_imply_them():
     head = PaletteHead(palette_tensor(SPRITE_COLORS), pixel_likelihood=False)
     indices = torch.randint(0, 4, (2, 5, 5), generator=torch.Generator().manual_seed(0))
@@ -180,14 +212,14 @@ def test_init_from_a_model_without_the_head_is_one_line(sprite_folder, tmp_path,
     assert "model.init_from" in err and "outputs 3 channels" in err and "\n" not in err
 
 
-def test_a_warm_start_keeps_the_heads_palette_and_likelihood_setting(sprite_folder, tmp_path, capsys):
-    # A head trained before the pixel likelihood (as the shipped unconditional model was), then a colorize
+def test_a_warm_start_keeps_the_heads_palette_and_must_match_its_likelihood(sprite_folder, tmp_path, capsys):
+    # A head trained without the pixel likelihood (as the shipped unconditional model was), then a colorize
     # model started from it on sprites without the eye colour: it keeps all 4 colours, in their order (they
-    # are its outputs), and goes on without the likelihood, as trained.
-    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "base"))]) == 0
-    index_file = tmp_path / "base" / "model_index.json"
-    base = json.loads(index_file.read_text())
-    index_file.write_text(json.dumps({**base, "pixel_likelihood": False}))
+    # are its outputs), and its recipe must say the same pixel likelihood, or nothing is trained.
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "base",
+                                            model={"pixel_likelihood": False}))]) == 0
+    base = json.loads((tmp_path / "base" / "model_index.json").read_text())
+    assert base["pixel_likelihood"] is False
     no_eyes = tmp_path / "no-eyes"
     no_eyes.mkdir()
     for picture in sorted(sprite_folder.iterdir())[:8]:
@@ -199,11 +231,18 @@ def test_a_warm_start_keeps_the_heads_palette_and_likelihood_setting(sprite_fold
     values["conditions"] = [{"name": "grayscale"}]
     recipe.write_text(yaml.safe_dump(values))
     capsys.readouterr()
-    assert main(["train", str(recipe)]) == 0
+    for settings, fix in (((), "set model.pixel_likelihood: false"),  # the default adds it
+                          (("model.pixel_likelihood=false", "model.pixel_likelihood_until=10"),
+                           "set model.pixel_likelihood_until: null")):
+        assert main(["train", str(recipe), *[x for setting in settings for x in ("--set", setting)]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fix in err and "palette head was trained with" in err and "\n" not in err
+        assert not (tmp_path / "fine").exists()
+    assert main(["train", str(recipe), "--set", "model.pixel_likelihood=false"]) == 0
     assert "palette head (model.init_from)" in capsys.readouterr().out
     fine = json.loads((tmp_path / "fine" / "model_index.json").read_text())
     assert fine["palette"] == base["palette"] and fine["pixel_likelihood"] is False
-    assert "samples without it" in (tmp_path / "fine" / "README.md").read_text()  # the card says so
+    assert "(`pixel_likelihood: false`)" in (tmp_path / "fine" / "README.md").read_text()  # the card says so
     assert load_pipeline(tmp_path / "fine").unet.config.out_channels == 4
 
 
@@ -245,7 +284,8 @@ def test_a_palette_head_resumes_only_with_the_palette_it_was_trained_with(tmp_pa
     assert sorted(p.name for p in checkpoint.iterdir()) == before
 
 
-def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_without_it(sprite_folder, tmp_path):
+def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_only_without_it(sprite_folder, tmp_path,
+                                                                                     capsys):
     from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
 
     recipe = sprite_recipe(tmp_path, sprite_folder, "old")
@@ -253,9 +293,16 @@ def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_without_it(
     checkpoint = list_checkpoints(tmp_path / "old")[-1]
     state = json.loads((checkpoint / STATE_FILE).read_text())
     assert state.pop("pixel_likelihood") is True
+    del state["recipe"]["model"]["pixel_likelihood"], state["recipe"]["model"]["pixel_likelihood_until"]
     (checkpoint / STATE_FILE).write_text(json.dumps(state))  # as an earlier condiff wrote it
     write_checksums(checkpoint)
-    assert main(["train", str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=3"]) == 0
+    capsys.readouterr()
+    resume = [str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=3"]
+    assert main(["train", *resume]) == 2  # the recipe's default adds the likelihood: not what it trained
+    err = capsys.readouterr().err.strip()
+    assert "model.pixel_likelihood: False -> True" in err and "\n" not in err
+    assert len(list_checkpoints(tmp_path / "old")) == 1
+    assert main(["train", *resume, "--set", "model.pixel_likelihood=false"]) == 0
     assert json.loads((tmp_path / "old" / "model_index.json").read_text())["pixel_likelihood"] is False
     state = json.loads((list_checkpoints(tmp_path / "old")[-1] / STATE_FILE).read_text())
     assert state["step"] == 3 and state["pixel_likelihood"] is False

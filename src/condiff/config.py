@@ -85,6 +85,11 @@ class ModelConfig:
     # A palette head (condiff.palette_head): the UNet outputs one logit per colour of the data's palette
     # (data.palette must find one); train.palette_ce_weight adds a cross-entropy term to its loss.
     palette_head: bool = False
+    # With a palette head: add each noisy pixel's own log-likelihood under each colour to the logits
+    # (condiff.palette_head), at full weight at t = 0 and, with pixel_likelihood_until, fading linearly to
+    # none at that timestep (null = full weight at every timestep). A warm start from a head must match it.
+    pixel_likelihood: bool = True
+    pixel_likelihood_until: int | None = None
 
 
 @dataclass
@@ -343,6 +348,7 @@ RANGES: dict[str, Range] = {
     "model.attention_head_dim": Range(1, 4096, "and at most the narrowest level with attention"),
     "model.norm_num_groups": Range(1, 4096, "it must divide every model.channels entry"),
     "model.dropout": Range(0, 1, "a probability; 1 would drop every activation", high_open=True),
+    "model.pixel_likelihood_until": Range(1, 100_000, "a timestep; null = every timestep"),
     "scheduler.num_train_timesteps": Range(1, 100_000),
     "scheduler.beta_start": Range(0, 1, "and below beta_end", low_open=True, high_open=True),
     "scheduler.beta_end": Range(0, 1, low_open=True, high_open=True),
@@ -521,6 +527,10 @@ def _check_model(recipe: Recipe, origin: str) -> None:
 def _validate_values(recipe: Recipe, origin: str) -> None:
     flat = flatten(recipe.to_dict())
     _check_ranges(flat, origin)
+    until, timesteps = flat["model.pixel_likelihood_until"], flat["scheduler.num_train_timesteps"]
+    if until is not None and until > timesteps:
+        raise RecipeError(f"{origin}: model.pixel_likelihood_until = {until} is beyond the last timestep; use at most "
+                          f"scheduler.num_train_timesteps ({timesteps}), or null for full weight at every timestep")
     if not flat["scheduler.beta_start"] < flat["scheduler.beta_end"]:
         raise RecipeError(f"{origin}: scheduler.beta_start and beta_end need 0 < beta_start < beta_end < 1")
     if len(recipe.data.background) != 3:

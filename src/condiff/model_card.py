@@ -47,10 +47,12 @@ def _is_hub_dataset(source: str) -> bool:
 PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
 
 
-def palette_head_note(pixel_likelihood: bool) -> str:
-    """A model card's paragraph on a palette head, with or without the pixel likelihood."""
-    likelihood = ("the logits are added to each noisy pixel's own log-likelihood under each colour" if pixel_likelihood
-                  else "trained before the pixel likelihood existed, it samples without it (`pixel_likelihood: false`)")
+def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
+    """A model card's paragraph on a palette head, with or without the pixel likelihood (fading out by `until`)."""
+    likelihood = ("the logits are added to each noisy pixel's own log-likelihood under each colour"
+                  + ("" if until is None else f", at full weight at t = 0 fading to none at t = {until}")
+                  if pixel_likelihood else "it samples without each noisy pixel's own likelihood "
+                  "(`pixel_likelihood: false`)")
     return ("Palette head (condiff.palette_head): the UNet outputs one logit per palette colour, and its clean-image "
             "estimate is the expected colour (trained with the squared error of the output that estimate implies "
             f"plus a cross-entropy on the odds); {likelihood}. Sample it with condiff; diffusers' own `DDPMPipeline` "
@@ -58,10 +60,10 @@ def palette_head_note(pixel_likelihood: bool) -> str:
 
 
 def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]],
-               palette_saved: bool = False, pixel_likelihood: bool = True) -> str:
+               palette_saved: bool = False, pixel_likelihood: bool = True, until: int | None = None) -> str:
     """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order;
     `palette_saved`: whether the folder holds a palette (summary["palette"] says which); `pixel_likelihood`:
-    whether a palette head adds it."""
+    whether a palette head adds it, fading out by timestep `until`."""
     import yaml
 
     name = Path(recipe["train"]["output_dir"]).name
@@ -79,7 +81,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
                   "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
     if recipe["model"].get("palette_head"):
-        lines += [palette_head_note(pixel_likelihood), ""]
+        lines += [palette_head_note(pixel_likelihood, until), ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
@@ -99,7 +101,8 @@ def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, An
     conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
     card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None,
-                      pixel_likelihood=index.get("pixel_likelihood", False))
+                      pixel_likelihood=index.get("pixel_likelihood", False),
+                      until=index.get("pixel_likelihood_until"))
     (Path(folder) / CARD).write_text(card, encoding="utf-8")
 
 

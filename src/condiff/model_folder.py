@@ -117,10 +117,12 @@ INDEX_RULES: dict[str, Rule] = {
     "self_condition": _one_of(False, True),  # 3 more UNet input channels (matched below)
     "palette_head": _one_of(False, True),  # one UNet output per palette colour (matched below)
     "pixel_likelihood": _one_of(False, True),  # ... added to each noisy pixel's log-likelihood (condiff.palette_head)
+    "pixel_likelihood_until": _optional(_whole(1, MAX_TIMESTEPS)),  # ... fading out by this timestep
 }
 # Either kind's model_index.json may hold these (diffusers' DDPMPipeline ignores the keys).
 SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition",
-                                                                   "palette_head", "pixel_likelihood")}
+                                                                   "palette_head", "pixel_likelihood",
+                                                                   "pixel_likelihood_until")}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
     "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
@@ -186,8 +188,8 @@ def saved_self_condition(folder: str | Path) -> bool:
 
 
 def saved_palette_head(folder: str | Path | None) -> dict | None:
-    """A local palette-head model's `palette` ("#rrggbb"), `palette_frequencies` and `pixel_likelihood`
-    (condiff.palette_head); None for any other source (no head, a Hub id, no folder)."""
+    """A local palette-head model's `palette` ("#rrggbb"), `palette_frequencies`, `pixel_likelihood` and
+    `pixel_likelihood_until` (condiff.palette_head); None for any other source (no head, a Hub id, no folder)."""
     path = Path(folder).expanduser() if folder else None
     if path is None or not (path / "model_index.json").is_file():
         return None
@@ -195,7 +197,8 @@ def saved_palette_head(folder: str | Path | None) -> dict | None:
     if not index.get("palette_head", False) or not index.get("palette"):
         return None
     return {"palette": index["palette"], "palette_frequencies": index.get("palette_frequencies"),
-            "pixel_likelihood": index.get("pixel_likelihood", False)}
+            "pixel_likelihood": index.get("pixel_likelihood", False),
+            "pixel_likelihood_until": index.get("pixel_likelihood_until")}
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -221,7 +224,8 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
                                        palette=index.get("palette"),
                                        palette_frequencies=index.get("palette_frequencies"),
                                        self_condition=self_condition, palette_head=index.get("palette_head", False),
-                                       pixel_likelihood=index.get("pixel_likelihood", False))
+                                       pixel_likelihood=index.get("pixel_likelihood", False),
+                                       pixel_likelihood_until=index.get("pixel_likelihood_until"))
     return _load_conditional(path, index, timesteps)
 
 
@@ -641,14 +645,15 @@ def as_float32(model):
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
                palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None,
-               self_condition: bool = False, palette_head: bool = False, pixel_likelihood: bool = False) -> None:
+               self_condition: bool = False, palette_head: bool = False, pixel_likelihood: bool = False,
+               pixel_likelihood_until: int | None = None) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
     unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
     ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
     as `palette` and `palette_frequencies` for either kind, and `self_condition: true` for a self-conditioned
     model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline),
     and `palette_head: true` for a UNet with one output per palette colour (likewise condiff's pipeline only),
-    with `pixel_likelihood` (condiff.palette_head.PaletteHead) recorded beside it.
+    with `pixel_likelihood` and `pixel_likelihood_until` (condiff.palette_head.PaletteHead) recorded beside it.
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
@@ -667,12 +672,15 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
             pipeline.register_to_config(self_condition=True)
         if palette_head:
             pipeline.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
+        if palette_head and pixel_likelihood_until is not None:
+            pipeline.register_to_config(pixel_likelihood_until=int(pixel_likelihood_until))
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 
         pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors,
                                            self_condition=self_condition, palette_head=palette_head,
-                                           pixel_likelihood=pixel_likelihood)
+                                           pixel_likelihood=pixel_likelihood,
+                                           pixel_likelihood_until=pixel_likelihood_until)
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:

@@ -13,6 +13,9 @@ log p(colour | x_t) = log-likelihood of the pixel + what the rest of the image s
 cheap; it makes the odds sure at low noise, where a small UNet could not tell close colours apart from its
 features (at t = 5 a head without it got 60 to 75 % of a real Noun's pixels exactly, one with it 99.8 %:
 benchmarks/results/NOTES.md). The UNet learns the rest: what the rest of the image says.
+`likelihood_until` (the recipe's model.pixel_likelihood_until) fades the term out linearly from full weight
+at t = 0 to none at that timestep, so that at higher noise the UNet alone decides, as in a head without it;
+the UNet is trained with the same weights, so it learns the rest at every timestep.
 
 The samplers never see the logits: `PaletteDenoiser` turns them into the output the scheduler expects
 (its `prediction_type`), so every sampler, guidance and the palette projection work unchanged.
@@ -32,12 +35,22 @@ from condiff.sampling import alpha_bar_at, output_for_x0
 
 class PaletteHead:
     """The palette a head's logits index: (P, 3) colours in [-1, 1], in the order of the UNet's outputs.
-    `pixel_likelihood` adds each noisy pixel's log-likelihood to the UNet's logits (every head trained since
-    it exists; heads saved before it have no such key and are read without it)."""
+    `pixel_likelihood` adds each noisy pixel's log-likelihood to the UNet's logits (heads saved before it
+    existed have no such key and are read without it), fading out by timestep `likelihood_until` if given."""
 
-    def __init__(self, palette: torch.Tensor, pixel_likelihood: bool = True) -> None:
+    def __init__(self, palette: torch.Tensor, pixel_likelihood: bool = True,
+                 likelihood_until: int | None = None) -> None:
         self.palette = palette.float()
         self.pixel_likelihood = pixel_likelihood
+        self.likelihood_until = likelihood_until
+
+    def likelihood_weight(self, timesteps, count: int, device) -> torch.Tensor:
+        """The pixel likelihood's weight (count, 1, 1): 1 at every timestep, or with `likelihood_until`
+        falling linearly from 1 at t = 0 to 0 at that timestep."""
+        t = torch.as_tensor(timesteps, device=device).float().reshape(-1, 1, 1).expand(count, 1, 1)
+        if self.likelihood_until is None:
+            return torch.ones_like(t)
+        return (1 - t / self.likelihood_until).clamp(min=0)
 
     @property
     def channels(self) -> int:
@@ -47,7 +60,7 @@ class PaletteHead:
         """The colour logits (N, P, H, W) of the UNet's `output` at the noisy image x_t (N, 3, H, W), one
         timestep for the batch or (N,) per sample: the output plus, with `pixel_likelihood`, the Gaussian
         log-likelihood of each pixel of x_t under each colour (up to a constant per pixel, which softmax
-        ignores): (2 sqrt(a) x_t . c - a |c|^2) / (2 (1 - a)), a = alpha_bar."""
+        ignores): (2 sqrt(a) x_t . c - a |c|^2) / (2 (1 - a)), a = alpha_bar, times `likelihood_weight`."""
         if not self.pixel_likelihood:
             return output.float()
         noisy = noisy.float()
@@ -56,6 +69,7 @@ class PaletteHead:
         # One batched product: [x_t, 1] . [2 sqrt(a) c, -a |c|^2] / (2 (1 - a)) per image and colour.
         weights = torch.cat([2 * alpha_bar.sqrt() * palette, -alpha_bar * palette.square().sum(dim=1, keepdim=True)],
                             dim=2) / (2 * (1 - alpha_bar))
+        weights = weights * self.likelihood_weight(timesteps, len(noisy), noisy.device)
         pixels = torch.cat([noisy, torch.ones_like(noisy[:, :1])], dim=1)
         return output.float() + torch.einsum("nkhw,npk->nphw", pixels, weights)
 
@@ -85,16 +99,16 @@ class PaletteHead:
         return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
 
 
-def head_for(found, pixel_likelihood: bool = True) -> PaletteHead:
+def head_for(found, pixel_likelihood: bool = True, likelihood_until: int | None = None) -> PaletteHead:
     """The head over the data's palette (`found`, a condiff.palette.FoundPalette), with or without the pixel
-    likelihood; a one-line error when the data has none."""
+    likelihood (fading out by `likelihood_until`); a one-line error when the data has none."""
     from condiff.palette import palette_tensor
 
     if found is None or found.colors is None:
         note = found.note if found is not None else "no palette was found"
         raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
                           "set data.palette: auto (or kmeans) or model.palette_head: false")
-    return PaletteHead(palette_tensor(found.colors), pixel_likelihood)
+    return PaletteHead(palette_tensor(found.colors), pixel_likelihood, likelihood_until)
 
 
 class PaletteDenoiser(torch.nn.Module):

@@ -89,14 +89,16 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
                  sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
                  palette_frequencies: list[float] | None = None, self_condition: bool = False,
-                 palette_head: bool = False, pixel_likelihood: bool = False) -> None:
+                 palette_head: bool = False, pixel_likelihood: bool = False,
+                 pixel_likelihood_until: int | None = None) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
         without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
         training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
         of the data's pixels. `self_condition`: the UNet's last 3 input channels take its previous
         estimate of the clean image (`model.self_condition` of the recipe). `palette_head`: the UNet outputs
         one logit per palette colour (`model.palette_head`, condiff.palette_head), added to each noisy pixel's
-        log-likelihood when `pixel_likelihood` (heads trained before it have no such key)."""
+        log-likelihood when `pixel_likelihood` (heads trained before it have no such key), fading out by
+        timestep `pixel_likelihood_until` when given."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
         if palette is not None:
@@ -112,6 +114,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                                 palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
         if palette_head:  # only then: folders without the key stay as they were
             self.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
+        if palette_head and pixel_likelihood_until is not None:
+            self.register_to_config(pixel_likelihood_until=int(pixel_likelihood_until))
 
     @property
     def resolution(self) -> int:
@@ -134,7 +138,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         """The head a `palette_head` UNet's outputs go through, or None for a UNet that outputs images."""
         if not self.config.get("palette_head", False):
             return None
-        return PaletteHead(self.palette, pixel_likelihood=self.config.get("pixel_likelihood", False))
+        return PaletteHead(self.palette, pixel_likelihood=self.config.get("pixel_likelihood", False),
+                           likelihood_until=self.config.get("pixel_likelihood_until"))
 
     def palette_mode(self, palette: str) -> str:
         """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""

@@ -96,6 +96,7 @@ def build_parts(recipe: Recipe, dataset=None, palette=None):
     if recipe.model.palette_head:
         from condiff.palette_head import head_for
 
+        check_warm_started_likelihood(recipe)
         with torch.random.fork_rng(devices=[]):  # the same initial weights as without the head
             head = head_for(palette if palette is not None else data_palette(recipe, dataset))
     unet = _initial_unet(recipe, conditions, head)
@@ -104,13 +105,32 @@ def build_parts(recipe: Recipe, dataset=None, palette=None):
 
 def warm_started_head(recipe: Recipe) -> dict | None:
     """The palette head of the model a palette-head recipe starts from (model_folder.saved_palette_head), or
-    None: a warm start goes on with that model's palette (its outputs are those colours, in that order) and
-    with or without the pixel likelihood as it was trained."""
+    None: a warm start goes on with that model's palette (its outputs are those colours, in that order), and
+    the recipe must match its pixel likelihood (`check_warm_started_likelihood`)."""
     from condiff.model_folder import saved_palette_head
 
     if not recipe.model.palette_head or not recipe.model.init_from:
         return None
     return saved_palette_head(resolve_init_from(recipe.model.init_from))
+
+
+def check_warm_started_likelihood(recipe: Recipe) -> None:
+    """A one-line error when a palette-head recipe starts from a head trained with another pixel likelihood:
+    its UNet learnt the rest of the odds beside that likelihood, so adding it where the model did not (or not
+    adding it) counts each pixel's evidence twice (or not at all)."""
+    import json
+
+    from condiff.errors import RecipeError
+
+    started = warm_started_head(recipe)
+    if started is None:
+        return
+    shown = json.dumps  # as YAML writes them: true, false, null, 100
+    for key in ("pixel_likelihood", "pixel_likelihood_until"):
+        wanted, have = getattr(recipe.model, key), started[key]
+        if wanted != have:
+            raise RecipeError(f"model.{key}: {shown(wanted)}, but model.init_from {recipe.model.init_from}'s palette "
+                              f"head was trained with {shown(have)}; set model.{key}: {shown(have)} to go on from it")
 
 
 def data_palette(recipe: Recipe, dataset):
@@ -141,7 +161,5 @@ def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = N
     dataset = build_dataset(recipe.data)
     palette = data_palette(recipe, dataset)  # found once: said and saved by the trainer, and a head's outputs
     dataset, unet, scheduler, conditions = build_parts(recipe, dataset, palette)
-    started = warm_started_head(recipe)
     return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=palette,
-                   pixel_likelihood=started["pixel_likelihood"] if started is not None else True,
                    overwrite=overwrite, device=device).train()

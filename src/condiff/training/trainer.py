@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from condiff.config import Recipe, flatten, save_recipe
+from condiff.config import ModelConfig, Recipe, flatten, save_recipe
 from condiff.device import pick_device
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 from condiff.training.checkpoints import (
@@ -59,6 +59,19 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     old, new = flatten(saved), flatten(current)
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if key not in RESUME_SAFE_KEYS and old.get(key) != new.get(key)]
+
+
+def recipe_as_trained(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recipe (from its trainer state) with model.pixel_likelihood, which recipes saved before
+    the key existed lack, as that checkpoint trained: a head as its state recorded (without it when the state
+    predates the likelihood too), a run without a head at the default."""
+    recipe = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in state["recipe"].items()}
+    model = recipe.setdefault("model", {})
+    if "pixel_likelihood" not in model:
+        model["pixel_likelihood"] = state.get("pixel_likelihood", False) if model.get("palette_head") \
+            else ModelConfig.pixel_likelihood
+    return recipe
 
 
 def hyperparameters(recipe: Recipe) -> dict[str, Any]:
@@ -224,14 +237,13 @@ class Trainer:
         overwrite: bool = False,
         device: str | None = None,
         palette=None,
-        pixel_likelihood: bool = True,
     ) -> None:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
         that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
         cuda:N, mps) overrides accelerate's choice of a single process's device. `palette` (a
         condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved; a
-        `model.palette_head` UNet has one output per colour of it (condiff.palette_head), and adds each
-        noisy pixel's likelihood with `pixel_likelihood` (False to go on from a head trained without it)."""
+        `model.palette_head` UNet has one output per colour of it (condiff.palette_head), with or without
+        each noisy pixel's likelihood as the recipe's model.pixel_likelihood says."""
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
@@ -244,7 +256,7 @@ class Trainer:
         if recipe.model.palette_head:
             from condiff.palette_head import head_for
 
-            self.head = head_for(palette, pixel_likelihood)
+            self.head = head_for(palette, recipe.model.pixel_likelihood, recipe.model.pixel_likelihood_until)
             if unet.config.out_channels != self.head.channels:
                 raise CondiffError(f"model.palette_head: the UNet outputs {unet.config.out_channels} channels but "
                                    f"the data's palette has {self.head.channels} colours; build it with "
@@ -298,6 +310,13 @@ class Trainer:
             return {}
         head = {"pixel_likelihood": self.head.pixel_likelihood} if self.head is not None else {}
         return {"palette": to_hex(self.palette.colors), **head}
+
+    def _head_settings(self) -> dict[str, bool | int | None]:
+        """The palette head as the pipeline and model folder record it (nothing without one)."""
+        if self.head is None:
+            return {}
+        return {"palette_head": True, "pixel_likelihood": self.head.pixel_likelihood,
+                "pixel_likelihood_until": self.head.likelihood_until}
 
     def _make_accelerator(self):
         from accelerate import Accelerator
@@ -361,16 +380,15 @@ class Trainer:
         if not isinstance(saved, dict) or not isinstance(saved.get("recipe"), dict):
             raise CondiffError(f"train.resume: {checkpoint / STATE_FILE} holds no recipe; it was not written by "
                                "condiff and cannot be resumed")
-        differences = recipe_differences(saved["recipe"], self.recipe.to_dict())
+        differences = recipe_differences(recipe_as_trained(saved), self.recipe.to_dict())
         if differences:
             raise CondiffError(f"train.resume: {checkpoint} was trained with a different recipe: "
-                               + "; ".join(differences) + ". Undo these changes to resume")
+                               + "; ".join(differences) + ". Set these keys back to the checkpoint's values "
+                               "(the first of each pair) to resume")
         if self.head is not None and saved.get("palette") != self._palette_state().get("palette"):
             raise CondiffError(f"train.resume: the data's palette is not the one {checkpoint} was trained with, and "
                                "a palette head has one output per colour; restore the data, or train into a new "
                                "train.output_dir")
-        if self.head is not None:  # a head trained before the pixel likelihood goes on without it
-            self.head.pixel_likelihood = saved.get("pixel_likelihood", False)
         for notice in notices:
             accelerator.print(notice)
         return checkpoint, TrainState.from_dict(saved, where=str(checkpoint / STATE_FILE))
@@ -604,9 +622,7 @@ class Trainer:
         colors = palette_config(self.palette.colors if self.palette is not None else None)
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
                                            conditions=conditions, self_condition=self.recipe.model.self_condition,
-                                           palette_head=self.head is not None,
-                                           pixel_likelihood=self.head is not None and self.head.pixel_likelihood,
-                                           **colors)
+                                           **self._head_settings(), **colors)
         pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
@@ -654,8 +670,7 @@ class Trainer:
             save_model(self.output_dir, model, self.scheduler, self.conditions,
                        palette=found.colors if found is not None else None,
                        palette_frequencies=found.frequencies if found is not None else None,
-                       self_condition=self.recipe.model.self_condition, palette_head=self.head is not None,
-                       pixel_likelihood=self.head is not None and self.head.pixel_likelihood)
+                       self_condition=self.recipe.model.self_condition, **self._head_settings())
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
