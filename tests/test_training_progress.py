@@ -104,6 +104,9 @@ def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
     values = tiny_values(tmp_path / "run")
     values["model"] = {"init_from": "shipped:unconditional", "palette_head": True}  # it has a palette head
     values["conditions"] = [{"name": "grayscale"}]
+    with pytest.raises(CondiffError, match="set model.pixel_likelihood: false"):  # ... trained without it
+        build_parts(recipe_from_dict(values))
+    values["model"]["pixel_likelihood"] = False
     _, unet, _, _ = build_parts(recipe_from_dict(values))
     shipped = load_unet(str(UNCONDITIONAL.shipped_folder))
     assert unet.config.in_channels == 4 and unet.config.out_channels == shipped.config.out_channels
