@@ -49,10 +49,13 @@ PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
 
 def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
     """A model card's paragraph on a palette head, with or without the pixel likelihood (fading out by `until`)."""
-    likelihood = ("the logits are added to each noisy pixel's own log-likelihood under each colour"
-                  + ("" if until is None else f", at full weight at t = 0 fading to none at t = {until}")
-                  if pixel_likelihood else "it samples without each noisy pixel's own likelihood "
-                  "(`pixel_likelihood: false`)")
+    if not pixel_likelihood:
+        likelihood = "it samples without each noisy pixel's own likelihood (`pixel_likelihood: false`)"
+    else:
+        likelihood = "the logits are added to each noisy pixel's own log-likelihood under each colour"
+        if until is not None:
+            likelihood += f", at full weight at t = 0 fading to none at t = {until}"
+
     return ("Palette head (condiff.palette_head): the UNet outputs one logit per palette colour, and its clean-image "
             "estimate is the expected colour (trained with the squared error of the output that estimate implies "
             f"plus a cross-entropy on the odds); {likelihood}. Sample it with condiff; diffusers' own `DDPMPipeline` "

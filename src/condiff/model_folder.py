@@ -660,6 +660,7 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
     in `folder` untouched; it raises a one-line CondiffError naming the folder.
     """
     from condiff.palette import palette_config
+    from condiff.palette_head import head_config
 
     colors = palette_config(palette, palette_frequencies)
     if conditions is None or not conditions.channels:
@@ -670,10 +671,7 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
             pipeline.register_to_config(**colors)
         if self_condition:
             pipeline.register_to_config(self_condition=True)
-        if palette_head:
-            pipeline.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
-        if palette_head and pixel_likelihood_until is not None:
-            pipeline.register_to_config(pixel_likelihood_until=int(pixel_likelihood_until))
+        pipeline.register_to_config(**head_config(palette_head, pixel_likelihood, pixel_likelihood_until))
     else:
         from condiff.pipeline import ConditionalDDPMPipeline
 

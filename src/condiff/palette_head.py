@@ -99,6 +99,17 @@ class PaletteHead:
         return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
 
 
+def head_config(palette_head: bool, pixel_likelihood: bool, likelihood_until: int | None) -> dict:
+    """The keys a model folder's model_index.json records for a palette head: none without one (folders
+    without a head stay as they were), `pixel_likelihood_until` only when the likelihood fades."""
+    if not palette_head:
+        return {}
+    config = {"palette_head": True, "pixel_likelihood": bool(pixel_likelihood)}
+    if likelihood_until is not None:
+        config["pixel_likelihood_until"] = int(likelihood_until)
+    return config
+
+
 def head_for(found, pixel_likelihood: bool = True, likelihood_until: int | None = None) -> PaletteHead:
     """The head over the data's palette (`found`, a condiff.palette.FoundPalette), with or without the pixel
     likelihood (fading out by `likelihood_until`); a one-line error when the data has none."""

@@ -29,7 +29,7 @@ from condiff.config import GUIDANCE_RANGE
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
 from condiff.palette import PaletteProjection, from_hex, palette_tensor, resolve_mode, snap_to_palette
-from condiff.palette_head import PaletteHead
+from condiff.palette_head import PaletteHead, head_config
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
 from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection, snap_keeping_silhouette
 
@@ -112,10 +112,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             raise CondiffError(f"a palette head needs one palette colour per UNet output ({unet.config.out_channels})")
         self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
                                 palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
-        if palette_head:  # only then: folders without the key stay as they were
-            self.register_to_config(palette_head=True, pixel_likelihood=bool(pixel_likelihood))
-        if palette_head and pixel_likelihood_until is not None:
-            self.register_to_config(pixel_likelihood_until=int(pixel_likelihood_until))
+        self.register_to_config(**head_config(palette_head, pixel_likelihood, pixel_likelihood_until))
 
     @property
     def resolution(self) -> int:
