@@ -24,6 +24,7 @@ from condiff.evaluation.features import load_feature_net
 from condiff.model_card import palette_head_note
 from condiff.model_folder import load_pipeline, save_model, saved_conditions, saved_palette_head
 from condiff.palette import from_hex
+from condiff.palette_head import saved_head_settings
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
 from condiff.tasks import TASKS
 
@@ -44,8 +45,7 @@ def write_fp16(run: Path, target: Path) -> None:
                    palette=None if colors is None else from_hex(colors), palette_frequencies=shares,
                    self_condition=pipeline.config.get("self_condition", False),
                    palette_head=pipeline.config.get("palette_head", False),
-                   pixel_likelihood=pipeline.config.get("pixel_likelihood", False),
-                   pixel_likelihood_until=pipeline.config.get("pixel_likelihood_until"))
+                   **saved_head_settings(pipeline.config))
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 

@@ -48,7 +48,8 @@ PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
 
 
 def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
-    """A model card's paragraph on a palette head, with or without the pixel likelihood (fading out by `until`)."""
+    """A model card's paragraph on a palette head, with or without the pixel likelihood (fading out by timestep
+    `until`)."""
     if not pixel_likelihood:
         likelihood = "it samples without each noisy pixel's own likelihood (`pixel_likelihood: false`)"
     else:
@@ -63,10 +64,11 @@ def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
 
 
 def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]],
-               palette_saved: bool = False, pixel_likelihood: bool = True, until: int | None = None) -> str:
+               palette_saved: bool = False, pixel_likelihood: bool = True,
+               pixel_likelihood_until: int | None = None) -> str:
     """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order;
     `palette_saved`: whether the folder holds a palette (summary["palette"] says which); `pixel_likelihood`:
-    whether a palette head adds it, fading out by timestep `until`."""
+    whether a palette head adds it, fading out by timestep `pixel_likelihood_until`."""
     import yaml
 
     name = Path(recipe["train"]["output_dir"]).name
@@ -84,7 +86,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
                   "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
     if recipe["model"].get("palette_head"):
-        lines += [palette_head_note(pixel_likelihood, until), ""]
+        lines += [palette_head_note(pixel_likelihood, pixel_likelihood_until), ""]
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
@@ -101,11 +103,12 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
 
 def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack) -> None:
     """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
+    from condiff.palette_head import saved_head_settings
+
     conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
     card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None,
-                      pixel_likelihood=index.get("pixel_likelihood", False),
-                      until=index.get("pixel_likelihood_until"))
+                      **saved_head_settings(index))
     (Path(folder) / CARD).write_text(card, encoding="utf-8")
 
 

@@ -190,6 +190,8 @@ def saved_self_condition(folder: str | Path) -> bool:
 def saved_palette_head(folder: str | Path | None) -> dict | None:
     """A local palette-head model's `palette` ("#rrggbb"), `palette_frequencies`, `pixel_likelihood` and
     `pixel_likelihood_until` (condiff.palette_head); None for any other source (no head, a Hub id, no folder)."""
+    from condiff.palette_head import saved_head_settings
+
     path = Path(folder).expanduser() if folder else None
     if path is None or not (path / "model_index.json").is_file():
         return None
@@ -197,8 +199,7 @@ def saved_palette_head(folder: str | Path | None) -> dict | None:
     if not index.get("palette_head", False) or not index.get("palette"):
         return None
     return {"palette": index["palette"], "palette_frequencies": index.get("palette_frequencies"),
-            "pixel_likelihood": index.get("pixel_likelihood", False),
-            "pixel_likelihood_until": index.get("pixel_likelihood_until")}
+            **saved_head_settings(index)}
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -208,6 +209,7 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     """Any local model folder as a `ConditionalDDPMPipeline` in float32 (safetensors only); an
     unconditional folder (a diffusers `DDPMPipeline` or a bare UNet) gets an empty condition stack."""
     from condiff.conditions.stack import ConditionStack
+    from condiff.palette_head import saved_head_settings
     from condiff.pipeline import ConditionalDDPMPipeline
 
     path = _local_folder(source)
@@ -224,8 +226,7 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
                                        palette=index.get("palette"),
                                        palette_frequencies=index.get("palette_frequencies"),
                                        self_condition=self_condition, palette_head=index.get("palette_head", False),
-                                       pixel_likelihood=index.get("pixel_likelihood", False),
-                                       pixel_likelihood_until=index.get("pixel_likelihood_until"))
+                                       **saved_head_settings(index))
     return _load_conditional(path, index, timesteps)
 
 

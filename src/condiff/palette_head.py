@@ -23,7 +23,9 @@ The samplers never see the logits: `PaletteDenoiser` turns them into the output 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,13 @@ class PaletteHead:
         self.palette = palette.float()
         self.pixel_likelihood = pixel_likelihood
         self.likelihood_until = likelihood_until
+
+    @classmethod
+    def from_saved(cls, palette: torch.Tensor, config: Mapping[str, Any]) -> PaletteHead:
+        """The head over `palette` with the settings a model folder's model_index.json (or a pipeline's
+        config) records (`saved_head_settings`)."""
+        settings = saved_head_settings(config)
+        return cls(palette, settings["pixel_likelihood"], settings["pixel_likelihood_until"])
 
     def likelihood_weight(self, timesteps, count: int, device) -> torch.Tensor:
         """The pixel likelihood's weight (count, 1, 1): 1 at every timestep, or with `likelihood_until`
@@ -108,6 +117,13 @@ def head_config(palette_head: bool, pixel_likelihood: bool, likelihood_until: in
     if likelihood_until is not None:
         config["pixel_likelihood_until"] = int(likelihood_until)
     return config
+
+
+def saved_head_settings(config: Mapping[str, Any]) -> dict[str, bool | int | None]:
+    """What `head_config` recorded, read back: `pixel_likelihood` (False for heads saved before the key
+    existed) and `pixel_likelihood_until` (None: no fade)."""
+    return {"pixel_likelihood": bool(config.get("pixel_likelihood", False)),
+            "pixel_likelihood_until": config.get("pixel_likelihood_until")}
 
 
 def head_for(found, pixel_likelihood: bool = True, likelihood_until: int | None = None) -> PaletteHead:

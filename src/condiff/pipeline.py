@@ -135,8 +135,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         """The head a `palette_head` UNet's outputs go through, or None for a UNet that outputs images."""
         if not self.config.get("palette_head", False):
             return None
-        return PaletteHead(self.palette, pixel_likelihood=self.config.get("pixel_likelihood", False),
-                           likelihood_until=self.config.get("pixel_likelihood_until"))
+        return PaletteHead.from_saved(self.palette, self.config)
 
     def palette_mode(self, palette: str) -> str:
         """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""
