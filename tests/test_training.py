@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from condiff.config import recipe_from_dict
 from condiff.errors import CondiffError
-from condiff.training.checkpoints import list_checkpoints
+from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
 from condiff.training.from_recipe import train_recipe
 from tests.conftest import tiny_values
 
@@ -119,6 +119,20 @@ def test_resume_errors(tmp_path):
     changed = tiny_values(tmp_path / "run", max_steps=4, resume="latest", lr=5e-3)
     with pytest.raises(CondiffError, match=r"train.lr: 0.001 -> 0.005"):
         train_recipe(recipe_from_dict(changed))
+
+
+def test_a_checkpoint_from_before_a_recipe_key_existed_resumes_at_that_keys_default(tmp_path):
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
+    checkpoint = list_checkpoints(tmp_path / "run")[-1]
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    del state["recipe"]["train"]["palette_ce_weight"], state["recipe"]["data"]["palette_size"]
+    (checkpoint / STATE_FILE).write_text(json.dumps(state))  # as a condiff from before those keys wrote it
+    write_checksums(checkpoint)
+    changed = tiny_values(tmp_path / "run", max_steps=4, resume="latest", palette_ce_weight=0.5)
+    with pytest.raises(CondiffError, match=r"train.palette_ce_weight: 1.0 -> 0.5"):
+        train_recipe(recipe_from_dict(changed))  # a new key's default is what the checkpoint trained with
+    resumed = train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=4, resume="latest")))
+    assert resumed.steps == 4
 
 
 def test_refuses_to_train_over_an_earlier_run(tmp_path):

@@ -62,14 +62,16 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 
 def recipe_as_trained(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's recipe (from its trainer state) with model.pixel_likelihood, which recipes saved before
-    the key existed lack, as that checkpoint trained: a head as its state recorded (without it when the state
-    predates the likelihood too), a run without a head at the default."""
-    recipe = {section: dict(values) if isinstance(values, dict) else values
-              for section, values in state["recipe"].items()}
-    model = recipe.setdefault("model", {})
+    """A checkpoint's recipe (from its trainer state) with every key that a recipe saved by an earlier condiff
+    lacks, as that checkpoint trained: at its default, which keeps what condiff did before the key existed,
+    except model.pixel_likelihood, whose default adds the term: a head as its state recorded (without it when
+    the state predates the likelihood too), a run without a head at the default."""
+    defaults = Recipe().to_dict()
+    recipe = {section: {**defaults[section], **values} if isinstance(values, dict) else values
+              for section, values in {**defaults, **state["recipe"]}.items()}
+    model = state["recipe"].get("model", {})
     if "pixel_likelihood" not in model:
-        model["pixel_likelihood"] = state.get("pixel_likelihood", False) if model.get("palette_head") \
+        recipe["model"]["pixel_likelihood"] = state.get("pixel_likelihood", False) if model.get("palette_head") \
             else ModelConfig.pixel_likelihood
     return recipe
 
@@ -302,14 +304,13 @@ class Trainer:
         accelerator.wait_for_everyone()
 
     def _palette_state(self) -> dict[str, list[str] | bool]:
-        """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs; and
-        whether the head adds the pixel likelihood (condiff.palette_head)."""
+        """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs. (Whether
+        the head adds the pixel likelihood is the recipe's model.pixel_likelihood.)"""
         from condiff.palette import to_hex
 
         if self.palette is None or self.palette.colors is None:
             return {}
-        head = {"pixel_likelihood": self.head.pixel_likelihood} if self.head is not None else {}
-        return {"palette": to_hex(self.palette.colors), **head}
+        return {"palette": to_hex(self.palette.colors)}
 
     def _head_settings(self) -> dict[str, bool | int | None]:
         """The palette head as the pipeline and model folder record it (nothing without one)."""
