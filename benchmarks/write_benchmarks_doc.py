@@ -177,6 +177,7 @@ def main() -> None:
                                     load("time_to_quality_palette_likelihood"),
                                     load("time_to_quality_palette_head_seed1"),
                                     load("time_to_quality_palette_likelihood_seed1"),
+                                    load("time_to_quality_palette_fade100"),
                                     load("time_to_quality_logsnr")) if data]
     rounds = [data for data in (load("gpu/defaults_sweep"), load("gpu/defaults_sweep_round2"),
                                 load("gpu/defaults_sweep_round3")) if data]
