@@ -308,6 +308,24 @@ def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_only_withou
     assert state["step"] == 3 and state["recipe"]["model"]["pixel_likelihood"] is False
 
 
+def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
+    """Each stage of recipes/sketch2img*.yaml trains from the one before: the shipped unconditional model's head
+    and its pixel-likelihood setting go on through all three."""
+    from pathlib import Path
+
+    recipes = Path(__file__).parents[1] / "recipes"
+    tiny = [f"--set={key}" for key in ("data.size=16", "train.max_steps=1", "train.batch_size=2",
+                                        "train.sample_every=0", "train.checkpoint_every=0", "train.tensorboard=false")]
+    before = "shipped:unconditional"
+    for stage in ("sketch2img", "sketch2img-finetune", "sketch2img-fill"):
+        out = tmp_path / stage
+        assert main(["train", str(recipes / f"{stage}.yaml"), *tiny, f"--set=model.init_from={before}",
+                     f"--set=train.output_dir={out}"]) == 0, stage
+        index = json.loads((out / "model_index.json").read_text())
+        assert index["palette_head"] is True and index["pixel_likelihood"] is False
+        before = str(out)
+
+
 class FixedOdds(torch.nn.Module):
     """A stand-in UNet whose colour odds are fixed: the true colours of `clean` with a given margin."""
 
