@@ -61,8 +61,7 @@ def checkpoint_unet(run: Path, checkpoint: Path, sampler: str = "dpm"):
         state = read_trainer_state(checkpoint)
         palette = palette_tensor(from_hex(state["palette"])) if state.get("palette") \
             else head_for(data_palette(recipe, build_dataset(recipe.data))).palette
-        model = recipe_as_trained(state)["model"]
-        head = PaletteHead(palette, model["pixel_likelihood"], model.get("pixel_likelihood_until"))
+        head = PaletteHead.from_saved(palette, recipe_as_trained(state)["model"])
     unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"

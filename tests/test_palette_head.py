@@ -3,6 +3,7 @@ where it is sure."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,8 +312,6 @@ def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_only_withou
 def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
     """Each stage of recipes/sketch2img*.yaml trains from the one before: the shipped unconditional model's head
     and its pixel-likelihood setting go on through all three."""
-    from pathlib import Path
-
     recipes = Path(__file__).parents[1] / "recipes"
     tiny = [f"--set={key}" for key in ("data.size=16", "train.max_steps=1", "train.batch_size=2",
                                         "train.sample_every=0", "train.checkpoint_every=0", "train.tensorboard=false")]

@@ -303,7 +303,7 @@ class Trainer:
                 raise not_writable(self.output_dir, err) from None
         accelerator.wait_for_everyone()
 
-    def _palette_state(self) -> dict[str, list[str] | bool]:
+    def _palette_state(self) -> dict[str, list[str]]:
         """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs. (Whether
         the head adds the pixel likelihood is the recipe's model.pixel_likelihood.)"""
         from condiff.palette import to_hex
