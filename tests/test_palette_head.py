@@ -118,7 +118,8 @@ def sprite_folder(tmp_path_factory):
 def sprite_recipe(tmp_path, folder, name: str, model=None, data=None):
     values = tiny_values(tmp_path / name, max_steps=2)
     values["data"] = {"source": str(folder), "resolution": 16, "size": None, **(data or {})}
-    values["model"].update({"palette_head": True, **(model or {})})
+    # The likelihood fades by t = 5 of the tiny recipe's 50 timesteps, as the default does by 100 of 1000.
+    values["model"].update({"palette_head": True, "pixel_likelihood_until": 5, **(model or {})})
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
@@ -232,19 +233,54 @@ def test_a_warm_start_keeps_the_heads_palette_and_must_match_its_likelihood(spri
     values["conditions"] = [{"name": "grayscale"}]
     recipe.write_text(yaml.safe_dump(values))
     capsys.readouterr()
-    for settings, fix in (((), "set model.pixel_likelihood: false"),  # the default adds it
-                          (("model.pixel_likelihood=false", "model.pixel_likelihood_until=10"),
-                           "set model.pixel_likelihood_until: null")):
-        assert main(["train", str(recipe), *[x for setting in settings for x in ("--set", setting)]]) == 2
-        err = capsys.readouterr().err.strip()
-        assert fix in err and "palette head was trained with" in err and "\n" not in err
-        assert not (tmp_path / "fine").exists()
+    assert main(["train", str(recipe)]) == 2  # the default adds the likelihood
+    err = capsys.readouterr().err.strip()
+    assert "set model.pixel_likelihood: false" in err and "palette head was trained with" in err and "\n" not in err
+    assert not (tmp_path / "fine").exists()
+    # Without the likelihood its fade trains nothing: any value of it goes on from the base.
     assert main(["train", str(recipe), "--set", "model.pixel_likelihood=false"]) == 0
     assert "palette head (model.init_from)" in capsys.readouterr().out
     fine = json.loads((tmp_path / "fine" / "model_index.json").read_text())
     assert fine["palette"] == base["palette"] and fine["pixel_likelihood"] is False
     assert "(`pixel_likelihood: false`)" in (tmp_path / "fine" / "README.md").read_text()  # the card says so
     assert load_pipeline(tmp_path / "fine").unet.config.out_channels == 4
+
+
+def test_a_warm_start_from_a_head_with_the_likelihood_must_match_its_fade(sprite_folder, tmp_path, capsys):
+    assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "base"))]) == 0  # fading by t = 5
+    recipe = sprite_recipe(tmp_path, sprite_folder, "fine", model={"init_from": str(tmp_path / "base")})
+    capsys.readouterr()
+    for until in ("10", "null"):
+        assert main(["train", str(recipe), "--set", f"model.pixel_likelihood_until={until}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "set model.pixel_likelihood_until: 5" in err and "palette head was trained with" in err
+        assert "\n" not in err and not (tmp_path / "fine").exists()
+    assert main(["train", str(recipe)]) == 0
+    assert json.loads((tmp_path / "fine" / "model_index.json").read_text())["pixel_likelihood_until"] == 5
+
+
+def test_by_default_the_likelihood_fades_by_a_tenth_of_the_default_timesteps(sprite_folder, tmp_path, capsys):
+    recipe = sprite_recipe(tmp_path, sprite_folder, "default")
+    values = yaml.safe_load(recipe.read_text())
+    del values["model"]["pixel_likelihood_until"]
+    values["scheduler"]["num_train_timesteps"] = 1000
+    recipe.write_text(yaml.safe_dump(values))
+    assert main(["train", str(recipe)]) == 0
+    index = json.loads((tmp_path / "default" / "model_index.json").read_text())
+    assert index["pixel_likelihood"] is True and index["pixel_likelihood_until"] == 100
+    assert load_pipeline(tmp_path / "default").head.likelihood_until == 100
+    # Fewer timesteps than the default fade: one line that says what to set, and nothing trained.
+    capsys.readouterr()
+    out = tmp_path / "short"
+    assert main(["train", str(recipe), "--set", "scheduler.num_train_timesteps=50",
+                 "--set", f"train.output_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.pixel_likelihood_until = 100" in err and "at most scheduler.num_train_timesteps (50)" in err
+    assert "\n" not in err and not out.exists()
+    # ... which a head without the likelihood never meets: it has nothing to fade.
+    assert main(["train", str(recipe), "--set", "scheduler.num_train_timesteps=50",
+                 "--set", "model.pixel_likelihood=false", "--set", f"train.output_dir={out}"]) == 0
+    assert "pixel_likelihood_until" not in json.loads((out / "model_index.json").read_text())
 
 
 def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_folder, tmp_path, capsys):
@@ -307,6 +343,26 @@ def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_only_withou
     assert json.loads((tmp_path / "old" / "model_index.json").read_text())["pixel_likelihood"] is False
     state = json.loads((list_checkpoints(tmp_path / "old")[-1] / STATE_FILE).read_text())
     assert state["step"] == 3 and state["recipe"]["model"]["pixel_likelihood"] is False
+
+
+def test_a_head_checkpoint_saved_before_the_fade_existed_resumes_only_without_it(sprite_folder, tmp_path,
+                                                                               capsys):
+    from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
+
+    recipe = sprite_recipe(tmp_path, sprite_folder, "old", model={"pixel_likelihood_until": None})
+    assert main(["train", str(recipe)]) == 0
+    checkpoint = list_checkpoints(tmp_path / "old")[-1]
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    del state["recipe"]["model"]["pixel_likelihood_until"]  # it trained with the term at every timestep
+    (checkpoint / STATE_FILE).write_text(json.dumps(state))
+    write_checksums(checkpoint)
+    capsys.readouterr()
+    resume = [str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=3"]
+    assert main(["train", *resume, "--set", "model.pixel_likelihood_until=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.pixel_likelihood_until: None -> 5" in err and "\n" not in err
+    assert main(["train", *resume]) == 0
+    assert "pixel_likelihood_until" not in json.loads((tmp_path / "old" / "model_index.json").read_text())
 
 
 def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):

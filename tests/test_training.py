@@ -135,6 +135,20 @@ def test_a_checkpoint_from_before_a_recipe_key_existed_resumes_at_that_keys_defa
     assert resumed.steps == 4
 
 
+def test_a_run_without_a_head_resumes_whatever_the_pixel_likelihood_keys_say(tmp_path):
+    # They train nothing without a palette head: a checkpoint saved when the fade's default was null resumes
+    # under today's default, and under any values of both.
+    train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
+    checkpoint = list_checkpoints(tmp_path / "run")[-1]
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    state["recipe"]["model"]["pixel_likelihood_until"] = None
+    (checkpoint / STATE_FILE).write_text(json.dumps(state))
+    write_checksums(checkpoint)
+    values = tiny_values(tmp_path / "run", max_steps=4, resume="latest")
+    values["model"] = {**values["model"], "pixel_likelihood": False, "pixel_likelihood_until": 7}
+    assert train_recipe(recipe_from_dict(values)).steps == 4
+
+
 def test_refuses_to_train_over_an_earlier_run(tmp_path):
     train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=2)))
     before = unet_weights(tmp_path / "run")

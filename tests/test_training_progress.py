@@ -102,7 +102,8 @@ def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
     from condiff.training.from_recipe import build_parts
 
     values = tiny_values(tmp_path / "run")
-    values["model"] = {"init_from": "shipped:unconditional", "palette_head": True}  # it has a palette head
+    values["model"] = {"init_from": "shipped:unconditional", "palette_head": True,  # it has a palette head
+                       "pixel_likelihood_until": 5}  # (the default 100 is beyond the tiny recipe's timesteps)
     values["conditions"] = [{"name": "grayscale"}]
     with pytest.raises(CondiffError, match="set model.pixel_likelihood: false"):  # ... trained without it
         build_parts(recipe_from_dict(values))

@@ -86,10 +86,11 @@ class ModelConfig:
     # (data.palette must find one); train.palette_ce_weight adds a cross-entropy term to its loss.
     palette_head: bool = False
     # With a palette head: add each noisy pixel's own log-likelihood under each colour to the logits
-    # (condiff.palette_head), at full weight at t = 0 and, with pixel_likelihood_until, fading linearly to
-    # none at that timestep (null = full weight at every timestep). A warm start from a head must match it.
+    # (condiff.palette_head), at full weight at t = 0 and fading linearly to none at pixel_likelihood_until
+    # (null = full weight at every timestep). The fade by 100 of 1000 beat the full weight by about 40 FD at
+    # the same share on the palette (benchmarks/results/NOTES.md). A warm start from a head must match both.
     pixel_likelihood: bool = True
-    pixel_likelihood_until: int | None = None
+    pixel_likelihood_until: int | None = 100
 
 
 @dataclass
@@ -528,9 +529,11 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     flat = flatten(recipe.to_dict())
     _check_ranges(flat, origin)
     until, timesteps = flat["model.pixel_likelihood_until"], flat["scheduler.num_train_timesteps"]
-    if until is not None and until > timesteps:
-        raise RecipeError(f"{origin}: model.pixel_likelihood_until = {until} is beyond the last timestep; use at most "
-                          f"scheduler.num_train_timesteps ({timesteps}), or null for full weight at every timestep")
+    fades = flat["model.palette_head"] and flat["model.pixel_likelihood"] and until is not None
+    if fades and until > timesteps:
+        raise RecipeError(f"{origin}: model.pixel_likelihood_until = {until} (100 unless set) is beyond the last "
+                          f"timestep; use at most scheduler.num_train_timesteps ({timesteps}), e.g. a tenth of it "
+                          "as the default is of 1000, or null for full weight at every timestep")
     if not flat["scheduler.beta_start"] < flat["scheduler.beta_end"]:
         raise RecipeError(f"{origin}: scheduler.beta_start and beta_end need 0 < beta_start < beta_end < 1")
     if len(recipe.data.background) != 3:

@@ -110,11 +110,11 @@ class PaletteHead:
 
 def head_config(palette_head: bool, pixel_likelihood: bool, likelihood_until: int | None) -> dict:
     """The keys a model folder's model_index.json records for a palette head: none without one (folders
-    without a head stay as they were), `pixel_likelihood_until` only when the likelihood fades."""
+    without a head stay as they were), `pixel_likelihood_until` only when there is a likelihood and it fades."""
     if not palette_head:
         return {}
     config = {"palette_head": True, "pixel_likelihood": bool(pixel_likelihood)}
-    if likelihood_until is not None:
+    if pixel_likelihood and likelihood_until is not None:
         config["pixel_likelihood_until"] = int(likelihood_until)
     return config
 

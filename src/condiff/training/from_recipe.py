@@ -126,7 +126,9 @@ def check_warm_started_likelihood(recipe: Recipe) -> None:
     if started is None:
         return
     shown = json.dumps  # as YAML writes them: true, false, null, 100
-    for key in ("pixel_likelihood", "pixel_likelihood_until"):
+    # The fade means nothing without the likelihood: only a head with it must match the other's fade.
+    keys = ("pixel_likelihood", "pixel_likelihood_until") if started["pixel_likelihood"] else ("pixel_likelihood",)
+    for key in keys:
         wanted, have = getattr(recipe.model, key), started[key]
         if wanted != have:
             raise RecipeError(f"model.{key}: {shown(wanted)}, but model.init_from {recipe.model.init_from}'s palette "

@@ -54,9 +54,20 @@ class TrainResult:
     seconds: float
 
 
+def _trained(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The flattened recipe with the keys that train nothing in it set aside: the pixel likelihood without a
+    palette head, its fade without the likelihood (so that a change of their defaults resumes such runs)."""
+    flat = flatten(recipe)
+    if not flat.get("model.palette_head"):
+        flat.pop("model.pixel_likelihood", None)
+    if not (flat.get("model.palette_head") and flat.get("model.pixel_likelihood")):
+        flat.pop("model.pixel_likelihood_until", None)
+    return flat
+
+
 def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys whose change would make a resumed run train something else than the checkpointed one."""
-    old, new = flatten(saved), flatten(current)
+    old, new = _trained(saved), _trained(current)
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if key not in RESUME_SAFE_KEYS and old.get(key) != new.get(key)]
 
@@ -64,8 +75,9 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 def recipe_as_trained(state: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's recipe (from its trainer state) with every key that a recipe saved by an earlier condiff
     lacks, as that checkpoint trained: at its default, which keeps what condiff did before the key existed,
-    except model.pixel_likelihood, whose default adds the term: a head as its state recorded (without it when
-    the state predates the likelihood too), a run without a head at the default."""
+    except two defaults that changed what training does: model.pixel_likelihood, which adds the term (a head
+    as its state recorded, without it when the state predates the likelihood too; a run without a head at the
+    default), and model.pixel_likelihood_until, which fades it (null: the term at every timestep, as before)."""
     defaults = Recipe().to_dict()
     recipe = {section: {**defaults[section], **values} if isinstance(values, dict) else values
               for section, values in {**defaults, **state["recipe"]}.items()}
@@ -73,6 +85,8 @@ def recipe_as_trained(state: dict[str, Any]) -> dict[str, Any]:
     if "pixel_likelihood" not in model:
         recipe["model"]["pixel_likelihood"] = state.get("pixel_likelihood", False) if model.get("palette_head") \
             else ModelConfig.pixel_likelihood
+    if "pixel_likelihood_until" not in model:
+        recipe["model"]["pixel_likelihood_until"] = None
     return recipe
 
 
