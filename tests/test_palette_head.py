@@ -365,6 +365,29 @@ def test_a_head_checkpoint_saved_before_the_fade_existed_resumes_only_without_it
     assert "pixel_likelihood_until" not in json.loads((tmp_path / "old" / "model_index.json").read_text())
 
 
+def test_a_head_checkpoint_whose_state_recorded_the_likelihood_resumes_as_it_says(sprite_folder, tmp_path, capsys):
+    # Between the likelihood's arrival and its recipe key, the trainer state recorded it beside the recipe.
+    from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
+
+    recipe = sprite_recipe(tmp_path, sprite_folder, "middle", model={"pixel_likelihood_until": None})
+    assert main(["train", str(recipe)]) == 0
+    checkpoint = list_checkpoints(tmp_path / "middle")[-1]
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    del state["recipe"]["model"]["pixel_likelihood"], state["recipe"]["model"]["pixel_likelihood_until"]
+    state["pixel_likelihood"] = True
+    (checkpoint / STATE_FILE).write_text(json.dumps(state))
+    write_checksums(checkpoint)
+    capsys.readouterr()
+    resume = [str(recipe), "--set", "train.resume=latest", "--set", "train.max_steps=3"]
+    for setting, change in (("model.pixel_likelihood=false", "model.pixel_likelihood: True -> False"),
+                            ("model.pixel_likelihood_until=5", "model.pixel_likelihood_until: None -> 5")):
+        assert main(["train", *resume, "--set", setting]) == 2
+        err = capsys.readouterr().err.strip()
+        assert change in err and "\n" not in err
+    assert main(["train", *resume]) == 0
+    assert json.loads((tmp_path / "middle" / "model_index.json").read_text())["pixel_likelihood"] is True
+
+
 def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
     """Each stage of recipes/sketch2img*.yaml trains from the one before: the shipped unconditional model's head
     and its pixel-likelihood setting go on through all three."""
