@@ -6,9 +6,10 @@ still reproduce it.
 That code had no palettes: `palette="off"` (--palette off) samples as it did. The sketch2img sample was
 written again each time that model was re-shipped with new weights (the second training stage,
 recipes/sketch2img-finetune.yaml; then the third, recipes/sketch2img-fill.yaml, whose sketch fixes the
-silhouette that sampling keeps), by the code of that commit, from the same input and settings. The
-unconditional sample was written again when that model was re-shipped as a palette head (issue 14), by
-the code of that commit: the same settings, the head's own colours (`palette="off"` does not snap)."""
+silhouette that sampling keeps; then the same three stages from the palette-head unconditional model,
+issue 14), by the code of that commit, from the same input and settings. The unconditional sample was
+written again when that model was re-shipped as a palette head (issue 14), by the code of that commit: the
+same settings, the head's own colours (`palette="off"` does not snap)."""
 
 import json
 import shutil
