@@ -291,6 +291,17 @@ def flatten(recipe_dict: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def inert_keys(flat: dict[str, Any]) -> set[str]:
+    """The keys of a flattened recipe whose value trains nothing in it: the pixel likelihood without a palette
+    head, its fade without the likelihood. Checks and resume comparisons pass them over."""
+    inert = set()
+    if not flat.get("model.palette_head"):
+        inert.add("model.pixel_likelihood")
+    if not (flat.get("model.palette_head") and flat.get("model.pixel_likelihood")):
+        inert.add("model.pixel_likelihood_until")
+    return inert
+
+
 # --- ranges: where every number of a recipe may lie --------------------------------------------
 
 
@@ -529,7 +540,7 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     flat = flatten(recipe.to_dict())
     _check_ranges(flat, origin)
     until, timesteps = flat["model.pixel_likelihood_until"], flat["scheduler.num_train_timesteps"]
-    fades = flat["model.palette_head"] and flat["model.pixel_likelihood"] and until is not None
+    fades = "model.pixel_likelihood_until" not in inert_keys(flat) and until is not None
     if fades and until > timesteps:
         raise RecipeError(f"{origin}: model.pixel_likelihood_until = {until} (100 unless set) is beyond the last "
                           f"timestep; use at most scheduler.num_train_timesteps ({timesteps}), e.g. a tenth of it "

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from condiff.config import ModelConfig, Recipe, flatten, save_recipe
+from condiff.config import Recipe, flatten, inert_keys, save_recipe
 from condiff.device import pick_device
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
 from condiff.training.checkpoints import (
@@ -55,14 +55,11 @@ class TrainResult:
 
 
 def _trained(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The flattened recipe with the keys that train nothing in it set aside: the pixel likelihood without a
-    palette head, its fade without the likelihood (so that a change of their defaults resumes such runs)."""
+    """The flattened recipe without the keys that train nothing in it (config.inert_keys), so that a change of
+    their defaults resumes such runs."""
     flat = flatten(recipe)
-    if not flat.get("model.palette_head"):
-        flat.pop("model.pixel_likelihood", None)
-    if not (flat.get("model.palette_head") and flat.get("model.pixel_likelihood")):
-        flat.pop("model.pixel_likelihood_until", None)
-    return flat
+    inert = inert_keys(flat)
+    return {key: value for key, value in flat.items() if key not in inert}
 
 
 def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -75,16 +72,16 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 def recipe_as_trained(state: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's recipe (from its trainer state) with every key that a recipe saved by an earlier condiff
     lacks, as that checkpoint trained: at its default, which keeps what condiff did before the key existed,
-    except two defaults that changed what training does: model.pixel_likelihood, which adds the term (a head
-    as its state recorded, without it when the state predates the likelihood too; a run without a head at the
-    default), and model.pixel_likelihood_until, which fades it (null: the term at every timestep, as before)."""
+    except two defaults that changed what training does: model.pixel_likelihood, which adds the term (as the
+    state recorded, without it when the state predates the likelihood too; a run without a head trains
+    neither key: config.inert_keys), and model.pixel_likelihood_until, which fades it (null: the term at every
+    timestep, as before)."""
     defaults = Recipe().to_dict()
     recipe = {section: {**defaults[section], **values} if isinstance(values, dict) else values
               for section, values in {**defaults, **state["recipe"]}.items()}
     model = state["recipe"].get("model", {})
     if "pixel_likelihood" not in model:
-        recipe["model"]["pixel_likelihood"] = state.get("pixel_likelihood", False) if model.get("palette_head") \
-            else ModelConfig.pixel_likelihood
+        recipe["model"]["pixel_likelihood"] = state.get("pixel_likelihood", False)
     if "pixel_likelihood_until" not in model:
         recipe["model"]["pixel_likelihood_until"] = None
     return recipe
