@@ -3,8 +3,9 @@
     python benchmarks/bench_colorize.py [MODEL ...] [--num 300] [--spreads 0.5 1 2 1000] [--guidance 1] [--regions]
 
 Each model (a folder; "" or none: the shipped colorize model) colours the same held-out gray
-Nouns once, with the same seeds. Its own colours (`--palette off`) are then snapped to its palette as
-the commands snap them (`ColorizeTask.finish`), once per COLOR_SPREAD: how far the model's colour is
+Nouns once, with the same seeds. Its own colours (`--palette off`) are then snapped to its palette by the
+pipeline's own steering steps (condiff.steering: the palette snap, then the kept lightness of the gray
+input), once per COLOR_SPREAD: how far the model's colour is
 taken to stray when colours of one lightness compete (1000: their frequencies alone choose). The table
 gives `condiff eval colorize`'s measures for each, so COLOR_SPREAD and the shipped model are chosen
 from one run (docs/benchmarks.md, "Colorize: a better model of colour, not yet better outputs").
@@ -21,11 +22,8 @@ import torch
 from condiff import palette
 from condiff.evaluation import metrics
 from condiff.evaluation.evaluators import (
-    INPUT_SEED,
     EvalSettings,
     gray_file_channels,
-    held_out_labels,
-    held_out_nouns,
     model_space,
     part_colours_exact,
     show_progress,
@@ -33,6 +31,9 @@ from condiff.evaluation.evaluators import (
     visible_parts,
 )
 from condiff.evaluation.features import load_feature_net
+from condiff.evaluation.held_out import INPUT_SEED, held_out_labels, held_out_nouns
+from condiff.steering import OPTIONS, check_modes
+from condiff.steering.base import context_for, finished
 from condiff.tasks import COLORIZE
 
 COLUMNS = ("PSNR", "body exact", "glasses exact", "body right", "glasses right", "FD")
@@ -53,6 +54,15 @@ def region_means(images: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
                 where = torch.from_numpy(regions == region)
                 result[i][:, where] = images[i][:, where].mean(dim=1, keepdim=True)
     return result
+
+
+def finish(pipeline, encoder, images: torch.Tensor, channels: torch.Tensor, palette_mode: str,
+           sampler_steps: int) -> torch.Tensor:
+    """`images` finished as the pipeline finishes a call with `palette_mode`: the steering steps the gray
+    input's `channels` give (its lightness kept), then the model's palette's, in the pipeline's order."""
+    modes = check_modes({"palette": palette_mode}, OPTIONS)
+    steps = encoder.steering(channels, modes) + pipeline.denoiser.steering(modes)
+    return finished(steps, images, context_for(steps, sampler_steps))
 
 
 def main() -> None:
@@ -78,17 +88,19 @@ def main() -> None:
         pipeline = COLORIZE.load(model, settings.device, settings.scheduler, settings.steps)
         show_progress(pipeline, COLORIZE, settings)
         truth = held_out_nouns(args.num, INPUT_SEED, pipeline.resolution)
-        channels = gray_file_channels(pipeline.conditions.encoders[0], truth)  # the gray files, as eval gives them
+        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(COLORIZE.condition)]
+        channels = gray_file_channels(encoder, truth)  # the gray files, as eval gives them
         raw = task_outputs(COLORIZE, pipeline, channels, settings)
-        gray = pipeline.conditions.known_luma(channels)
+        gray = channels[:, :1]  # grayscale's first channel is the gray input's lightness
         space = model_space(pipeline, settings, net)
-        variants = {"off": COLORIZE.finish(pipeline, raw, channels, "off")}
+        variants = {"off": finish(pipeline, encoder, raw, channels, "off", settings.steps)}
         averaged = region_means(raw, gray) if args.regions else None
         for spread in args.spreads:
             palette.COLOR_SPREAD = spread
-            variants[f"spread {spread:g}"] = COLORIZE.finish(pipeline, raw, channels, "snap")
+            variants[f"spread {spread:g}"] = finish(pipeline, encoder, raw, channels, "snap", settings.steps)
             if args.regions:
-                variants[f"regions, spread {spread:g}"] = COLORIZE.finish(pipeline, averaged, channels, "snap")
+                variants[f"regions, spread {spread:g}"] = finish(pipeline, encoder, averaged, channels, "snap",
+                                                                    settings.steps)
         palette.COLOR_SPREAD = shipped_spread
         for name, images in variants.items():
             exact = part_colours_exact(images, truth, visible)

@@ -27,30 +27,25 @@ import torch
 from bench_time_to_quality import checkpoint_unet, levels_off
 from machine import describe
 
-from condiff.evaluation.evaluators import held_out_nouns
+from condiff.evaluation.held_out import held_out_nouns
 from condiff.images import to_uint8
-from condiff.model import build_scheduler
-from condiff.model_folder import load_pipeline
+from condiff.model import build_scheduler, predict_x0
+from condiff.model_folder import load_pipeline, saved_denoiser
 from condiff.palette import from_hex
-from condiff.palette_head import PaletteDenoiser
-from condiff.sampling import SAMPLERS, generate, make_sampler, predict_x0
+from condiff.sampling import SAMPLERS, generate, make_sampler
 from condiff.tasks import TASKS
 
 SEED = 4321  # held-out Nouns and their noise: not the eval's reference or input seeds
 
 
 def load(source: Path):
-    """(denoiser, training scheduler, self-conditioned) of a model folder or a training checkpoint: its UNet,
-    or a palette head's UNet wrapped so that it outputs in the scheduler's prediction type."""
+    """(Denoiser, UNet, training scheduler) of a model folder or a training checkpoint."""
     if (source / "model.safetensors").is_file():
         run = source.parent.parent
-        unet, _, recipe, head = checkpoint_unet(run, source)
-        scheduler, self_condition = build_scheduler(recipe.scheduler), recipe.model.self_condition
-    else:
-        pipeline = load_pipeline(source)
-        unet, scheduler, head = pipeline.unet.eval(), pipeline.scheduler, pipeline.head
-        self_condition = pipeline.config.get("self_condition", False)
-    return (unet if head is None else PaletteDenoiser(unet, scheduler, head)), scheduler, self_condition
+        denoiser, unet, _, recipe = checkpoint_unet(run, source)
+        return denoiser, unet, build_scheduler(recipe.scheduler)
+    pipeline = load_pipeline(source)
+    return pipeline.denoiser, pipeline.unet.eval(), pipeline.scheduler
 
 
 def precision(estimates: torch.Tensor, truth: torch.Tensor, palette) -> dict[str, float]:
@@ -59,31 +54,28 @@ def precision(estimates: torch.Tensor, truth: torch.Tensor, palette) -> dict[str
     return {"exact": float(same.float().mean()), **levels_off(estimates, palette)}
 
 
-def denoising_rows(unet, scheduler, truth: torch.Tensor, timesteps: list[int], palette,
-                   self_condition: bool) -> list[dict]:
+def denoising_rows(denoiser, unet, scheduler, truth: torch.Tensor, timesteps: list[int], palette) -> list[dict]:
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(SEED))
     rows = []
     for t in timesteps:
         alpha_bar = scheduler.alphas_cumprod[t]
         noisy = alpha_bar.sqrt() * truth + (1 - alpha_bar).sqrt() * noise
-        model_input = noisy
-        if self_condition:  # the first step's input: no estimate yet
-            model_input = torch.cat([noisy, torch.zeros_like(noisy)], dim=1)
+        # a first step's input (a self-conditioned model has no estimate yet)
+        model_input = denoiser.model_input(noisy, estimate=denoiser.initial_estimate(noisy))
         with torch.no_grad():
-            estimate = predict_x0(scheduler, unet(model_input, t).sample.float(), noisy, t)
+            estimate = predict_x0(scheduler, denoiser.output(unet, scheduler, model_input, t), noisy, t)
         rows.append({"t": t, "noise": float((1 - alpha_bar).sqrt()),
                      "model": precision(estimate, truth, palette),
                      "no denoising": precision((noisy / alpha_bar.sqrt()).clamp(-1, 1), truth, palette)})
     return rows
 
 
-def sampler_rows(unet, scheduler, specs: list[str], num: int, palette, self_condition: bool) -> list[dict]:
+def sampler_rows(denoiser, unet, scheduler, specs: list[str], num: int, palette) -> list[dict]:
     rows = []
     for spec in specs:
         kind, steps = spec.split(":")
         start = time.perf_counter()
-        samples = generate(unet, make_sampler(scheduler, kind, int(steps)), num, int(steps), seed=0,
-                           self_condition=self_condition).images
+        samples = generate(denoiser, unet, make_sampler(scheduler, kind, int(steps)), num, int(steps), seed=0).images
         rows.append({"sampler": spec, "seconds": time.perf_counter() - start, **levels_off(samples, palette)})
     return rows
 
@@ -97,12 +89,12 @@ def main() -> None:
                         help=f"also score samples of these samplers ({', '.join(SAMPLERS)}), e.g. dpm:20 ddpm:1000")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    palette = from_hex(json.loads((TASKS["unconditional"].shipped_folder / "model_index.json").read_text())["palette"])
+    palette = from_hex(saved_denoiser(TASKS["unconditional"].shipped_folder).config.palette)
     truth = held_out_nouns(args.num, SEED)
     results = {"machine": describe("cpu"), "num": args.num, "models": []}
     for source in map(Path, args.models):
-        unet, scheduler, self_condition = load(source)
-        rows = denoising_rows(unet, scheduler, truth, args.timesteps, palette, self_condition)
+        denoiser, unet, scheduler = load(source)
+        rows = denoising_rows(denoiser, unet, scheduler, truth, args.timesteps, palette)
         print(f"\n{source}: the predicted clean image of {args.num} held-out Nouns noised at t")
         print(f"{'t':>5} {'noise':>6} | {'exact':>7} {'within 2':>8} {'median off':>10} | no denoising: "
               f"{'exact':>7} {'within 2':>8} {'median off':>10}")
@@ -111,7 +103,7 @@ def main() -> None:
             print(f"{row['t']:>5} {row['noise']:>6.3f} | {model['exact']:>7.1%} {model['within 2 levels']:>8.1%} "
                   f"{model['median levels off']:>10g} |               {plain['exact']:>7.1%} "
                   f"{plain['within 2 levels']:>8.1%} {plain['median levels off']:>10g}", flush=True)
-        samples = sampler_rows(unet, scheduler, args.samplers, args.num, palette, self_condition)
+        samples = sampler_rows(denoiser, unet, scheduler, args.samplers, args.num, palette)
         for row in samples:
             print(f"samples, {row['sampler']}: on palette {row['on palette']:.2%}, within 2 levels "
                   f"{row['within 2 levels']:.1%}, median {row['median levels off']:g} levels off "

@@ -8,9 +8,9 @@ Prints one table per task: a row per palette mode, the projection once per fract
 pulls (FD, KID, on palette, the task's own columns), and the reference rows once, all from the same
 held-out Nouns and seeds (sketch2img: drawings in the training sketches' style). Colorize, whose gray
 input fixes each pixel's lightness, also snaps once per COLOR_SPREAD (how far the model's colour is
-taken to stray; 1000: the colours' frequencies alone choose). The default mode
-(condiff.palette.DEFAULT_PALETTE_MODE), PROJECT_FRACTION and COLOR_SPREAD are chosen from these
-tables (docs/benchmarks.md).
+taken to stray; 1000: the colours' frequencies alone choose). The default mode and PROJECT_FRACTION
+(condiff.steering.palette) and COLOR_SPREAD (condiff.palette) are chosen from these tables
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from condiff import palette
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
 from condiff.evaluation.report import Report
+from condiff.steering import palette as steering
 from condiff.tasks import TASKS
 
 
@@ -44,9 +45,9 @@ def main() -> None:
         spreads = args.spreads if name == "colorize" else [palette.COLOR_SPREAD]
         variants = [("off", None, None), *(("snap", None, spread) for spread in spreads),
                     *(("project", fraction, spreads[0]) for fraction in args.fractions)]
-        defaults = palette.PROJECT_FRACTION, palette.COLOR_SPREAD
+        defaults = steering.PROJECT_FRACTION, palette.COLOR_SPREAD
         for mode, fraction, spread in variants:
-            palette.PROJECT_FRACTION, palette.COLOR_SPREAD = fraction or defaults[0], spread or defaults[1]
+            steering.PROJECT_FRACTION, palette.COLOR_SPREAD = fraction or defaults[0], spread or defaults[1]
             start = time.perf_counter()
             settings = EvalSettings(num=args.num, palette=mode, styles=("outlines",))
             report = task.evaluate(str(task.shipped_folder), settings, net)

@@ -26,8 +26,9 @@ from machine import describe
 
 from condiff.device import pick_device
 from condiff.evaluation import metrics
-from condiff.evaluation.evaluators import REFERENCE_SEED, EvalSettings, FeatureSpace, held_out_nouns, reference_rows
+from condiff.evaluation.evaluators import EvalSettings, FeatureSpace, reference_rows
 from condiff.evaluation.features import load_feature_net
+from condiff.evaluation.held_out import REFERENCE_SEED, held_out_nouns
 from condiff.model_folder import load_pipeline
 from condiff.palette import snap_to_palette
 from condiff.sampling import SAMPLERS as KINDS
@@ -63,9 +64,8 @@ def main() -> None:
     device = pick_device(args.device)
     model = UNCONDITIONAL.resolve_model(args.model)
     pipeline = load_pipeline(model)
-    unet, scheduler, head = pipeline.unet.to(device).eval(), pipeline.scheduler, pipeline.head
-    palette = pipeline.palette
-    self_condition = pipeline.config.get("self_condition", False)
+    unet, scheduler, denoiser = pipeline.unet.to(device).eval(), pipeline.scheduler, pipeline.denoiser
+    palette = denoiser.palette
     net = load_feature_net()
     machine = describe(device)
     print(f"{machine}\n{model}: {args.repeats} x {args.num} images per sampler, {args.num} in one batch")
@@ -76,7 +76,7 @@ def main() -> None:
     print("references: " + ", ".join(f"{row.name} FD {row.metrics['FD']:.2f}" for row in references)
           + f"; held-out Nouns' flat-area noise {real_flat_area_noise:.2f}")
     # warm-up: first-call costs stay out of the times
-    generate(unet, make_sampler(scheduler, "dpm", 2), 8, 2, self_condition=self_condition, head=head)
+    generate(denoiser, unet, make_sampler(scheduler, "dpm", 2), 8, 2)
     results = []
     for kind, steps in args.samplers or SAMPLERS:
         steps = steps or scheduler.config.num_train_timesteps
@@ -84,8 +84,8 @@ def main() -> None:
         for repeat in range(args.repeats):
             start = time.perf_counter()
             sampler = make_sampler(scheduler, kind, steps)
-            samples = generate(unet, sampler, args.num, steps, seed=repeat * args.num,
-                               self_condition=self_condition, head=head).images  # returned on CPU
+            samples = generate(denoiser, unet, sampler, args.num, steps,
+                               seed=repeat * args.num).images  # returned on CPU
             seconds += time.perf_counter() - start  # sampling only; scoring is outside the clock
             snapped = snap_to_palette(samples, palette) if palette is not None else samples  # what --palette auto gives
             scores.append({**space.scores(samples, parts=True),  # its "flat-area noise" is as sampled

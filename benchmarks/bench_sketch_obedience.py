@@ -4,7 +4,7 @@ drawings, with `condiff eval sketch2img`'s measurements (condiff.evaluation.draw
     python benchmarks/bench_sketch_obedience.py MODEL [MODEL ...] [--num 200] [--guidance 1]
         [--styles outlines simple wobbly] [--silhouette auto off]
 
-Prints per model, silhouette mode (condiff.silhouette; "auto" steers only models whose sketch has `fill`)
+Prints per model, silhouette mode (condiff.steering.silhouette; "auto" steers only models whose sketch has `fill`)
 and style the silhouette IoU, edge F1 and FD, then the reference rows once (the drawn
 Noun: the ceiling; a random Noun: chance; the mean image), all from the same Nouns and seeds, and per
 style the silhouette IoU of the drawing's own filled shapes (sketch `fill`): what the drawing pins down. The
@@ -19,7 +19,7 @@ import time
 from condiff.evaluation.drawings import STYLES
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
-from condiff.silhouette import SILHOUETTE_MODES
+from condiff.steering.silhouette import SILHOUETTE_MODES
 from condiff.tasks import SKETCH2IMG
 
 COLUMNS = ("silhouette IoU", "edge F1", "FD")
@@ -59,8 +59,8 @@ def print_drawing_rows(num: int, styles: list[str]) -> None:
 
     from condiff.conditions.sketch import SketchCondition, foreground
     from condiff.evaluation.drawings import drawings, held_out_masks, mask_iou
-    from condiff.evaluation.evaluators import INPUT_SEED, held_out_nouns
-    from condiff.silhouette import FIGURE_CONTRAST
+    from condiff.evaluation.held_out import INPUT_SEED, held_out_nouns
+    from condiff.steering.silhouette import FIGURE_CONTRAST
 
     truth, masks = held_out_nouns(num, INPUT_SEED), held_out_masks(num, INPUT_SEED)
     figure, encoder = foreground(truth, FIGURE_CONTRAST), SketchCondition(fill=True)

@@ -25,18 +25,17 @@ from machine import describe
 
 from condiff.config import load_recipe
 from condiff.data.sources import build_dataset
+from condiff.denoiser import Denoiser
 from condiff.device import pick_device
 from condiff.evaluation.evaluators import (
-    REFERENCE_SEED,
     EvalSettings,
     FeatureSpace,
-    held_out_nouns,
     reference_rows,
 )
 from condiff.evaluation.features import load_feature_net
-from condiff.model import IMAGE_CHANNELS, build_scheduler, build_unet
-from condiff.palette import from_hex, palette_tensor
-from condiff.palette_head import PaletteHead, head_for
+from condiff.evaluation.held_out import REFERENCE_SEED, held_out_nouns
+from condiff.model import build_scheduler, build_unet
+from condiff.palette import to_hex
 from condiff.sampling import SAMPLERS, generate, make_sampler
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
 from condiff.training.from_recipe import data_palette
@@ -48,28 +47,35 @@ SETTINGS_SHOWN = ("train.lr", "train.batch_size", "train.warmup_steps", "train.l
                   "model.palette_head")
 
 
+def checkpoint_denoiser(recipe, checkpoint: Path) -> Denoiser:
+    """The Denoiser an unconditional run's checkpoint trained: its recipe's model settings as the checkpoint
+    trained them (`recipe_as_trained`), and with a palette head the checkpoint's palette (found in the data as
+    in training for checkpoints that do not hold it)."""
+    state = read_trainer_state(checkpoint)
+    colors = state.get("palette") if recipe.model.palette_head else None
+    if recipe.model.palette_head and not colors:
+        found = data_palette(recipe, build_dataset(recipe.data))
+        colors = None if found.colors is None else to_hex(found.colors)  # None: the Denoiser says there is none
+    return Denoiser.from_settings({**recipe_as_trained(state)["model"], "condition_channels": [], "palette": colors})
+
+
 def checkpoint_unet(run: Path, checkpoint: Path, sampler: str = "dpm"):
-    """The checkpoint's EMA weights (or raw weights when the run had no EMA) in the run's UNet, its sampler,
-    recipe and palette head (None without one; its palette is the checkpoint's, or found in the data as in
-    training for checkpoints that do not hold it)."""
+    """The checkpoint's Denoiser (`checkpoint_denoiser`), its EMA weights (or raw weights when the run had no
+    EMA) in the run's UNet, its sampler and its recipe."""
     from diffusers.training_utils import EMAModel
     from safetensors.torch import load_file
 
     recipe = load_recipe(str(run / "recipe.yaml"))
-    head = None
-    if recipe.model.palette_head:
-        state = read_trainer_state(checkpoint)
-        palette = palette_tensor(from_hex(state["palette"])) if state.get("palette") \
-            else head_for(data_palette(recipe, build_dataset(recipe.data))).palette
-        head = PaletteHead.from_saved(palette, recipe_as_trained(state)["model"])
-    unet = build_unet(recipe.model, recipe.data.resolution, out_channels=head.channels if head else IMAGE_CHANNELS)
+    denoiser = checkpoint_denoiser(recipe, checkpoint)
+    unet = build_unet(recipe.model, recipe.data.resolution, in_channels=denoiser.in_channels,
+                      out_channels=denoiser.out_channels)
     unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
     ema_file = checkpoint / "custom_checkpoint_0.pkl"
     if recipe.train.ema and ema_file.is_file():
         ema = EMAModel(unet.parameters())
         ema.load_state_dict(torch.load(ema_file, weights_only=True))  # tensors and numbers only
         ema.copy_to(unet.parameters())
-    return unet.eval(), make_sampler(build_scheduler(recipe.scheduler), sampler), recipe, head
+    return denoiser, unet.eval(), make_sampler(build_scheduler(recipe.scheduler), sampler), recipe
 
 
 def levels_off(samples: torch.Tensor, palette) -> dict[str, float]:
@@ -136,9 +142,9 @@ def main() -> None:
             if checkpoint is None:
                 row["points"].append({"minutes": minutes, "FD": None})
                 continue
-            unet, sampler, recipe, head = checkpoint_unet(run, checkpoint, args.scheduler)
-            samples = generate(unet.to(device), sampler, settings.num, settings.steps, seed=settings.seed,
-                               self_condition=recipe.model.self_condition, head=head).images
+            denoiser, unet, sampler, _ = checkpoint_unet(run, checkpoint, args.scheduler)
+            samples = generate(denoiser, unet.to(device), sampler, settings.num, settings.steps,
+                               seed=settings.seed).images
             scores = {**space.scores(samples, parts=True), **levels_off(samples, space.palette)}
             state = read_trainer_state(checkpoint)
             row["points"].append({"minutes": minutes, "step": state["step"], "seconds": state["seconds"],

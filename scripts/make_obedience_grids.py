@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from condiff.evaluation.drawings import STYLES, drawings, held_out_masks
-from condiff.evaluation.evaluators import INPUT_SEED, gray_file_images, held_out_nouns
+from condiff.evaluation.evaluators import gray_file_images
+from condiff.evaluation.held_out import INPUT_SEED, held_out_nouns
 from condiff.images import to_model_tensor
 from condiff.tasks import COLORIZE, SKETCH2IMG, UNCONDITIONAL
 from condiff.visualize import make_grid

@@ -22,10 +22,10 @@ import torch
 from condiff.evaluation.evaluators import EvalSettings
 from condiff.evaluation.features import load_feature_net
 from condiff.model_card import palette_head_note
-from condiff.model_folder import load_pipeline, save_model, saved_conditions, saved_palette_head
-from condiff.palette import from_hex
-from condiff.palette_head import saved_head_settings
+from condiff.model_folder import load_pipeline, save_model, saved_conditions, saved_denoiser
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
+from condiff.steering import OPTIONS, check_modes
+from condiff.steering.silhouette import KeepSilhouette
 from condiff.tasks import TASKS
 
 LIMIT_MB = 10
@@ -40,12 +40,7 @@ def write_fp16(run: Path, target: Path) -> None:
     pipeline = load_pipeline(run)
     with tempfile.TemporaryDirectory() as tmp:
         unet = pipeline.unet.to(torch.float16)  # diffusers notes a .to() cast; the UNet has no fp32-only modules
-        colors, shares = pipeline.config.get("palette"), pipeline.config.get("palette_frequencies")
-        save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions,
-                   palette=None if colors is None else from_hex(colors), palette_frequencies=shares,
-                   self_condition=pipeline.config.get("self_condition", False),
-                   palette_head=pipeline.config.get("palette_head", False),
-                   **saved_head_settings(pipeline.config))
+        save_model(Path(tmp) / "model", unet, pipeline.scheduler, pipeline.conditions, pipeline.denoiser)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(Path(tmp) / "model", target)
 
@@ -54,16 +49,25 @@ EVALUATION = "## Evaluation (`condiff eval`, on these fp16 weights)"
 
 
 def saved_palette(target: Path) -> list | None:
-    """The palette in the folder's model_index.json, or None."""
-    return json.loads((target / "model_index.json").read_text(encoding="utf-8")).get("palette")
+    """The palette ("#rrggbb") the folder's denoiser records, or None."""
+    denoiser = saved_denoiser(target)
+    return None if denoiser is None else denoiser.config.palette
+
+
+def palette_file(target: Path) -> str:
+    """Where the folder records its palette: its denoiser component, or (saved before there was one)
+    model_index.json."""
+    return "denoiser/config.json" if (target / "denoiser" / "config.json").is_file() else "model_index.json"
 
 
 def steers_silhouette(target: Path) -> bool:
-    """Whether the model's conditions fix a figure that sampling keeps (condiff.silhouette)."""
+    """Whether the model's conditions fix a figure that sampling keeps (condiff.steering.silhouette)."""
     conditions = saved_conditions(target)  # the conditions only: no need to load the UNet
+    if conditions is None:
+        return False
     resolution = 8
-    return conditions is not None and conditions.known_figure(
-        torch.zeros(1, conditions.channels, resolution, resolution)) is not None
+    steps = conditions.steering(torch.zeros(1, conditions.channels, resolution, resolution), check_modes({}, OPTIONS))
+    return any(isinstance(step, KeepSilhouette) for step in steps)
 
 
 def evaluate(task, target: Path, num: int, steps: int) -> list:
@@ -84,12 +88,12 @@ def evaluate(task, target: Path, num: int, steps: int) -> list:
 def evaluation_section(reports, target: Path) -> str:
     about, colors = "", saved_palette(target)
     if colors:
-        about = (f"Palette: the training data's {len(colors)} colours (`palette` in model_index.json). The first "
+        about = (f"Palette: the training data's {len(colors)} colours (`palette` in {palette_file(target)}). The first "
                  "table samples with it, as the commands do by default (`--palette auto`); the second without "
                  "(`--palette off`).")
         if steers_silhouette(target):
             about += (" Both keep the drawn silhouette, as the commands do by default (`--silhouette auto`, "
-                      "condiff.silhouette); the third table has the palette and not the silhouette "
+                      "condiff.steering.silhouette); the third table has the palette and not the silhouette "
                       "(`--silhouette off`): what the model draws by itself.")
         about += "\n\n"
     tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
@@ -98,10 +102,10 @@ def evaluation_section(reports, target: Path) -> str:
 
 def head_section(target: Path) -> str:
     """The card's paragraph on a palette head (condiff.model_card.palette_head_note), or nothing."""
-    head = saved_palette_head(target)
-    if head is None:
+    denoiser = saved_denoiser(target)
+    if denoiser is None or denoiser.head is None:
         return ""
-    return palette_head_note(head["pixel_likelihood"], head["pixel_likelihood_until"]) + "\n\n"
+    return palette_head_note(denoiser.config.pixel_likelihood, denoiser.config.pixel_likelihood_until) + "\n\n"
 
 
 def model_card(name: str, run: Path, reports, size_mb: float) -> str:

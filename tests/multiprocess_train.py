@@ -27,7 +27,7 @@ class RecordingDataset:
 
 def main(output_dir: str) -> None:
     recipe = recipe_from_dict(tiny_values(output_dir, max_steps=3, checkpoint_every=0))
-    dataset, unet, scheduler, _ = build_parts(recipe)
+    dataset, unet, scheduler, _, _ = build_parts(recipe)
     recording = RecordingDataset(dataset)
     Trainer(recipe, unet, scheduler, recording).train()
     rank = int(os.environ.get("RANK", "0"))

@@ -13,9 +13,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from condiff.cli.main import main
-from condiff.config import ModelConfig, SchedulerConfig, recipe_from_dict
+from condiff.config import recipe_from_dict
 from condiff.errors import CondiffError
-from tests.conftest import tiny_values
+from tests.conftest import save_untrained_models, tiny_values
 
 ROOT = Path(__file__).parents[1]
 
@@ -35,18 +35,10 @@ def two_conditions(tmp_path_factory):
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory):
     """Untrained tiny models: grayscale + canny, and canny alone (a model no friendly command fits)."""
-    from condiff.conditions.stack import ConditionStack
-    from condiff.model import build_scheduler, build_unet
-    from condiff.model_folder import save_model
-
     root = tmp_path_factory.mktemp("untrained")
-    shape = ModelConfig(channels=[32, 32], attention=[False, False])
-    scheduler = build_scheduler(SchedulerConfig(num_train_timesteps=50))
-    torch.manual_seed(0)
-    for name, conditions in (("gray-canny", ["grayscale", "canny"]), ("canny", ["canny"]),
-                             ("sketch-gray", ["sketch", "grayscale"])):
-        stack = ConditionStack([{"name": condition} for condition in conditions])
-        save_model(root / name, build_unet(shape, 32, stack.channels), scheduler, stack)
+    models = {"gray-canny": ["grayscale", "canny"], "canny": ["canny"], "sketch-gray": ["sketch", "grayscale"]}
+    save_untrained_models(root, {name: [{"name": condition} for condition in conditions]
+                                 for name, conditions in models.items()})
     return root
 
 

@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from condiff.cli.main import main
+from tests.conftest import run_condiff_subprocess, save_untrained_models
 
 ROOT = Path(__file__).parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,19 +33,13 @@ PHOTO_INPUT = ROOT / "docs" / "images" / "input-photo.jpg"
 STARTUP_TIMEOUT = 60
 
 
-def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "condiff", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The command without a browser
 # ---------------------------------------------------------------------------------------------------
 
 
 def test_app_help_imports_neither_torch_nor_gradio():
-    done = run_cli("app", "--help")
+    done = run_condiff_subprocess("app", "--help", timeout=120)
     assert done.returncode == 0 and "usage: condiff app" in done.stdout and "--model" in done.stdout
     code = ("import sys; from condiff.cli.main import build_parser; build_parser().parse_args(['app']); "
             "print('torch' in sys.modules, 'gradio' in sys.modules)")
@@ -72,28 +67,19 @@ def test_app_without_models_is_a_one_line_error(tmp_path, capsys):
 ANY_MODEL = "canny-lowres"  # the tiny two-condition model's folder, and its label in the app
 
 
-def make_tiny_models(folder: Path) -> dict[str, Path]:
+def make_tab_models(folder: Path) -> dict[str, Path]:
     """A random tiny UNet per tab, saved as `condiff train` saves models: enough to drive the page. The
     Any-model tab's has two conditions that no other tab takes, one of them on 3 channels."""
-    import torch
-
-    from condiff.conditions.stack import ConditionStack
     from condiff.config import ModelConfig, SchedulerConfig
-    from condiff.model import build_scheduler, build_unet
-    from condiff.model_folder import save_model
 
-    torch.manual_seed(0)
-    config = ModelConfig(channels=[32, 32], attention=[False, False], layers_per_block=1)
-    scheduler = build_scheduler(SchedulerConfig())
-    models = {"generate": folder / "unconditional"}
-    save_model(models["generate"], build_unet(config, 32), scheduler)
     install_docs_plugin(folder / "site")
-    for tab, name, conditions in (("colorize", "grayscale", ["grayscale"]), ("sketch", "sketch", ["sketch"]),
-                                  ("any", ANY_MODEL, ["canny", "lowres"]), ("plugin", "blur-model", ["blur"])):
-        stack = ConditionStack(conditions=[{"name": condition} for condition in conditions])
-        models[tab] = folder / name
-        save_model(models[tab], build_unet(config, 32, stack.channels), scheduler, stack)
-    return models
+    tabs = {"generate": ("unconditional", []), "colorize": ("grayscale", ["grayscale"]),
+            "sketch": ("sketch", ["sketch"]), "any": (ANY_MODEL, ["canny", "lowres"]),
+            "plugin": ("blur-model", ["blur"])}
+    saved = save_untrained_models(
+        folder, {name: [{"name": condition} for condition in conditions] for name, conditions in tabs.values()},
+        ModelConfig(channels=[32, 32], attention=[False, False], layers_per_block=1), SchedulerConfig())
+    return {tab: saved[name] for tab, (name, _) in tabs.items()}
 
 
 def install_docs_plugin(site: Path) -> None:
@@ -117,14 +103,14 @@ def install_docs_plugin(site: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    return make_tiny_models(tmp_path_factory.mktemp("app-models"))
+def tab_models(tmp_path_factory):
+    return make_tab_models(tmp_path_factory.mktemp("app-models"))
 
 
-def test_models_go_to_their_tabs_and_missing_ones_are_explained(tiny_models, tmp_path):
+def test_models_go_to_their_tabs_and_missing_ones_are_explained(tab_models, tmp_path):
     from condiff.app.models import TABS, find_models
 
-    folders = [str(tiny_models[key]) for key in ("generate", "sketch", "any")]
+    folders = [str(tab_models[key]) for key in ("generate", "sketch", "any")]
     catalog = find_models(folders, shipped=False)
     tabs = {tab.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
     assert tabs == {"generate": [folders[0]], "colorize": [], "sketch": [folders[1]], "any": folders[1:]}
@@ -143,7 +129,7 @@ def test_models_go_to_their_tabs_and_missing_ones_are_explained(tiny_models, tmp
     assert listing[2].endswith("→ Sketch, Any model") and listing[3].endswith("(conditions: canny, lowres) → Any model")
 
 
-def test_the_any_model_button_runs_the_generate_task(tiny_models, tmp_path):
+def test_the_any_model_button_runs_the_generate_task(tab_models, tmp_path):
     """What the Any-model tab's Generate does, without a browser: `condiff generate`'s library call."""
     pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
     import gradio as gr
@@ -154,8 +140,8 @@ def test_the_any_model_button_runs_the_generate_task(tiny_models, tmp_path):
     from condiff.tasks import GENERATE
 
     tab = next(tab for tab in TABS if tab.key == "any")
-    catalog = find_models([str(tiny_models["any"]), str(tiny_models["sketch"])], shipped=False)
-    label = str(tiny_models["any"])
+    catalog = find_models([str(tab_models["any"]), str(tab_models["sketch"])], shipped=False)
+    label = str(tab_models["any"])
     output = generate_any(catalog, tab, label, [str(GRAY_INPUT), str(PHOTO_INPUT)], [1.0, 2.0], 3, "ddim", 5)
     assert output.size == (32, 32)
     pipeline = with_sampler(catalog.by_label(label), "ddim", 3)
@@ -179,10 +165,10 @@ def test_the_any_model_button_runs_the_generate_task(tiny_models, tmp_path):
     assert message(label, [str(not_image), str(PHOTO_INPUT)], [1, 1]).startswith(
         "notes.png: not an image Pillow can read")
     canvas = Image.new("RGBA", (64, 64), "white")
-    assert message(str(tiny_models["sketch"]), [{"composite": canvas}], [1]) == (
+    assert message(str(tab_models["sketch"]), [{"composite": canvas}], [1]) == (
         "the sketch canvas is empty: draw something first")
     ImageDraw.Draw(canvas).rectangle((16, 16, 48, 48), outline="black", width=3)
-    assert generate_any(catalog, tab, str(tiny_models["sketch"]), [{"composite": canvas}], [1], 2, "ddim", 0).size == (
+    assert generate_any(catalog, tab, str(tab_models["sketch"]), [{"composite": canvas}], [1], 2, "ddim", 0).size == (
         32, 32)
 
 
@@ -197,7 +183,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def model_folders(tiny_models) -> tuple[list[Path], bool]:
+def model_folders(tab_models) -> tuple[list[Path], bool]:
     """(the model folders the app gets, whether they are real models worth a screenshot in the docs)."""
     from condiff.tasks import TASKS, installed_models
 
@@ -206,7 +192,7 @@ def model_folders(tiny_models) -> tuple[list[Path], bool]:
         return [Path(folder) for folder in listed.split(os.pathsep)], True
     if set(installed_models()) == set(TASKS):
         return list(installed_models().values()), True
-    return list(tiny_models.values()), False
+    return list(tab_models.values()), False
 
 
 def conditions_of(folder: Path) -> list[str]:
@@ -224,21 +210,21 @@ def model_sizes(folders: list[Path]) -> set[tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def app_server(tiny_models, tmp_path_factory):
+def app_server(tab_models, tmp_path_factory):
     pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
-    folders, real = model_folders(tiny_models)
-    folders = [folder for folder in folders if folder not in (tiny_models["any"], tiny_models["plugin"])]
+    folders, real = model_folders(tab_models)
+    folders = [folder for folder in folders if folder not in (tab_models["any"], tab_models["plugin"])]
     # The Any-model tab's tiny model, given relative to the app's folder as a user would: labelled "canny-lowres".
     arguments = ["--no-shipped", *[arg for folder in folders for arg in ("--model", str(folder))], "--model", ANY_MODEL,
-                 "--model", str(tiny_models["plugin"])]  # trained on docs/plugins.md's plugin, installed below
+                 "--model", str(tab_models["plugin"])]  # trained on docs/plugins.md's plugin, installed below
     port = free_port()
     log_path = tmp_path_factory.mktemp("app-log") / "app.log"
-    site = tiny_models["plugin"].parent / "site"
+    site = tab_models["plugin"].parent / "site"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "condiff", "app", *arguments, "--port", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tiny_models["any"].parent)
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tab_models["any"].parent)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -246,7 +232,7 @@ def app_server(tiny_models, tmp_path_factory):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"condiff app did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url, [*folders, tiny_models["any"], tiny_models["plugin"]], real, log_path
+        yield url, [*folders, tab_models["any"], tab_models["plugin"]], real, log_path
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the app stops cleanly and removes its temporary files
         try:
@@ -471,13 +457,13 @@ def test_request_numbers_are_checked_on_the_server(steps, seed, num, named):
     assert request_numbers(20.0, None, 4) == (20, 0, 4)
 
 
-def test_sigterm_leaves_no_app_files_behind(tiny_models, tmp_path):
+def test_sigterm_leaves_no_app_files_behind(tab_models, tmp_path):
     pytest.importorskip("gradio", reason='the app extra is not installed (pip install "condiff[app]")')
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("GRADIO_TEMP_DIR", None)
     process = subprocess.Popen([sys.executable, "-m", "condiff", "app", "--no-shipped", "--model",
-                                str(tiny_models["generate"]), "--port", str(port)], env=env,
+                                str(tab_models["generate"]), "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT

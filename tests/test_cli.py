@@ -12,14 +12,9 @@ import pytest
 from PIL import Image
 
 from condiff.cli.main import main
+from tests.conftest import one_line_error, run_condiff_subprocess
 
 ROOT = Path(__file__).parents[1]
-
-
-def run_cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "condiff", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
 
 
 def test_help_is_fast_and_does_not_import_torch():
@@ -30,17 +25,9 @@ def test_help_is_fast_and_does_not_import_torch():
     assert out[0] == "False" and float(out[1]) < 1.0
     for command in ([], ["train"], ["sample"], ["noise"], ["schedules"], ["data", "preview"], ["data", "export"]):
         start = time.perf_counter()
-        done = run_cli(*command, "--help")
+        done = run_condiff_subprocess(*command, "--help")
         assert done.returncode == 0 and "usage: condiff" in done.stdout
         assert time.perf_counter() - start < 5  # includes starting Python; the import itself is checked above
-
-
-def one_line_error(capsys, argv, fragment):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("condiff: error:") and "\n" not in err and "Traceback" not in err
-    assert fragment in err, err
 
 
 def test_train_errors(tmp_path, capsys):
@@ -165,19 +152,20 @@ def test_train_sample_noise_schedules_end_to_end(tmp_path):
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_values(tmp_path / "run", max_steps=2)))
-    done = run_cli("train", str(recipe))
+    done = run_condiff_subprocess("train", str(recipe))
     assert done.returncode == 0, done.stderr
     assert "model in" in done.stdout
     grid, gif = tmp_path / "grid.png", tmp_path / "denoise.gif"
-    done = run_cli("sample", "--model", str(tmp_path / "run"), "--num", "4", "--steps", "3",
-                   "--scheduler", "ddim", "--out", str(grid), "--gif", str(gif))
+    done = run_condiff_subprocess("sample", "--model", str(tmp_path / "run"), "--num", "4", "--steps", "3",
+                                  "--scheduler", "ddim", "--out", str(grid), "--gif", str(gif))
     assert done.returncode == 0, done.stderr
     assert Image.open(grid).size[0] > 4 * 32
     frames = Image.open(gif)
     assert frames.n_frames >= 3
-    done = run_cli("noise", str(grid), "--t", "0", "50", "99", "--out", str(tmp_path / "strip.png"))
+    done = run_condiff_subprocess("noise", str(grid), "--t", "0", "50", "99", "--out",
+                                  str(tmp_path / "strip.png"))
     assert done.returncode == 0, done.stderr
-    done = run_cli("schedules", "--out", str(tmp_path / "schedules.png"))
+    done = run_condiff_subprocess("schedules", "--out", str(tmp_path / "schedules.png"))
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "schedules.png").format == "PNG"
 
@@ -210,3 +198,16 @@ def test_sample_out_dir_writes_one_png_per_image_as_in_the_grid(tmp_path, capsys
     capsys.readouterr()
     assert main(["sample", "--num", "1", "--out-dir", str(folder)]) == 2  # files already there are kept
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(Path(__file__).parents[1] / "src" / "condiff" / "models" / "colorize", folder)
+    card = folder / "README.md"
+    card.write_text(card.read_text() + ("a long card line\n" * 20000))  # more than a pipe holds
+    script = f'"{sys.executable}" -m condiff info "{folder}" | head -1; exit "${{PIPESTATUS[0]}}"'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("# ") and done.stdout.count("\n") == 1
+    assert done.stderr == "" and done.returncode == 141

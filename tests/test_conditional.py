@@ -56,7 +56,8 @@ def test_channel_arithmetic_and_order(tmp_path):
     from condiff.training.from_recipe import build_parts
 
     values = conditional_values(tmp_path, [{"name": "sketch"}, {"name": "grayscale"}, {"name": "inpaint"}])
-    _, unet, _, conditions = build_parts(recipe_from_dict(values))
+    parts = build_parts(recipe_from_dict(values))
+    unet, conditions = parts.unet, parts.conditions
     assert conditions.names == ["sketch", "grayscale", "inpaint"]
     assert conditions.channels == 1 + 1 + 4
     assert unet.config.in_channels == 3 + 6 and unet.config.out_channels == 3
@@ -83,18 +84,19 @@ def test_warm_start_output_equals_the_unconditional_model():
 
 def test_guidance_matches_the_textbook_formula():
     from condiff.config import ModelConfig
+    from condiff.denoiser import Denoiser
     from condiff.model import build_unet
-    from condiff.sampling import guided_output
 
     torch.manual_seed(0)
-    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), 16, extra_in_channels=1).eval()
+    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), 16, in_channels=4).eval()
+    denoiser = Denoiser(condition_channels=[1])
     x = torch.randn(2, 4, 16, 16)
     t = torch.tensor(7)
     with torch.no_grad():
         cond = unet(x, t).sample
         uncond = unet(torch.cat([x[:, :3], torch.zeros(2, 1, 16, 16)], 1), t).sample
-        guided = guided_output(unet, x, t, [slice(0, 1)], [3.0])
-        plain = guided_output(unet, x, t, [slice(0, 1)], [1.0])
+        guided = denoiser.guided_output(unet, None, x, t, [3.0])
+        plain = denoiser.guided_output(unet, None, x, t, [1.0])
     assert torch.allclose(guided, uncond + 3.0 * (cond - uncond), atol=1e-5)
     assert torch.allclose(plain, cond, atol=1e-6)
 
@@ -154,7 +156,7 @@ def test_an_unconditional_folder_loads_as_the_same_pipeline(tmp_path):
     pipeline = load_pipeline(tmp_path / "run")
     assert pipeline.conditions.names == [] and pipeline.conditions.channels == 0
     images = pipeline(batch_size=3, num_inference_steps=2, seed=4, output_type="latent", palette="off").images
-    assert torch.equal(images, generate(pipeline.unet, pipeline.scheduler, 3, 2, seed=4).images)
+    assert torch.equal(images, generate(pipeline.denoiser, pipeline.unet, pipeline.scheduler, 3, 2, seed=4).images)
     with pytest.raises(CondiffError, match="unconditional"):
         pipeline(Image.new("L", (8, 8)), num_inference_steps=2)
 
@@ -283,7 +285,7 @@ def test_warm_start_from_a_trained_unconditional_run_with_two_conditions(tmp_pat
                                 max_steps=2)
     values["model"] = {**values["model"], "init_from": str(tmp_path / "base")}
     recipe = recipe_from_dict(values)
-    _, unet, _, _ = build_parts(recipe)
+    unet = build_parts(recipe).unet
     assert unet.config.in_channels == 5
     assert torch.equal(unet.conv_in.weight[:, :3], base["conv_in.weight"])
     assert torch.equal(unet.conv_in.weight[:, 3:], torch.zeros_like(unet.conv_in.weight[:, 3:]))
@@ -305,7 +307,7 @@ def test_warm_start_adds_channels_after_those_the_model_was_trained_with(tmp_pat
     before = load_file(str(tmp_path / "lines" / "unet" / "diffusion_pytorch_model.safetensors"))["conv_in.weight"]
     values = conditional_values(tmp_path / "filled", [{"name": "sketch", "fill": True}], max_steps=1)
     values["model"] = {**values["model"], "init_from": str(tmp_path / "lines")}
-    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    unet = build_parts(recipe_from_dict(values)).unet
     assert unet.config.in_channels == 5
     assert torch.equal(unet.conv_in.weight[:, :4], before)
     assert not unet.conv_in.weight[:, 4].any()
@@ -320,7 +322,7 @@ def test_missing_optional_warm_start_trains_from_scratch(tmp_path):
 
     values = conditional_values(tmp_path / "run", [{"name": "grayscale"}])
     values["model"] = {**values["model"], "init_from": str(tmp_path / "absent"), "init_required": False}
-    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    unet = build_parts(recipe_from_dict(values)).unet
     assert unet.config.in_channels == 4
     values["model"]["init_required"] = True
     with pytest.raises(CondiffError, match="absent"):

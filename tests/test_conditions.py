@@ -165,7 +165,8 @@ def test_grayscale_level_features_tell_neighbouring_levels_apart_and_match_a_use
     gaps = torch.cdist(features, features) + torch.eye(256) * 10
     assert gaps.min() > 0.5  # every two levels, neighbours too, are far apart in the features
     assert torch.allclose(channels[0, 0, 0], levels / 127.5 - 1)  # the first channel is the luma
-    assert torch.equal(enc.known_luma(channels), channels[:, :1])
+    (keep,) = enc.steering(channels, {"lightness": "auto"})  # the output keeps the first channel's luma
+    assert torch.equal(keep.lightness, channels[:, :1]) and enc.steering(channels, {"lightness": "off"}) == []
     assert [panel.shape for panel in enc.panels(channels[0])] == [(1, 256, 256)]  # condiff encode: the luma
     # the same gray levels from training images (RGB in [-1, 1]) give exactly the user's channels
     rgb = (levels / 127.5 - 1).view(1, 1, 1, 256).expand(1, 3, 256, 256)
@@ -513,3 +514,17 @@ def test_an_encoder_setting_may_not_be_named_like_a_stack_key():
     with pytest.raises(ValueError, match="rename the setting.*dropout"):
         register_condition("noisy-test")(Noisy)
     assert "noisy-test" not in list_conditions()
+
+
+def test_an_encoder_without_settings_needs_no_register_to_config():
+    from condiff.conditions.base import ConditionEncoder
+
+    class Plain(ConditionEncoder):  # no __init__: nothing to record
+        name = "plain-test"
+        channels = 1
+
+        def encode_training(self, images):
+            return images[:, :1]
+
+    encoder = Plain()
+    assert encoder.settings == {} and encoder.to_dict() == {"name": "plain-test"}

@@ -2,24 +2,20 @@
 
 import pytest
 
+from condiff.conditions import build_encoder
 from condiff.config import Recipe, load_recipe, recipe_from_dict, save_recipe
 from condiff.errors import RecipeError
-
-
-def write(tmp_path, text, name="r.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+from tests.conftest import write_recipe_text
 
 
 def test_recipe_lists_only_differences(tmp_path):
-    recipe = load_recipe(write(tmp_path, "train:\n  lr: 0.001\n"))
+    recipe = load_recipe(write_recipe_text(tmp_path, "train:\n  lr: 0.001\n"))
     assert recipe.train.lr == 0.001
     assert recipe.train.batch_size == Recipe().train.batch_size  # default untouched
 
 
 def test_overrides_are_parsed_like_yaml(tmp_path):
-    recipe = load_recipe(write(tmp_path, "train:\n  lr: 0.001\n"),
+    recipe = load_recipe(write_recipe_text(tmp_path, "train:\n  lr: 0.001\n"),
                          ["train.lr=2e-4", "data.size=null", "model.channels=[32, 64]",
                           "model.attention=[false, true]", "train.ema=false"])
     assert recipe.train.lr == 2e-4
@@ -30,13 +26,14 @@ def test_overrides_are_parsed_like_yaml(tmp_path):
 
 def test_documented_words_no_and_off_stay_words(tmp_path):
     # YAML 1.1 would read them as false; the recipe keys document them as strings.
-    path = write(tmp_path, "data:\n  palette: off\ntrain:\n  mixed_precision: no\n")
+    path = write_recipe_text(tmp_path, "data:\n  palette: off\ntrain:\n  mixed_precision: no\n")
     recipe = load_recipe(path)
     assert (recipe.data.palette, recipe.train.mixed_precision) == ("off", "no")
-    recipe = load_recipe(write(tmp_path, "{}\n", "empty.yaml"), ["train.mixed_precision=no", "data.palette=off"])
+    recipe = load_recipe(write_recipe_text(tmp_path, "{}\n", "empty.yaml"),
+                         ["train.mixed_precision=no", "data.palette=off"])
     assert (recipe.data.palette, recipe.train.mixed_precision) == ("off", "no")
     with pytest.raises(RecipeError, match="data.random_flip = 'yes' has the wrong type: expected true/false"):
-        load_recipe(write(tmp_path, "data:\n  random_flip: yes\n", "yes.yaml"))
+        load_recipe(write_recipe_text(tmp_path, "data:\n  random_flip: yes\n", "yes.yaml"))
 
 
 def test_int_accepted_for_float():
@@ -81,9 +78,9 @@ def test_file_errors(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "missing.yaml")
     with pytest.raises(RecipeError, match="not valid YAML"):
-        load_recipe(write(tmp_path, "train: [unclosed\n"))
+        load_recipe(write_recipe_text(tmp_path, "train: [unclosed\n"))
     with pytest.raises(RecipeError, match="must be a mapping"):
-        load_recipe(write(tmp_path, "- a\n- b\n"))
+        load_recipe(write_recipe_text(tmp_path, "- a\n- b\n"))
     with pytest.raises(RecipeError, match="expected section.key=value"):
         load_recipe(None, ["lr=3"])
 
@@ -102,7 +99,8 @@ def test_shipped_recipes_are_valid():
 
 
 # ---------------------------------------------------------------------------------------------------
-# conditions: checked against the registered encoders, errors naming the file
+# conditions: checked against the registered encoders (condiff.conditions.build_encoder, the check that
+# `condiff train` hands load_recipe), errors naming the file
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -126,25 +124,35 @@ def test_shipped_recipes_are_valid():
 def test_bad_conditions_name_the_file_and_the_entry(tmp_path, conditions, fragment):
     import yaml
 
-    path = write(tmp_path, yaml.safe_dump({"conditions": conditions}), name="x.yaml")
+    path = write_recipe_text(tmp_path, yaml.safe_dump({"conditions": conditions}), name="x.yaml")
     with pytest.raises(RecipeError) as info:
-        load_recipe(path)
+        load_recipe(path, check_condition=build_encoder)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
 
 
 def test_unknown_condition_lists_the_known_ones(tmp_path):
-    path = write(tmp_path, "conditions:\n  - name: blurry\n", name="x.yaml")
+    path = write_recipe_text(tmp_path, "conditions:\n  - name: blurry\n", name="x.yaml")
     with pytest.raises(RecipeError, match=r"known conditions: .*canny.*grayscale.*sketch") as info:
-        load_recipe(path)
+        load_recipe(path, check_condition=build_encoder)
     assert str(info.value).startswith(f"{path}: conditions[0]: unknown condition 'blurry'")
+
+
+def test_without_a_check_only_the_form_of_conditions_is_checked():
+    """config imports no encoder: it checks a condition's form, the caller's check_condition the rest."""
+    from condiff.config import ConditionSpec
+
+    recipe = recipe_from_dict({"conditions": [{"name": "blurry", "radius": 3}]})
+    assert recipe.conditions == [ConditionSpec("blurry", 0.0, {"radius": 3})]
+    with pytest.raises(RecipeError, match=r"^recipe: conditions\[0\]\.dropout = 2 must be a number in \[0, 1\)$"):
+        recipe_from_dict({"conditions": [{"name": "blurry", "dropout": 2}]})
 
 
 def test_conditions_are_typed_and_written_flat(tmp_path):
     from condiff.config import ConditionSpec
 
     text = "conditions:\n  - name: canny\n    low_threshold: 50\n  - {name: grayscale, dropout: 0.2}\n"
-    recipe = load_recipe(write(tmp_path, text))
+    recipe = load_recipe(write_recipe_text(tmp_path, text))
     assert recipe.conditions == [ConditionSpec("canny", 0.0, {"low_threshold": 50}), ConditionSpec("grayscale", 0.2)]
     assert recipe.to_dict()["conditions"] == [{"name": "canny", "dropout": 0.0, "low_threshold": 50},
                                               {"name": "grayscale", "dropout": 0.2}]

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from condiff.cli.main import main
 from condiff.errors import StorageError
 from condiff.training.checkpoints import list_checkpoints
-from tests.conftest import tiny_values
+from tests.conftest import four_step_values, train_fails, train_succeeds, write_tiny_recipe
 
 resource = pytest.importorskip("resource")  # Unix only
 
@@ -38,31 +36,6 @@ def file_size_limit(max_bytes: int):
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, old)
-
-
-def write_recipe(tmp_path: Path, **train) -> tuple[Path, Path]:
-    values = tiny_values(tmp_path / "run", max_steps=4, checkpoint_every=2, **train)
-    values["data"] = {**values["data"], "size": 8}
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(values))
-    return recipe, tmp_path / "run"
-
-
-def train_fails(capsys, *argv: str) -> str:
-    """`condiff train` exits 2 with one error line after the progress bar, and no traceback."""
-    capsys.readouterr()
-    code = main(["train", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err and err.count("condiff: error:") == 1, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("condiff: error:"), err  # on a line of its own, not glued to the bar
-    return last
-
-
-def train_succeeds(capsys, *argv: str) -> None:
-    capsys.readouterr()
-    assert main(["train", *argv]) == 0, capsys.readouterr().err
 
 
 def no_debris(run: Path) -> None:
@@ -88,7 +61,7 @@ def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, capsys, monkeyp
 
     import condiff.training.trainer as trainer_module
 
-    recipe, run = write_recipe(tmp_path)
+    recipe, run = write_tiny_recipe(tmp_path, four_step_values)
     real_save = trainer_module.save_checkpoint
 
     def save_checkpoint(accelerator, output_dir, step, *args):
@@ -128,7 +101,7 @@ def test_read_only_output_folder_is_a_clean_error(tmp_path, capsys, monkeypatch)
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
     monkeypatch.setattr(trainer_module, "save_recipe", read_only)  # the first write of a run
-    recipe, run = write_recipe(tmp_path)
+    recipe, run = write_tiny_recipe(tmp_path, four_step_values)
     error = train_fails(capsys, str(recipe))
     assert f"train.output_dir {run} is not writable (Read-only file system)" in error
     assert "choose a writable train.output_dir" in error
@@ -144,7 +117,7 @@ def test_failed_model_save_keeps_the_checkpoints_and_resumes(tmp_path, capsys, m
             return real_save_model(*args, **kwargs)
 
     monkeypatch.setattr(model_module, "save_model", save_model_on_a_full_disk)
-    recipe, run = write_recipe(tmp_path)
+    recipe, run = write_tiny_recipe(tmp_path, four_step_values)
     error = train_fails(capsys, str(recipe), "--set", "train.max_steps=2")
     assert f"could not write the model to {run} (File too large)" in error
     assert "then run again with --set train.resume=latest" in error
@@ -191,4 +164,4 @@ def test_save_model_fails_cleanly_and_keeps_an_earlier_model(tmp_path, monkeypat
     assert message.startswith(f"could not write the model to {folder} ({reason})") and "\n" not in message
     after = load_unet(str(folder)).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the earlier model, untouched
-    assert sorted(p.name for p in folder.iterdir()) == ["model_index.json", "scheduler", "unet"]
+    assert sorted(p.name for p in folder.iterdir()) == ["denoiser", "model_index.json", "scheduler", "unet"]

@@ -12,8 +12,8 @@ from condiff.evaluation.drawings import (
     held_out_masks,
     silhouette_iou,
 )
-from condiff.evaluation.evaluators import INPUT_SEED, OTHER_SEED, held_out_nouns
-from condiff.silhouette import FIGURE_CONTRAST
+from condiff.evaluation.held_out import INPUT_SEED, OTHER_SEED, held_out_nouns
+from condiff.steering.silhouette import FIGURE_CONTRAST
 
 
 def test_every_style_is_strokes_on_paper_and_inverted_is_simple_in_negative():

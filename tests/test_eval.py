@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from condiff.cli.main import main
-from condiff.config import ModelConfig, SchedulerConfig
 from condiff.evaluation import metrics
-from condiff.evaluation.evaluators import gray_file_images, held_out_nouns
+from condiff.evaluation.evaluators import gray_file_images
 from condiff.evaluation.features import NounsFeatureNet, extract
+from condiff.evaluation.held_out import held_out_nouns
 from condiff.evaluation.report import Report, Row
+from tests.conftest import save_untrained_models
 
 
 def gaussian(n=400, dim=8, shift=0.0, seed=0):
@@ -142,19 +143,11 @@ def test_report_table_and_json_keep_every_row():
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    from condiff.conditions.stack import ConditionStack
-    from condiff.model import build_scheduler, build_unet
-    from condiff.model_folder import save_model
-
+def task_models(tmp_path_factory):
+    """An untrained tiny model per task, in a folder named after it: a stand-in for the shipped models."""
     root = tmp_path_factory.mktemp("models")
-    shape = ModelConfig(channels=[32, 32], attention=[False, False])
-    scheduler = build_scheduler(SchedulerConfig(num_train_timesteps=50))
-    torch.manual_seed(0)
-    save_model(root / "unconditional", build_unet(shape, 32), scheduler)
-    for name, condition in (("colorize", "grayscale"), ("sketch2img", "sketch")):
-        stack = ConditionStack([{"name": condition, "dropout": 0.1}])
-        save_model(root / name, build_unet(shape, 32, stack.channels), scheduler, stack)
+    save_untrained_models(root, {"unconditional": [], "colorize": [{"name": "grayscale", "dropout": 0.1}],
+                                 "sketch2img": [{"name": "sketch", "dropout": 0.1}]})
     return root
 
 
@@ -164,9 +157,9 @@ def tiny_models(tmp_path_factory):
                   "body exact"]),
     ("sketch2img", ["silhouette IoU", "edge F1", "FD", "on palette"]),
 ])
-def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models, tmp_path, capsys, task, columns):
+def test_eval_prints_the_model_beside_reference_rows_and_writes_json(task_models, tmp_path, capsys, task, columns):
     out = tmp_path / "report.json"
-    code = main(["eval", task, "--model", str(tiny_models / task), "--num", "20", "--steps", "2",
+    code = main(["eval", task, "--model", str(task_models / task), "--num", "20", "--steps", "2",
                  "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
@@ -192,8 +185,8 @@ def test_eval_prints_the_model_beside_reference_rows_and_writes_json(tiny_models
         assert 0.5 < chance["silhouette IoU"] < 0.95
 
 
-def test_eval_refuses_a_model_of_another_task_in_one_line(tiny_models, capsys):
-    code = main(["eval", "sketch2img", "--model", str(tiny_models / "colorize"), "--num", "10", "--steps", "1"])
+def test_eval_refuses_a_model_of_another_task_in_one_line(task_models, capsys):
+    code = main(["eval", "sketch2img", "--model", str(task_models / "colorize"), "--num", "10", "--steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "sketch" in err and len(err.strip().splitlines()) == 1
 
@@ -230,10 +223,10 @@ def test_inception_is_skipped_with_a_reason_when_unavailable(monkeypatch):
 # --- shipped models -----------------------------------------------------------------------------
 
 
-def test_commands_use_the_shipped_models_when_model_is_omitted(tiny_models, tmp_path, monkeypatch, capsys):
+def test_commands_use_the_shipped_models_when_model_is_omitted(task_models, tmp_path, monkeypatch, capsys):
     import condiff.tasks
 
-    monkeypatch.setattr(condiff.tasks, "MODELS_ROOT", tiny_models)
+    monkeypatch.setattr(condiff.tasks, "MODELS_ROOT", task_models)
     drawing = tmp_path / "in.png"
     from PIL import Image
 
@@ -246,9 +239,9 @@ def test_commands_use_the_shipped_models_when_model_is_omitted(tiny_models, tmp_
 
 
 def test_a_missing_shipped_model_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    import condiff.tasks
+    import condiff.tasks.base
 
-    monkeypatch.setattr(condiff.tasks, "MODELS_ROOT", tmp_path)
+    monkeypatch.setattr(condiff.tasks.base, "MODELS_ROOT", tmp_path)
     assert main(["sample", "--out", str(tmp_path / "grid.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "shipped unconditional model is missing" in err and "--model" in err and len(err.splitlines()) == 1
@@ -274,9 +267,9 @@ def test_shipped_models_are_small_fp16_safetensors_with_a_model_card(name):
 
 @pytest.mark.parametrize("scheduler,steps,ok", [("dpm", 50, False), ("dpm", 49, True), ("dpm-logsnr", 50, False),
                                                 ("dpm-logsnr", 49, True), ("ddpm", 50, True), ("ddim", 51, False)])
-def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, scheduler, steps, ok):
+def test_sampler_step_limits_are_one_line_errors(task_models, tmp_path, capsys, scheduler, steps, ok):
     # The tiny models have 50 training timesteps; diffusers' DPM-Solver++ cannot take all of them.
-    argv = ["sample", "--model", str(tiny_models / "unconditional"), "--num", "1", "--scheduler", scheduler,
+    argv = ["sample", "--model", str(task_models / "unconditional"), "--num", "1", "--scheduler", scheduler,
             "--steps", str(steps), "--out", str(tmp_path / "g.png")]
     assert main(argv) == (0 if ok else 2)
     if not ok:
@@ -285,8 +278,8 @@ def test_sampler_step_limits_are_one_line_errors(tiny_models, tmp_path, capsys, 
 
 
 def test_keep_luma_gives_the_input_lightness_and_keeps_colour_differences():
-    from condiff.conditions.base import luma
-    from condiff.tasks import keep_luma
+    from condiff.images import luma
+    from condiff.steering.lightness import keep_luma
 
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.6 - 0.3
     gray = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.6 - 0.3  # no clamping needed
@@ -295,13 +288,13 @@ def test_keep_luma_gives_the_input_lightness_and_keeps_colour_differences():
     assert torch.allclose(fixed[:, 0] - fixed[:, 1], images[:, 0] - images[:, 1], atol=1e-6)
 
 
-def test_colorize_output_has_the_input_lightness(tiny_models, tmp_path):
+def test_colorize_output_has_the_input_lightness(task_models, tmp_path):
     from PIL import Image
 
     gray = Image.fromarray(np.tile(np.linspace(40, 215, 32, dtype=np.uint8), (32, 1)), "L")
     gray.save(tmp_path / "gray.png")
     out = tmp_path / "out.png"
-    assert main(["colorize", str(tmp_path / "gray.png"), "--model", str(tiny_models / "colorize"), "--steps", "2",
+    assert main(["colorize", str(tmp_path / "gray.png"), "--model", str(task_models / "colorize"), "--steps", "2",
                  "--out", str(out)]) == 0
     rgb = np.asarray(Image.open(out).convert("RGB"), dtype=float)
     out_luma = rgb @ np.array([0.299, 0.587, 0.114])
@@ -314,10 +307,9 @@ def test_colorize_output_has_the_input_lightness(tiny_models, tmp_path):
 def test_colorize_eval_gives_the_model_each_noun_as_a_users_gray_file(tmp_path):
     from PIL import Image
 
-    from condiff.conditions.base import luma
     from condiff.conditions.registry import get_condition
     from condiff.evaluation.evaluators import gray_file_channels
-    from condiff.images import open_image, to_uint8
+    from condiff.images import luma, open_image, to_uint8
 
     gray_encoder = get_condition("grayscale")(level_features=2)
     nouns = held_out_nouns(4, 1002)

@@ -12,32 +12,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from condiff.cli.main import main
+from condiff.conditions import build_encoder
 from condiff.config import load_recipe, recipe_from_dict
 from condiff.errors import RecipeError
+from tests.conftest import one_line_error, paths_under, write_recipe_text
 
 # A 9-level anchor chain as one flow list: about 600 bytes that expand to 10**9 strings.
 BOMB = "[&l0 [" + ", ".join(["lol"] * 10) + "], " + ", ".join(
     f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)) + "]"
 
 
-def write(tmp_path, text, name="r.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def one_line_error(capsys, argv, fragment):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("condiff: error:") and "\n" not in err and "Traceback" not in err, err
-    assert fragment in err, err
-    return err
-
-
 def refused(values, fragment, origin="my.yaml"):
     with pytest.raises(RecipeError) as info:
-        recipe_from_dict(values, origin=origin)
+        recipe_from_dict(values, origin=origin, check_condition=build_encoder)
     message = str(info.value)
     assert message.startswith(origin) and "\n" not in message and len(message) < 600, message
     assert fragment in message, message
@@ -65,7 +52,7 @@ def run_limited(*args, memory=2 * 2**30, timeout=60):
 
 @pytest.mark.parametrize("where", ["data:\n  source: {}\n", "conditions:\n  - {{name: sketch, threshold: {}}}\n"])
 def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, where):
-    recipe = write(tmp_path, where.format(BOMB))
+    recipe = write_recipe_text(tmp_path, where.format(BOMB))
     start = time.perf_counter()
     done = run_limited("-m", "condiff", "train", str(recipe), "--set", f"train.output_dir={tmp_path / 'out'}")
     err = done.stderr.strip()
@@ -94,7 +81,7 @@ def test_a_shared_reference_bomb_given_as_a_dict_is_never_expanded():
     """The same bomb built in Python (recipe_from_dict is public API): messages show a short repr."""
     code = """if True:
         import time
-        import condiff.conditions  # torch and the encoders: imported before the clock starts
+        from condiff.conditions import build_encoder  # torch and the encoders: imported before the clock starts
         from condiff.config import recipe_from_dict
         from condiff.errors import RecipeError
         bomb = ["lol"] * 10
@@ -104,7 +91,7 @@ def test_a_shared_reference_bomb_given_as_a_dict_is_never_expanded():
         for values in ({"data": {"source": bomb}}, {"conditions": [{"name": "sketch", "threshold": bomb}]},
                        {"conditions": [{"name": "sketch", "dropout": bomb}]}, {"train": {"lol" * 10**6: 1}}):
             try:
-                recipe_from_dict(values, origin="my.yaml")
+                recipe_from_dict(values, origin="my.yaml", check_condition=build_encoder)
             except RecipeError as err:
                 print(str(err).replace(chr(10), " "))
         print(round(time.perf_counter() - start))
@@ -128,11 +115,11 @@ def test_integers_too_long_to_print_are_refused(values):
 
 def test_deep_nesting_huge_files_and_special_files_are_refused(tmp_path):
     with pytest.raises(RecipeError, match="nested too deeply"):
-        load_recipe(write(tmp_path, "data:\n  source: " + "[" * 5000 + "]" * 5000 + "\n"))
+        load_recipe(write_recipe_text(tmp_path, "data:\n  source: " + "[" * 5000 + "]" * 5000 + "\n"))
     with pytest.raises(RecipeError, match="too large for a recipe"):
-        load_recipe(write(tmp_path, "# padding\n" * 200_000))
+        load_recipe(write_recipe_text(tmp_path, "# padding\n" * 200_000))
     with pytest.raises(RecipeError, match="integer"):
-        load_recipe(write(tmp_path, f"train:\n  seed: {'9' * 5000}\n"))
+        load_recipe(write_recipe_text(tmp_path, f"train:\n  seed: {'9' * 5000}\n"))
     if Path("/dev/zero").exists():  # an endless file: read in a child process that cannot exhaust the machine
         done = run_limited("-c", "from condiff.config import load_recipe\nload_recipe('/dev/zero')")
         assert "RecipeError: /dev/zero: too large for a recipe" in done.stderr, done.stderr[-2000:]
@@ -164,8 +151,12 @@ def test_deep_nesting_huge_files_and_special_files_are_refused(tmp_path):
     ({"data": {"source": ""}}, "data.source is empty"),
     ({"train": {"lr": 10**400}}, "train.lr"),
     ({"train": {"lr": "1e999"}}, "finite"),
-    ({"conditions": [{"name": "sketch", "max_shift": 1e300}]}, "conditions[0].max_shift = 1e+300"),
-    ({"conditions": [{"name": "sketch", "thickness_jitter": 1e4}]}, "conditions[0].thickness_jitter"),
+    ({"conditions": [{"name": "sketch", "max_shift": 1e300}]},
+     "sketch max_shift must be from 0 to 32 (pixels at 32 px, the whole image), got 1e+300"),
+    ({"conditions": [{"name": "sketch", "thickness_jitter": 1e4}]}, "conditions[0]: bad value for condition 'sketch': "
+                                                                    "sketch thickness_jitter must be from 0 to 32"),
+    ({"conditions": [{"name": "lowres", "factor": 2000}]}, "lowres factor must be a whole number from 1 to 1024"),
+    ({"conditions": [{"name": "canny", "high_threshold": 2041}]}, "high_threshold <= 2040"),
     ({"conditions": [{"name": "lowres", "factor": 10**30}]}, "conditions[0].factor"),
     ({"conditions": [{"name": "canny", "low_threshold": 10**30, "high_threshold": 10**31}]}, "low_threshold"),
 ])
@@ -174,7 +165,7 @@ def test_values_torch_or_numpy_would_refuse_are_recipe_errors(values, fragment):
 
 
 def test_out_of_range_recipe_values_stop_train_before_anything_is_written(tmp_path, capsys, no_work):
-    recipe = write(tmp_path, f"train:\n  output_dir: {tmp_path / 'out'}\n")
+    recipe = write_recipe_text(tmp_path, f"train:\n  output_dir: {tmp_path / 'out'}\n")
     for override in ("model.dropout=5", "train.seed=-1", "train.lr=1e300", "train.sample_num=100000000",
                      "train.output_dir=", "data.seed=-1"):
         one_line_error(capsys, ["train", str(recipe), "--set", override], override.partition("=")[0])
@@ -182,14 +173,13 @@ def test_out_of_range_recipe_values_stop_train_before_anything_is_written(tmp_pa
 
 
 @pytest.fixture
-def loose_plugin(monkeypatch):
+def loose_plugin(condition_registry):
     """A registered encoder without annotations: only config's generic checks and its own apply."""
     from diffusers.configuration_utils import register_to_config
 
-    from condiff.conditions import registry
     from condiff.conditions.base import ConditionEncoder
 
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry = condition_registry
 
     @registry.register_condition("loose")
     class Loose(ConditionEncoder):
@@ -220,7 +210,7 @@ def test_non_finite_encoder_settings_are_refused_for_any_encoder(loose_plugin, v
     ("conditions:\n  - {name: sketch, threshold: 0.1, threshold: 0.2}\n", "'threshold'"),
 ])
 def test_duplicate_keys_are_refused(tmp_path, text, key):
-    path = write(tmp_path, text)
+    path = write_recipe_text(tmp_path, text)
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
     message = str(info.value)
@@ -303,21 +293,17 @@ def bad_output(command, tmp_path):
     return ["--out", str(tmp_path / "out.jpg")], "must end in .png"
 
 
-def files_under(folder):
-    return sorted(p.relative_to(folder) for p in folder.rglob("*"))
-
-
 @pytest.mark.parametrize("command, option, bad, good", OPTIONS, ids=lambda x: x if isinstance(x, str) else None)
 def test_numeric_options_out_of_range_are_one_line_errors_before_any_work(tmp_path, capsys, no_work,
                                                                          command, option, bad, good):
     tail, after_checks = bad_output(command, tmp_path)
-    before = files_under(tmp_path)
+    before = paths_under(tmp_path)
     for value in bad:
         start = time.perf_counter()
         one_line_error(capsys, [*command, f"{option}={value}", *tail], f"{option} ")
         assert time.perf_counter() - start < 2
     one_line_error(capsys, [*command, f"{option}={good}", *tail], after_checks)
-    assert files_under(tmp_path) == before
+    assert paths_under(tmp_path) == before
 
 
 @pytest.mark.parametrize("command, option", FLOAT_OPTIONS)
@@ -327,7 +313,7 @@ def test_guidance_must_be_finite_and_sensible(tmp_path, capsys, no_work, command
     one_line_error(capsys, [*command, f"{option}={value}", *tail], "--guidance")
     if command[0] != "eval" and value != "-inf":  # one scale per condition ("-inf" alone would read as an option)
         one_line_error(capsys, [*command, option, "2", value, *tail], "--guidance")
-    assert files_under(tmp_path) == ([Path("taken"), Path("taken/x")] if "taken" in str(tail) else [])
+    assert paths_under(tmp_path) == ([Path("taken"), Path("taken/x")] if "taken" in str(tail) else [])
 
 
 def test_port_out_of_range(capsys):
@@ -373,7 +359,7 @@ def test_every_numeric_option_is_checked_against_its_range(tmp_path_factory, no_
             assert f"{option} " in lines[0], lines
         else:  # in range: past the checks, or refused for the size of the picture it would make
             assert after_checks in lines[0] or (command[0] in ("data", "encode") and " px" in lines[0]), lines
-        assert files_under(folder) == ([Path("taken"), Path("taken/x")] if "taken" in str(tail) else [])
+        assert paths_under(folder) == ([Path("taken"), Path("taken/x")] if "taken" in str(tail) else [])
 
     check()
 
@@ -437,7 +423,7 @@ def test_broken_plugins_become_warnings_on_stderr(bad_plugins, capsys):
 
 
 def test_a_recipe_naming_a_broken_plugin_says_why_it_is_unknown(bad_plugins, capsys, tmp_path):
-    recipe = write(tmp_path, "conditions:\n  - name: exits\n")
+    recipe = write_recipe_text(tmp_path, "conditions:\n  - name: exits\n")
     assert main(["train", str(recipe)]) == 2
     out, err = capsys.readouterr()
     *warnings, error = err.strip().splitlines()

@@ -1,11 +1,8 @@
 """SIGKILL at random moments, mostly mid-checkpoint: the latest complete checkpoint always loads and resumes."""
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,21 +12,10 @@ import yaml
 from safetensors.torch import load_file
 
 from condiff.training.checkpoints import list_checkpoints
-from tests.conftest import tiny_values
+from tests.conftest import start_training, tiny_values
 
-ROOT = Path(__file__).parents[1]
 TRIALS = 10  # at least; more (up to MAX_TRIALS) until MIN_MID_SAVE kills have landed mid-checkpoint
 MAX_TRIALS, MIN_MID_SAVE = 20, 2
-
-
-def start_training(recipe: Path, resume: bool, log: Path) -> subprocess.Popen:
-    """Output goes to a file: a full pipe would stall a child that nobody reads while it runs."""
-    args = [sys.executable, "-m", "condiff", "train", str(recipe)]
-    if resume:
-        args += ["--set", "train.resume=latest"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as handle:
-        return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def assert_loadable(checkpoint: Path) -> None:

@@ -7,7 +7,10 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from condiff.config import Recipe
+from condiff.denoiser import Denoiser
 from condiff.training.loss import diffusion_loss, min_snr_weights
+
+PLAIN, GRAY = Denoiser(), Denoiser(condition_channels=[1])  # a UNet of the image, and of it and one channel
 
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
@@ -43,9 +46,9 @@ def test_a_gamma_above_every_snr_gives_the_plain_loss():
                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
     clean = torch.rand(4, 3, 8, 8) * 2 - 1
     torch.manual_seed(0)
-    plain = diffusion_loss(unet, scheduler, clean)
+    plain = diffusion_loss(PLAIN, unet, scheduler, clean)
     torch.manual_seed(0)
-    weighted = diffusion_loss(unet, scheduler, clean, min_snr_gamma=1e12)
+    weighted = diffusion_loss(PLAIN, unet, scheduler, clean, min_snr_gamma=1e12)
     assert weighted.item() == pytest.approx(plain.item(), rel=1e-5)
 
 
@@ -76,12 +79,13 @@ def test_the_consistency_term_applies_only_at_low_noise_and_adds_its_weighted_lo
         return torch.ones(len(predicted))
 
     torch.manual_seed(0)
-    plain = diffusion_loss(unet, scheduler, clean, condition)
+    plain = diffusion_loss(GRAY, unet, scheduler, clean, condition)
     torch.manual_seed(0)
-    everywhere = diffusion_loss(unet, scheduler, clean, condition, consistency=Consistency(disobedience, 0.5, 1.0))
+    everywhere = diffusion_loss(GRAY, unet, scheduler, clean, condition,
+                                consistency=Consistency(disobedience, 0.5, 1.0))
     assert everywhere.item() == pytest.approx(plain.item() + 0.5, rel=1e-5) and seen == [4]
     torch.manual_seed(0)
-    barely = diffusion_loss(unet, scheduler, clean, condition, consistency=Consistency(disobedience, 0.5, 1e-6))
+    barely = diffusion_loss(GRAY, unet, scheduler, clean, condition, consistency=Consistency(disobedience, 0.5, 1e-6))
     assert barely.item() == pytest.approx(plain.item(), rel=1e-5)  # timestep 0 only: no sample drawn there
 
 

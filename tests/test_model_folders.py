@@ -20,6 +20,7 @@ from condiff.cli.main import main
 from condiff.errors import CondiffError
 from condiff.model_folder import load_pipeline, load_unet
 from condiff.tasks import TASKS
+from tests.conftest import stamps_under
 
 S, U, C, X = "scheduler/scheduler_config.json", "unet/config.json", "conditions/config.json", "model_index.json"
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
@@ -148,16 +149,6 @@ CASES = [
 # --- the checks ---------------------------------------------------------------------------------
 
 
-def files_under(root: Path) -> dict:
-    """Every entry under `root` (links not followed) with its size and modification time."""
-    entries = {}
-    for top, dirs, files in os.walk(root):
-        for name in dirs + files:
-            info = (Path(top) / name).lstat()
-            entries[Path(top) / name] = (info.st_size, info.st_mtime_ns)
-    return entries
-
-
 def command(base: str, folder: Path, tmp_path: Path) -> tuple[list[str], Path]:
     out = tmp_path / "out.png"
     if base == "unconditional":
@@ -173,7 +164,7 @@ def test_a_damaged_folder_is_one_line_and_writes_nothing(base, damage, tmp_path,
     shutil.copytree(TASKS[base].shipped_folder, folder)
     damage(folder)
     argv, out = command(base, folder, tmp_path)
-    before = files_under(tmp_path)
+    before = stamps_under(tmp_path)
 
     code = main(argv)
     lines = capsys.readouterr().err.strip().splitlines()
@@ -183,7 +174,7 @@ def test_a_damaged_folder_is_one_line_and_writes_nothing(base, damage, tmp_path,
 
     with pytest.raises(CondiffError, match=re.escape(str(folder))):
         load_pipeline(folder)
-    assert files_under(tmp_path) == before
+    assert stamps_under(tmp_path) == before
 
 
 def test_a_looping_model_folder_is_one_line(tmp_path, capsys):

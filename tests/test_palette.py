@@ -10,12 +10,11 @@ from diffusers import DDPMScheduler
 from PIL import Image
 
 from condiff.cli.main import main
-from condiff.conditions.base import luma
 from condiff.errors import CondiffError
-from condiff.images import to_uint8
+from condiff.images import luma, to_uint8
+from condiff.model import output_for_x0, predict_x0
 from condiff.model_folder import load_pipeline
 from condiff.palette import (
-    PaletteProjection,
     find_palette,
     from_hex,
     nearest_colors,
@@ -24,8 +23,9 @@ from condiff.palette import (
     snap_to_palette,
     to_hex,
 )
-from condiff.sampling import output_for_x0, predict_x0
-from condiff.tasks import keep_luma
+from condiff.steering.base import SteeringContext
+from condiff.steering.lightness import keep_luma
+from condiff.steering.palette import PaletteSteps
 from tests.conftest import tiny_values
 
 SPRITE_COLORS = np.array([[20, 20, 40], [240, 200, 60], [200, 40, 60], [90, 180, 220]], np.uint8)
@@ -150,12 +150,12 @@ def test_the_model_output_for_a_clean_image_implies_that_image(prediction_type):
 def test_the_projection_touches_only_the_last_steps_and_pulls_fully_at_the_end():
     scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
     palette = palette_tensor(SPRITE_COLORS)
-    projection = PaletteProjection(palette, steps=10, fraction=0.3)
+    projection, context = PaletteSteps(palette, project=True, fraction=0.3), SteeringContext(steps=10)
     x_t, output = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
-    assert all(projection(scheduler, output, x_t, 500, i) is output for i in range(7))
-    last = projection(scheduler, output, x_t, 10, 9)
-    pulled = predict_x0(scheduler, last, x_t, 10)
-    assert torch.allclose(pulled, nearest_colors(predict_x0(scheduler, output, x_t, 10), palette), atol=1e-4)
+    x0 = predict_x0(scheduler, output, x_t, 10)
+    assert all(projection.on_prediction(x0, i, context) is None for i in range(7))
+    assert torch.allclose(projection.on_prediction(x0, 9, context), nearest_colors(x0, palette), atol=1e-4)
+    assert PaletteSteps(palette).on_prediction(x0, 9, context) is None  # snapping only: no pull
 
 
 @pytest.fixture(scope="module")
@@ -179,16 +179,16 @@ def test_a_sprite_folder_gets_its_palette_saved_reloaded_and_used(sprite_model, 
     if not (model / "model_index.json").exists():
         assert main(["train", str(recipe)]) == 0
         assert "condiff: palette: the data's 4 exact colours" in capsys.readouterr().out
-    index = json.loads((model / "model_index.json").read_text())
+    index = json.loads((model / "denoiser" / "config.json").read_text())  # what the UNet's output means
     saved = index["palette"]
     assert sorted(saved) == sorted(to_hex(SPRITE_COLORS))
     assert len(index["palette_frequencies"]) == 4 and abs(sum(index["palette_frequencies"]) - 1) < 1e-6
     pipeline = load_pipeline(model)
     pipeline.set_progress_bar_config(disable=True)
-    assert pipeline.palette.shape == (4, 3)
+    assert pipeline.denoiser.palette.shape == (4, 3)
     # A round trip through diffusers' own save_pretrained / from_pretrained keeps it.
     pipeline.save_pretrained(tmp_path / "copy")
-    assert json.loads((tmp_path / "copy" / "model_index.json").read_text())["palette"] == saved
+    assert json.loads((tmp_path / "copy" / "denoiser" / "config.json").read_text())["palette"] == saved
     # Used by default: every pixel on the palette; --palette off leaves the model's own colours.
     shares = {}
     for mode in ("auto", "project", "snap", "off"):
@@ -216,7 +216,7 @@ def test_a_photo_dataset_gets_no_palette_unless_kmeans_is_asked(tmp_path, capsys
         assert main(["train", str(recipe)]) == 0
         log = capsys.readouterr().out
         assert expected in log
-        saved = json.loads((tmp_path / palette / "model_index.json").read_text()).get("palette")
+        saved = json.loads((tmp_path / palette / "denoiser" / "config.json").read_text()).get("palette")
         assert (saved is None) == (palette == "auto")
     pipeline = load_pipeline(tmp_path / "auto")
     with pytest.raises(CondiffError, match="this model has no palette"):
@@ -234,9 +234,9 @@ def test_a_damaged_palette_in_a_model_folder_is_one_line(sprite_model, tmp_path,
         assert main(["train", str(recipe)]) == 0
     copy = tmp_path / "damaged"
     shutil.copytree(model, copy)
-    index = json.loads((copy / "model_index.json").read_text())
-    index["palette"] = ["#zzzzzz"]
-    (copy / "model_index.json").write_text(json.dumps(index))
+    settings = json.loads((copy / "denoiser" / "config.json").read_text())
+    settings["palette"] = ["#zzzzzz"]
+    (copy / "denoiser" / "config.json").write_text(json.dumps(settings))
     assert main(["sample", "--model", str(copy), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "palette" in err and "#rrggbb" in err and "\n" not in err

@@ -13,13 +13,19 @@ from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from condiff.cli.main import main
+from condiff.denoiser import Denoiser
 from condiff.images import to_uint8
+from condiff.model import predict_x0
 from condiff.model_folder import load_pipeline
-from condiff.palette import from_hex, palette_tensor
+from condiff.palette import from_hex, palette_tensor, to_hex
 from condiff.palette_head import PaletteHead
-from condiff.sampling import predict_x0
 from tests.conftest import tiny_values
 from tests.test_palette import SPRITE_COLORS, sprite
+
+
+def saved_settings(model: Path) -> dict:
+    """What a model folder's Denoiser records (its palette head among them)."""
+    return json.loads((model / "denoiser" / "config.json").read_text())
 
 
 def sure_logits(indices: torch.Tensor, colours: int, margin: float = 40.0) -> torch.Tensor:
@@ -47,8 +53,8 @@ def test_pixel_likelihood_until_fades_the_term_out_linearly_by_that_timestep():
 def test_a_faded_likelihood_is_saved_reloaded_and_named_on_the_card(sprite_folder, tmp_path, capsys):
     recipe = sprite_recipe(tmp_path, sprite_folder, "faded", model={"pixel_likelihood_until": 20})
     assert main(["train", str(recipe)]) == 0
-    assert json.loads((tmp_path / "faded" / "model_index.json").read_text())["pixel_likelihood_until"] == 20
-    assert load_pipeline(tmp_path / "faded").head.likelihood_until == 20
+    assert saved_settings(tmp_path / "faded")["pixel_likelihood_until"] == 20
+    assert load_pipeline(tmp_path / "faded").denoiser.head.likelihood_until == 20
     assert "fading to none at t = 20" in (tmp_path / "faded" / "README.md").read_text()
     capsys.readouterr()
     for value, fragment in (("51", "at most scheduler.num_train_timesteps (50)"), ("0", "must be")):
@@ -128,7 +134,7 @@ def sprite_recipe(tmp_path, folder, name: str, model=None, data=None):
 def test_a_sprite_folder_trains_a_palette_head_that_is_saved_reloaded_and_sampled(sprite_folder, tmp_path, capsys):
     assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "head"))]) == 0
     model = tmp_path / "head"
-    index = json.loads((model / "model_index.json").read_text())
+    index = saved_settings(model)
     assert index["palette_head"] is True and len(index["palette"]) == 4
     assert "Palette head" in (model / "README.md").read_text()
     # Plain diffusers still loads the UNet: 4 outputs, one per palette colour.
@@ -156,7 +162,7 @@ def test_a_sprite_folder_trains_a_palette_head_that_is_saved_reloaded_and_sample
 
 def test_a_head_saved_before_the_pixel_likelihood_samples_as_it_was_trained(sprite_folder, tmp_path):
     assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "new"))]) == 0
-    index_file = tmp_path / "new" / "model_index.json"
+    index_file = tmp_path / "new" / "denoiser" / "config.json"
     index = json.loads(index_file.read_text())
     assert index["pixel_likelihood"] is True
     palette = palette_tensor(from_hex(index["palette"]))
@@ -220,7 +226,7 @@ def test_a_warm_start_keeps_the_heads_palette_and_must_match_its_likelihood(spri
     # are its outputs), and its recipe must say the same pixel likelihood, or nothing is trained.
     assert main(["train", str(sprite_recipe(tmp_path, sprite_folder, "base",
                                             model={"pixel_likelihood": False}))]) == 0
-    base = json.loads((tmp_path / "base" / "model_index.json").read_text())
+    base = saved_settings(tmp_path / "base")
     assert base["pixel_likelihood"] is False
     no_eyes = tmp_path / "no-eyes"
     no_eyes.mkdir()
@@ -240,7 +246,7 @@ def test_a_warm_start_keeps_the_heads_palette_and_must_match_its_likelihood(spri
     # Without the likelihood its fade trains nothing: any value of it goes on from the base.
     assert main(["train", str(recipe), "--set", "model.pixel_likelihood=false"]) == 0
     assert "palette head (model.init_from)" in capsys.readouterr().out
-    fine = json.loads((tmp_path / "fine" / "model_index.json").read_text())
+    fine = saved_settings(tmp_path / "fine")
     assert fine["palette"] == base["palette"] and fine["pixel_likelihood"] is False
     assert "(`pixel_likelihood: false`)" in (tmp_path / "fine" / "README.md").read_text()  # the card says so
     assert load_pipeline(tmp_path / "fine").unet.config.out_channels == 4
@@ -256,7 +262,7 @@ def test_a_warm_start_from_a_head_with_the_likelihood_must_match_its_fade(sprite
         assert "set model.pixel_likelihood_until: 5" in err and "palette head was trained with" in err
         assert "\n" not in err and not (tmp_path / "fine").exists()
     assert main(["train", str(recipe)]) == 0
-    assert json.loads((tmp_path / "fine" / "model_index.json").read_text())["pixel_likelihood_until"] == 5
+    assert saved_settings(tmp_path / "fine")["pixel_likelihood_until"] == 5
 
 
 def test_by_default_the_likelihood_fades_by_a_tenth_of_the_default_timesteps(sprite_folder, tmp_path, capsys):
@@ -266,9 +272,9 @@ def test_by_default_the_likelihood_fades_by_a_tenth_of_the_default_timesteps(spr
     values["scheduler"]["num_train_timesteps"] = 1000
     recipe.write_text(yaml.safe_dump(values))
     assert main(["train", str(recipe)]) == 0
-    index = json.loads((tmp_path / "default" / "model_index.json").read_text())
+    index = saved_settings(tmp_path / "default")
     assert index["pixel_likelihood"] is True and index["pixel_likelihood_until"] == 100
-    assert load_pipeline(tmp_path / "default").head.likelihood_until == 100
+    assert load_pipeline(tmp_path / "default").denoiser.head.likelihood_until == 100
     # Fewer timesteps than the default fade: one line that says what to set, and nothing trained.
     capsys.readouterr()
     out = tmp_path / "short"
@@ -280,7 +286,7 @@ def test_by_default_the_likelihood_fades_by_a_tenth_of_the_default_timesteps(spr
     # ... which a head without the likelihood never meets: it has nothing to fade.
     assert main(["train", str(recipe), "--set", "scheduler.num_train_timesteps=50",
                  "--set", "model.pixel_likelihood=false", "--set", f"train.output_dir={out}"]) == 0
-    assert "pixel_likelihood_until" not in json.loads((out / "model_index.json").read_text())
+    assert saved_settings(out)["pixel_likelihood_until"] is None
 
 
 def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_folder, tmp_path, capsys):
@@ -291,10 +297,10 @@ def test_a_folder_whose_unet_does_not_fit_its_palette_head_is_one_line(sprite_fo
         copy = tmp_path / "damaged"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(tmp_path / "head", copy)
-        index = json.loads((copy / "model_index.json").read_text())
+        index = saved_settings(copy)
         index.pop("palette_frequencies")
         change(index)
-        (copy / "model_index.json").write_text(json.dumps(index))
+        (copy / "denoiser" / "config.json").write_text(json.dumps(index))
         assert main(["sample", "--model", str(copy), "--out", str(tmp_path / "x.png")]) == 2
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err and not (tmp_path / "x.png").exists()
@@ -340,7 +346,7 @@ def test_a_head_checkpoint_saved_before_the_pixel_likelihood_resumes_only_withou
     assert "model.pixel_likelihood: False -> True" in err and "\n" not in err
     assert len(list_checkpoints(tmp_path / "old")) == 1
     assert main(["train", *resume, "--set", "model.pixel_likelihood=false"]) == 0
-    assert json.loads((tmp_path / "old" / "model_index.json").read_text())["pixel_likelihood"] is False
+    assert saved_settings(tmp_path / "old")["pixel_likelihood"] is False
     state = json.loads((list_checkpoints(tmp_path / "old")[-1] / STATE_FILE).read_text())
     assert state["step"] == 3 and state["recipe"]["model"]["pixel_likelihood"] is False
 
@@ -362,7 +368,7 @@ def test_a_head_checkpoint_saved_before_the_fade_existed_resumes_only_without_it
     err = capsys.readouterr().err.strip()
     assert "model.pixel_likelihood_until: None -> 5" in err and "\n" not in err
     assert main(["train", *resume]) == 0
-    assert "pixel_likelihood_until" not in json.loads((tmp_path / "old" / "model_index.json").read_text())
+    assert saved_settings(tmp_path / "old")["pixel_likelihood_until"] is None
 
 
 def test_a_head_checkpoint_whose_state_recorded_the_likelihood_resumes_as_it_says(sprite_folder, tmp_path, capsys):
@@ -385,7 +391,7 @@ def test_a_head_checkpoint_whose_state_recorded_the_likelihood_resumes_as_it_say
         err = capsys.readouterr().err.strip()
         assert change in err and "\n" not in err
     assert main(["train", *resume]) == 0
-    assert json.loads((tmp_path / "middle" / "model_index.json").read_text())["pixel_likelihood"] is True
+    assert saved_settings(tmp_path / "middle")["pixel_likelihood"] is True
 
 
 def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
@@ -399,7 +405,7 @@ def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
         out = tmp_path / stage
         assert main(["train", str(recipes / f"{stage}.yaml"), *tiny, f"--set=model.init_from={before}",
                      f"--set=train.output_dir={out}"]) == 0, stage
-        index = json.loads((out / "model_index.json").read_text())
+        index = saved_settings(out)
         assert index["palette_head"] is True and index["pixel_likelihood"] is False
         before = str(out)
 
@@ -407,7 +413,7 @@ def test_the_sketch2img_recipes_chain_from_the_shipped_head(tmp_path):
 class FixedOdds(torch.nn.Module):
     """A stand-in UNet whose colour odds are fixed: the true colours of `clean` with a given margin."""
 
-    def __init__(self, head: PaletteHead, clean: torch.Tensor, margin: float) -> None:
+    def __init__(self, head, clean: torch.Tensor, margin: float) -> None:
         super().__init__()
         self.logits = sure_logits(head.colour_indices(clean), head.channels, margin)
 
@@ -420,16 +426,39 @@ class FixedOdds(torch.nn.Module):
 def test_with_min_snr_the_cross_entropy_term_asks_for_sure_colours_where_the_squared_error_hardly_does():
     from condiff.training.loss import diffusion_loss
 
-    head = PaletteHead(palette_tensor(SPRITE_COLORS), pixel_likelihood=False)  # the UNet's odds alone
+    denoiser = Denoiser(palette=to_hex(SPRITE_COLORS), palette_head=True, pixel_likelihood=False)  # the UNet's odds
+    head = denoiser.head
     clean = head.clean_image(sure_logits(torch.randint(0, 4, (8, 6, 6)), 4))
     scheduler = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
 
     def loss(margin: float, ce_weight: float) -> float:
         torch.manual_seed(0)  # the same timesteps and noise for every variant
-        return float(diffusion_loss(FixedOdds(head, clean, margin), scheduler, clean, min_snr_gamma=5.0,
-                                    head=head, ce_weight=ce_weight))
+        return float(diffusion_loss(denoiser, FixedOdds(head, clean, margin), scheduler, clean, min_snr_gamma=5.0,
+                                    ce_weight=ce_weight))
 
     sure, unsure = 12.0, 4.0  # the right colour with odds of about 1 - 3e-6 and 1 - 0.05
     assert loss(sure, 1.0) < 1e-3
     squared_gap = loss(unsure, 0.0) - loss(sure, 0.0)
     assert 0 < squared_gap and loss(unsure, 1.0) - loss(sure, 1.0) > 2 * squared_gap
+
+
+def test_a_warm_started_head_whose_palette_does_not_fit_the_data_is_refused(tmp_path, capsys):
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from tests.conftest import one_line_error, tiny_values
+
+    folder = tmp_path / "emoji"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # smooth photo-like colours, few of them Nouns colours
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    values = tiny_values(tmp_path / "run")
+    values["data"] = {"source": str(folder), "size": None}
+    values["model"] = {"init_from": "shipped:unconditional", "palette_head": True, "pixel_likelihood": False}
+    values["conditions"] = [{"name": "grayscale"}]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(values))
+    one_line_error(capsys, ["train", str(recipe)], "its palette head paints only its")
+    assert not (tmp_path / "run").exists()

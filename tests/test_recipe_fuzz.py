@@ -1,12 +1,15 @@
 """Random mutations of the shipped recipes end in a clear RecipeError or a valid recipe, never a crash."""
 
+import math
+import typing
 from pathlib import Path
 
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from condiff.config import ENCODER_RANGES, RANGES, Recipe, recipe_from_dict
+from condiff.conditions import build_encoder, get_condition, list_conditions
+from condiff.config import RANGES, Recipe, recipe_from_dict
 from condiff.errors import RecipeError
 
 RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
@@ -104,22 +107,36 @@ def test_every_numeric_key_over_its_whole_range(mutations):
     assert_in_range(result)
 
 
+def encoder_numbers() -> list[str]:
+    """"name.setting" for every numeric (int or float) setting of the built-in encoders; each encoder's
+    __init__ holds its range."""
+    keys = []
+    for name in list_conditions():
+        encoder = get_condition(name)
+        if encoder.__module__.startswith("condiff.conditions."):
+            hints = typing.get_type_hints(encoder.__init__)
+            keys += [f"{name}.{key}" for key, tp in hints.items() if tp in (int, float)]
+    return sorted(keys)
+
+
 @settings(max_examples=400, deadline=None, derandomize=True)
-@given(key=st.sampled_from(sorted(ENCODER_RANGES)), value=NUMBERS,
+@given(key=st.sampled_from(encoder_numbers()), value=NUMBERS,
        dropout=st.one_of(st.just(0.1), NUMBERS, near_edges("conditions.dropout")))
 @example(key="sketch.thickness_jitter", value=10_000, dropout=0.1)
 @example(key="lowres.factor", value=10**5000, dropout=0.1)
 def test_every_encoder_setting_over_its_whole_range(key, value, dropout):
-    """The built-in encoders' numeric settings (and a condition's dropout) likewise."""
+    """The built-in encoders' numeric settings (and a condition's dropout) likewise, checked against the
+    encoders as `condiff train` checks them: a value their __init__ refuses is a one-line RecipeError."""
     name, setting = key.split(".")
     try:
-        result = recipe_from_dict({"conditions": [{"name": name, setting: value, "dropout": dropout}]}, "fuzz.yaml")
+        result = recipe_from_dict({"conditions": [{"name": name, setting: value, "dropout": dropout}]}, "fuzz.yaml",
+                                  check_condition=build_encoder)
     except RecipeError as err:
         check_message(err, "fuzz.yaml")
         return
     (spec,) = result.conditions
-    encoder = spec.build_encoder("fuzz.yaml: conditions[0]")  # the settings as the encoder receives them
-    assert encoder.config[setting] in ENCODER_RANGES[key] and spec.dropout in RANGES["conditions.dropout"]
+    encoder = build_encoder(spec, "fuzz.yaml: conditions[0]")  # the settings as the encoder receives them
+    assert math.isfinite(encoder.config[setting]) and spec.dropout in RANGES["conditions.dropout"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from condiff.config import recipe_from_dict
+from condiff.denoiser import Denoiser
 from condiff.errors import CondiffError
+from condiff.model import predict_x0
 from condiff.model_folder import load_pipeline
-from condiff.sampling import generate, make_sampler, predict_x0
+from condiff.sampling import generate, make_sampler
 from condiff.training.from_recipe import train_recipe
 from condiff.training.loss import diffusion_loss
 from tests.conftest import tiny_values
@@ -48,7 +50,7 @@ def test_each_sampling_step_gets_the_clean_image_the_previous_step_implied(kind)
     torch.manual_seed(0)
     unet = Recording(extra=3).eval()
     scheduler = make_sampler(DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction"), kind)
-    generate(unet, scheduler, 2, 4, seed=0, self_condition=True)
+    generate(Denoiser(self_condition=True), unet, scheduler, 2, 4, seed=0)
     assert len(unet.inputs) == 4
     assert unet.inputs[0][:, 3:].abs().max() == 0  # no estimate before the first step
     for step in range(1, 4):
@@ -63,7 +65,7 @@ def test_training_gives_half_the_batch_its_first_estimate_and_the_rest_zeros():
     unet = Recording(extra=3)
     scheduler = DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction")
     clean = torch.rand(64, 3, 8, 8) * 2 - 1
-    loss = diffusion_loss(unet, scheduler, clean, self_condition=True)
+    loss = diffusion_loss(Denoiser(self_condition=True), unet, scheduler, clean)
     first, second = unet.inputs  # a pass for the estimates, then the trained one
     assert second.shape == (64, 6, 8, 8)
     given = second[:, 3:].flatten(1).abs().amax(dim=1) > 0
@@ -79,11 +81,11 @@ def test_training_gives_half_the_batch_its_first_estimate_and_the_rest_zeros():
 
 def test_a_self_conditioned_model_trains_saves_and_samples_through_every_entry_point(tmp_path):
     out = train_recipe(self_conditioned(tmp_path)).output_dir
-    index = json.loads((out / "model_index.json").read_text())
-    assert index["self_condition"] is True
+    settings = json.loads((out / "denoiser" / "config.json").read_text())
+    assert settings["self_condition"] is True
     assert json.loads((out / "unet" / "config.json").read_text())["in_channels"] == 6
     pipeline = load_pipeline(out)
-    assert pipeline.config.self_condition is True
+    assert pipeline.denoiser.config.self_condition is True
     images = pipeline(batch_size=2, num_inference_steps=3, seed=0, output_type="latent").images
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
     again = load_pipeline(out)(batch_size=2, num_inference_steps=3, seed=0, output_type="latent").images
@@ -99,7 +101,7 @@ def test_a_conditional_model_takes_its_estimate_after_the_conditions_and_guidanc
     values["conditions"] = [{"name": "grayscale", "dropout": 0.5}]
     out = train_recipe(recipe_from_dict(values)).output_dir
     pipeline = load_pipeline(out)
-    assert pipeline.unet.config.in_channels == 3 + 1 + 3 and pipeline.config.self_condition
+    assert pipeline.unet.config.in_channels == 3 + 1 + 3 and pipeline.denoiser.config.self_condition
     gray = torch.rand(2, 3, 32, 32) * 2 - 1
     for guidance in (1.0, 2.0):
         images = pipeline(gray, num_inference_steps=2, seed=0, guidance=guidance, output_type="latent").images
@@ -111,7 +113,7 @@ def test_a_plain_model_warm_starts_a_self_conditioned_one_unchanged_until_traine
 
     base = train_recipe(recipe_from_dict(tiny_values(tmp_path / "base"))).output_dir
     recipe = self_conditioned(tmp_path, init_from=str(base))
-    _, unet, _, _ = build_parts(recipe)
+    unet = build_parts(recipe).unet
     assert unet.config.in_channels == 6
     old = load_pipeline(base).unet
     x, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 40])
@@ -137,7 +139,8 @@ def test_a_self_conditioned_model_cannot_warm_start_a_plain_one(tmp_path):
 ])
 def test_a_folder_whose_self_condition_does_not_fit_its_unet_is_one_clear_error(tmp_path, value, problem):
     out = train_recipe(self_conditioned(tmp_path)).output_dir
-    index = json.loads((out / "model_index.json").read_text())
-    (out / "model_index.json").write_text(json.dumps({**index, "self_condition": value}))
+    settings_file = out / "denoiser" / "config.json"
+    settings = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**settings, "self_condition": value}))
     with pytest.raises(CondiffError, match=problem):
         load_pipeline(out)

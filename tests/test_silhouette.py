@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from condiff.conditions.sketch import SketchCondition, foreground
-from condiff.silhouette import FIGURE_CONTRAST, keep_silhouette, snap_keeping_silhouette
+from condiff.steering.silhouette import FIGURE_CONTRAST, keep_silhouette, snap_keeping_silhouette
 
 RESOLUTION = 32
 
@@ -41,11 +41,11 @@ def test_the_projected_image_has_exactly_the_given_silhouette():
 def test_a_fill_sketch_fixes_the_figure_only_where_its_lines_enclose_something():
     filled, plain = SketchCondition(fill=True), SketchCondition()
     channels = filled.encode_input(circle_drawing(), RESOLUTION)
-    figure = filled.known_figure(channels)
+    figure = filled.figure(channels)
     assert figure.shape == (1, 1, RESOLUTION, RESOLUTION) and figure[0, 0, 16, 16] and not figure[0, 0, 1, 1]
-    assert not filled.known_figure(filled.encode_input(circle_drawing(closed=False), RESOLUTION)).any()
-    assert not filled.known_figure(torch.zeros_like(channels)).any()  # a dropped condition
-    assert plain.known_figure(plain.encode_input(circle_drawing(), RESOLUTION)) is None
+    assert not filled.figure(filled.encode_input(circle_drawing(closed=False), RESOLUTION)).any()
+    assert not filled.figure(torch.zeros_like(channels)).any()  # a dropped condition
+    assert plain.figure(plain.encode_input(circle_drawing(), RESOLUTION)) is None
 
 
 def test_snapping_to_the_palette_keeps_figure_pixels_unlike_the_background():
@@ -83,14 +83,15 @@ def fill_pipeline():
 
     torch.manual_seed(0)
     conditions = ConditionStack(conditions=[{"name": "sketch", "fill": True}])
-    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), RESOLUTION, conditions.channels)
+    unet = build_unet(ModelConfig(channels=[32, 32], attention=[False, False]), RESOLUTION,
+                      in_channels=3 + conditions.channels)
     scheduler = DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction")
     return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions)
 
 
 def test_sampling_keeps_the_drawn_silhouette_unless_told_not_to(fill_pipeline):
     drawing = circle_drawing()
-    figure = fill_pipeline.conditions.known_figure(fill_pipeline.encode([drawing]))[:, 0]
+    figure = fill_pipeline.conditions.encoders[0].figure(fill_pipeline.encode([drawing]))[:, 0]
     run = {"num_inference_steps": 4, "seed": 0, "output_type": "pt", "palette": "off"}
     kept = fill_pipeline(drawing, **run).images * 2 - 1
     free = fill_pipeline(drawing, silhouette="off", **run).images * 2 - 1
@@ -107,13 +108,16 @@ def test_a_bad_silhouette_mode_is_one_line(fill_pipeline):
 
 
 def test_sampling_with_a_palette_keeps_the_drawn_silhouette(fill_pipeline):
+    from condiff.denoiser import Denoiser
     from condiff.pipeline import ConditionalDDPMPipeline
 
     grays = [f"#{v:02x}{v:02x}{v:02x}" for v in range(0, 256, 15)]  # close steps: some read as background
+    conditions = fill_pipeline.conditions
     with_palette = ConditionalDDPMPipeline(unet=fill_pipeline.unet, scheduler=fill_pipeline.scheduler,
-                                           conditions=fill_pipeline.conditions, palette=grays)
+                                           conditions=conditions,
+                                           denoiser=Denoiser(condition_channels=conditions.widths, palette=grays))
     with_palette.set_progress_bar_config(disable=True)
     drawing = circle_drawing()
-    figure = with_palette.conditions.known_figure(with_palette.encode([drawing]))[:, 0]
+    figure = with_palette.conditions.encoders[0].figure(with_palette.encode([drawing]))[:, 0]
     images = with_palette(drawing, num_inference_steps=4, seed=0, output_type="pt").images * 2 - 1
     assert torch.equal(foreground(images, FIGURE_CONTRAST), figure)

@@ -120,9 +120,8 @@ def _mode_image(mode: str, pixels) -> Image.Image:
 
 @pytest.mark.parametrize("case", MODE_FILES)
 def test_every_mode_reaches_the_model_tensor_in_range(tmp_path, case):
-    from condiff.conditions.base import luma
     from condiff.conditions.grayscale import GrayscaleCondition
-    from condiff.images import open_image, to_model_tensor
+    from condiff.images import luma, open_image, to_model_tensor
 
     mode, extension, pixels, rgb = MODE_FILES[case]
     path = tmp_path / f"image{extension}"

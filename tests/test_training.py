@@ -32,12 +32,12 @@ def test_train_save_load_sample_round_trip(tiny_recipe):
     # Only the last K complete checkpoints are kept.
     assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004"]
 
-    from condiff.model_folder import load_scheduler, load_unet
+    from condiff.model_folder import load_scheduler, load_unet, saved_denoiser
     from condiff.sampling import SAMPLERS, generate, make_sampler
 
-    unet = load_unet(str(out))
+    unet, denoiser = load_unet(str(out)), saved_denoiser(out)
     for kind in SAMPLERS:
-        samples = generate(unet, make_sampler(load_scheduler(str(out)), kind), 2, 3, seed=1, record=True)
+        samples = generate(denoiser, unet, make_sampler(load_scheduler(str(out)), kind), 2, 3, seed=1, record=True)
         assert samples.images.shape == (2, 3, 32, 32)
         assert samples.images.min() >= -1 and samples.images.max() <= 1
         assert len(samples.noisy) == len(samples.predicted) == 3
@@ -202,16 +202,16 @@ def test_truncated_weights_give_a_clear_error(tiny_recipe):
 
 
 def test_a_batch_equals_single_runs_and_seeds_repeat(tiny_recipe):
-    from condiff.model_folder import load_scheduler, load_unet
+    from condiff.model_folder import load_scheduler, load_unet, saved_denoiser
     from condiff.sampling import generate, make_sampler
 
     out = train_recipe(tiny_recipe).output_dir
-    unet = load_unet(str(out)).eval()
+    unet, denoiser = load_unet(str(out)).eval(), saved_denoiser(out)
     sampler = make_sampler(load_scheduler(str(out)), "ddpm")
-    batch = generate(unet, sampler, 4, 5, seed=10).images
-    singles = torch.cat([generate(unet, sampler, 1, 5, seed=10 + i).images for i in range(4)])
+    batch = generate(denoiser, unet, sampler, 4, 5, seed=10).images
+    singles = torch.cat([generate(denoiser, unet, sampler, 1, 5, seed=10 + i).images for i in range(4)])
     assert torch.allclose(batch, singles, atol=1e-5)
-    assert torch.equal(batch, generate(unet, sampler, 4, 5, seed=10).images)
+    assert torch.equal(batch, generate(denoiser, unet, sampler, 4, 5, seed=10).images)
 
 
 def test_max_minutes_stops_early_and_still_saves_the_model(tmp_path):

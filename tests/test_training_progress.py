@@ -13,20 +13,13 @@ import yaml
 
 from condiff.cli.main import main
 from condiff.training.checkpoints import list_checkpoints, read_trainer_state
-from tests.conftest import tiny_values
+from tests.conftest import tiny_values, write_tiny_recipe
 
 ROOT = Path(__file__).parents[1]
 
 
-def write_recipe(tmp_path: Path, **train) -> tuple[Path, Path]:
-    values = tiny_values(tmp_path / "run", **train)
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(values))
-    return recipe, tmp_path / "run"
-
-
 def test_a_run_says_how_many_images_steps_and_epochs_it_will_train(tmp_path, capsys):
-    recipe, _ = write_recipe(tmp_path, max_steps=4)
+    recipe, _ = write_tiny_recipe(tmp_path, max_steps=4)
     assert main(["train", str(recipe)]) == 0
     assert "training on 32 images (nouns): 4 steps of 4 images, 0.5 epochs, on " in capsys.readouterr().out
 
@@ -34,11 +27,11 @@ def test_a_run_says_how_many_images_steps_and_epochs_it_will_train(tmp_path, cap
 def test_train_runs_on_the_device_asked_for_and_refuses_others_in_one_line(tmp_path, capsys):
     import torch
 
-    recipe, run = write_recipe(tmp_path, max_steps=2)
+    recipe, run = write_tiny_recipe(tmp_path, max_steps=2)
     assert main(["train", str(recipe), "--device", "cpu"]) == 0
     assert "0.2 epochs, on cpu" in capsys.readouterr().out
     (tmp_path / "other").mkdir()
-    other, other_run = write_recipe(tmp_path / "other", max_steps=2)
+    other, other_run = write_tiny_recipe(tmp_path / "other", max_steps=2)
     wrong = ["banana", "cuda:7" if torch.cuda.is_available() else "cuda"]
     for device in wrong:
         assert main(["train", str(other), "--device", device]) == 2
@@ -50,7 +43,7 @@ def test_train_runs_on_the_device_asked_for_and_refuses_others_in_one_line(tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_the_first_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path, signal_number):
-    recipe, run = write_recipe(tmp_path, max_steps=100_000, checkpoint_every=0)
+    recipe, run = write_tiny_recipe(tmp_path, max_steps=100_000, checkpoint_every=0)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-m", "condiff", "train", str(recipe)], env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -79,7 +72,7 @@ def test_the_first_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path, s
 def test_tensorboard_gets_the_final_preview_and_the_hyperparameters(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    recipe, run = write_recipe(tmp_path, max_steps=2, tensorboard=True, sample_every=0)
+    recipe, run = write_tiny_recipe(tmp_path, max_steps=2, tensorboard=True, sample_every=0)
     assert main(["train", str(recipe)]) == 0
     events = [path for path in (run / "logs").rglob("events.out.tfevents.*")]
     tags = {"images": set(), "scalars": set()}
@@ -108,7 +101,7 @@ def test_a_recipe_can_start_from_the_shipped_unconditional_model(tmp_path):
     with pytest.raises(CondiffError, match="set model.pixel_likelihood: false"):  # ... trained without it
         build_parts(recipe_from_dict(values))
     values["model"]["pixel_likelihood"] = False
-    _, unet, _, _ = build_parts(recipe_from_dict(values))
+    unet = build_parts(recipe_from_dict(values)).unet
     shipped = load_unet(str(UNCONDITIONAL.shipped_folder))
     assert unet.config.in_channels == 4 and unet.config.out_channels == shipped.config.out_channels
     assert (unet.conv_in.weight[:, :3] == shipped.conv_in.weight).all()
@@ -134,7 +127,7 @@ def test_every_trained_folder_has_a_model_card_that_info_prints(tmp_path, capsys
     assert meta["license"] == "cc0-1.0" and {"condiff", "canny", "pixel-art"} <= set(meta["tags"])
     assert "| canny | condiff | 0.1 | low_threshold=100, high_threshold=200, resize=bicubic |" in body
     assert "![final samples](samples/final.png)" in body and (tmp_path / "run" / "samples" / "final.png").is_file()
-    assert "Palette (saved in model_index.json, see docs/sample.md): palette: the data's " in body
+    assert "Palette (saved in denoiser/config.json, see docs/sample.md): palette: the data's " in body
     recipe = yaml.safe_load(body.split("```yaml", 1)[1].split("```", 1)[0])
     assert recipe["train"]["max_steps"] == 2 and recipe["conditions"][0]["name"] == "canny"
     capsys.readouterr()
@@ -144,7 +137,7 @@ def test_every_trained_folder_has_a_model_card_that_info_prints(tmp_path, capsys
 
 
 def test_overwrite_starts_fresh_tensorboard_logs_after_a_run_killed_before_its_first_checkpoint(tmp_path):
-    recipe, run = write_recipe(tmp_path, max_steps=2, tensorboard=True)
+    recipe, run = write_tiny_recipe(tmp_path, max_steps=2, tensorboard=True)
     stale = run / "logs" / "condiff" / "events.out.tfevents.0.stale"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"points of a killed run")

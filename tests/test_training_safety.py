@@ -22,8 +22,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,10 +31,9 @@ import yaml
 from safetensors.torch import load_file
 
 from condiff.cli.main import main
-from tests.conftest import tiny_values
+from tests.conftest import four_step_values, start_training, train_fails, train_succeeds
 from tests.test_training import assert_same
 
-ROOT = Path(__file__).parents[1]
 fcntl = pytest.importorskip("fcntl")  # Unix only, as the lock itself
 
 STEP_2, STEP_4 = "checkpoints/step-00000002", "checkpoints/step-00000004"
@@ -47,28 +44,12 @@ MANIFEST = "checksums.json"
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def recipe_values(run: Path) -> dict:
-    values = tiny_values(run, max_steps=4, checkpoint_every=2)
-    values["data"] = {**values["data"], "size": 8}
-    return values
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """A finished run, trained once without interruption."""
-    tmp = tmp_path_factory.mktemp("reference")
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(tmp / "run")))
-    assert main(["train", str(recipe)]) == 0
-    return tmp / "run"
-
-
 def copy_run(reference: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the reference run and a recipe that trains into it."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(run)))
+    recipe.write_text(yaml.safe_dump(four_step_values(run)))
     return recipe, run
 
 
@@ -78,29 +59,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         return {}
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["train", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def train_fails(capsys, *argv: str) -> str:
-    """`condiff train` exits 2 with one error line and no traceback; returns that line."""
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2, out + err
-    assert "Traceback" not in err and err.count("condiff: error:") == 1, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("condiff: error:"), err
-    return last
-
-
-def train_succeeds(capsys, *argv: str) -> str:
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 0, out + err
-    return out
 
 
 def refresh_checksums(checkpoint: Path) -> None:
@@ -128,13 +86,6 @@ def assert_resumed_exactly(run: Path, reference: Path) -> None:
 # --- 1. one run per output folder ------------------------------------------------------------------
 
 
-def start_training(recipe: Path, log: Path, *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as handle:
-        return subprocess.Popen([sys.executable, "-m", "condiff", "train", str(recipe), *argv],
-                                env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
 @pytest.mark.slow
 def test_a_second_run_is_refused_while_the_first_trains(tmp_path, capsys):
     """The reproduction: two `condiff train` into one folder; the second must not train over the first.
@@ -143,7 +94,7 @@ def test_a_second_run_is_refused_while_the_first_trains(tmp_path, capsys):
     """
     run = tmp_path / "run"
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(run)))
+    recipe.write_text(yaml.safe_dump(four_step_values(run)))
     # The first run trains for long and writes nothing after its recipe until it ends.
     first = start_training(recipe, tmp_path / "first.log", "--set", "train.max_steps=100000",
                            "--set", "train.checkpoint_every=0")
@@ -192,7 +143,7 @@ def test_a_busy_output_folder_is_left_alone(reference, tmp_path, capsys, argv):
 def test_a_busy_new_folder_is_refused_and_the_next_run_trains(tmp_path, capsys):
     run = tmp_path / "run"
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(run)))
+    recipe.write_text(yaml.safe_dump(four_step_values(run)))
     with held_lock(run, pid=77):
         error = train_fails(capsys, str(recipe))
         assert "(PID 77)" in error and sorted(p.name for p in run.iterdir()) == [".lock"]
@@ -203,7 +154,7 @@ def test_a_busy_new_folder_is_refused_and_the_next_run_trains(tmp_path, capsys):
 
 def test_a_refused_run_leaves_no_folder_behind(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(tmp_path / "new" / "run")))
+    recipe.write_text(yaml.safe_dump(four_step_values(tmp_path / "new" / "run")))
     error = train_fails(capsys, str(recipe), "--set", "train.resume=latest")
     assert "no checkpoint" in error and not (tmp_path / "new").exists()
 
@@ -442,7 +393,7 @@ def test_a_read_only_output_folder_is_one_line(reference, tmp_path, capsys, argv
 
 def test_a_new_run_under_a_read_only_folder_is_one_line(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(tmp_path / "disk" / "run")))
+    recipe.write_text(yaml.safe_dump(four_step_values(tmp_path / "disk" / "run")))
     (tmp_path / "disk").mkdir()
     with read_only(tmp_path / "disk"):
         error = train_fails(capsys, str(recipe))
@@ -459,7 +410,7 @@ def test_an_empty_output_dir_is_refused(tmp_path, capsys, monkeypatch, how):
     home.mkdir()
     (home / "notes.txt").write_text("the user's own file")
     monkeypatch.chdir(home)
-    values = recipe_values(tmp_path / "run")
+    values = four_step_values(tmp_path / "run")
     values["train"]["output_dir"] = "   " if how == "recipe-blank" else ""
     if how == "--set":
         values["train"]["output_dir"] = str(tmp_path / "run")
@@ -474,7 +425,7 @@ def test_an_empty_output_dir_is_refused(tmp_path, capsys, monkeypatch, how):
 def test_an_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "run").write_text("the user's own file")
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_values(tmp_path / "run")))
+    recipe.write_text(yaml.safe_dump(four_step_values(tmp_path / "run")))
     error = train_fails(capsys, str(recipe))
     assert f"train.output_dir {tmp_path / 'run'} is a file" in error
     assert (tmp_path / "run").read_text() == "the user's own file"

@@ -1,8 +1,8 @@
 """condiff: small pixel-space diffusion models you train yourself, unconditional and conditional.
 
 Importing this package is cheap (no torch): the names below load their modules on first use.
-diffusers finds saved pipeline components here by name (`condiff.ConditionStack`), and, once condiff
-is imported, `diffusers.DiffusionPipeline.from_pretrained` finds `ConditionalDDPMPipeline` by name.
+diffusers finds saved pipeline components by the module and class model_index.json records, and, once
+condiff is imported, `diffusers.DiffusionPipeline.from_pretrained` finds `ConditionalDDPMPipeline` by name.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ _LAZY = {
     "get_condition": "condiff.conditions.registry",
     "list_conditions": "condiff.conditions.registry",
     "ConditionStack": "condiff.conditions.stack",
+    "Denoiser": "condiff.denoiser",
     "ConditionalDDPMPipeline": "condiff.pipeline",
     "load_pipeline": "condiff.model_folder",
     "make_sampler": "condiff.sampling",
@@ -40,36 +41,30 @@ __all__ = ["CondiffError", "__version__", *_LAZY]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")  # condiff.tasks works after `import condiff` alone
     raise AttributeError(f"module 'condiff' has no attribute {name!r}")
 
 
 # --- letting diffusers find ConditionalDDPMPipeline by name -------------------------------------
-# DiffusionPipeline.from_pretrained looks the class named in model_index.json up in diffusers' own
-# namespace. When diffusers is imported (already, or later) its lazy namespace learns one more name,
-# which imports condiff.pipeline only when asked for: importing condiff still loads no torch.
+# DiffusionPipeline.from_pretrained looks the class named in model_index.json up as an attribute of the
+# diffusers module; condiff.pipeline sets that attribute when it is imported (no change to diffusers' own
+# state). Importing condiff alone loads no torch: once diffusers' pipeline module is loaded (already, or later:
+# a finder on Python's import path waits for it), condiff.pipeline is imported too. Components are found by
+# diffusers' own rule, the library and class that model_index.json records.
 
-PIPELINE_CLASS = "ConditionalDDPMPipeline"
-
-
-class _LazyPipelineName(dict):
-    def __contains__(self, name: object) -> bool:
-        return name == PIPELINE_CLASS or super().__contains__(name)
-
-    def __getitem__(self, name: str) -> Any:
-        if name == PIPELINE_CLASS and not super().__contains__(name):
-            return importlib.import_module("condiff.pipeline").ConditionalDDPMPipeline
-        return super().__getitem__(name)
+_DIFFUSERS_PIPELINES = "diffusers.pipelines.pipeline_utils"  # where DiffusionPipeline lives
 
 
-def _add_name_to_diffusers(diffusers_module) -> None:
-    objects = getattr(diffusers_module, "_objects", None)  # diffusers' lazy module: extra names
-    if isinstance(objects, dict) and not isinstance(objects, _LazyPipelineName):
-        diffusers_module._objects = _LazyPipelineName(objects)
+def _import_pipeline() -> None:
+    spec = getattr(sys.modules.get("condiff.pipeline"), "__spec__", None)
+    if not getattr(spec, "_initializing", False):  # condiff.pipeline itself loading diffusers: it names itself
+        importlib.import_module("condiff.pipeline")
 
 
-class _OnDiffusersImport(importlib.abc.MetaPathFinder):
+class _OnDiffusersPipelines(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name != "diffusers":
+        if name != _DIFFUSERS_PIPELINES:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -78,13 +73,13 @@ class _OnDiffusersImport(importlib.abc.MetaPathFinder):
 
             def exec_module(module) -> None:
                 execute(module)
-                _add_name_to_diffusers(sys.modules.get(name, module))  # diffusers replaces itself by a lazy module
+                _import_pipeline()
 
             spec.loader.exec_module = exec_module
         return spec
 
 
-if "diffusers" in sys.modules:
-    _add_name_to_diffusers(sys.modules["diffusers"])
-elif not any(isinstance(finder, _OnDiffusersImport) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _OnDiffusersImport())
+if _DIFFUSERS_PIPELINES in sys.modules:
+    _import_pipeline()
+elif not any(isinstance(finder, _OnDiffusersPipelines) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _OnDiffusersPipelines())

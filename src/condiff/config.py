@@ -6,7 +6,11 @@ list of `conditions`. It lists only what differs from the defaults, which live h
 Unknown keys, wrong types and bad values raise `RecipeError` naming the file and the key (with a
 "did you mean" where a key is misspelt). Every number has a range (`RANGES`, checked before anything is
 built or written); YAML anchors, aliases and duplicate keys are refused; messages show values cut short
-(`shown`), so a huge or self-sharing value is never expanded into one.
+(`condiff.errors.shown`), so a huge or self-sharing value is never expanded into one.
+
+A recipe's conditions are checked here for their form (a name, a dropout, settings of plain values); their
+names and settings are checked against the encoders by the `check_condition` that the caller hands
+`load_recipe` (`condiff.conditions.build_encoder`): the encoders sit above this module, which imports none.
 
 This module must stay cheap to import: no torch.
 """
@@ -16,20 +20,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 import math
 import re
-import reprlib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from condiff.errors import CondiffError, RecipeError, first_line
-from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
-
-if TYPE_CHECKING:
-    from condiff.conditions.base import ConditionEncoder
+from condiff.errors import RecipeError, cut, first_line, shown
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -38,6 +39,18 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 PALETTE_CHOICES = ("auto", "off", "kmeans")  # data.palette: see condiff.palette.find_palette
+# The samplers condiff.sampling.make_sampler makes (train.sample_sampler, --scheduler, a saved folder's sampler):
+# dpm = DPM-Solver++ on "trailing" timesteps; dpm-logsnr = DPM-Solver++ with steps uniform in log-SNR.
+SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
+# The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
+DEFAULT_SAMPLER = "dpm"
+DEFAULT_SAMPLER_STEPS = 20
+
+
+def sampler_step_limit(kind: str, timesteps: int) -> int:
+    """The most steps sampler `kind` takes on a schedule of `timesteps`: diffusers' DPM-Solver++ fails
+    (IndexError) when asked for every training timestep."""
+    return timesteps - kind.startswith("dpm")
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -59,6 +72,9 @@ class DataConfig:
     random_flip: bool = True
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     bad_images: str = "fail"  # in an image folder: "skip" (and count) or "fail" on an unreadable file
+    # Image sources: every Nth image (in file-name order) is left out of training and kept for the condition-use
+    # gap (condiff.training.condition_use); 0 = none. Nouns are held out by drawing them with another seed.
+    held_out_every: int = 0
     num_workers: int = 0  # workers only add start-up time: benchmarks/bench_nouns_render.py (docs/benchmarks.md)
     # The colours the model is saved with (condiff.palette): "auto" = the data's exact colours when a
     # sample has at most palette_size of them, "kmeans" = else palette_size k-means colours, "off" = none.
@@ -176,45 +192,23 @@ class ConditionSpec:
         package = {"package": self.package} if self.package else {}
         return {"name": self.name, "dropout": self.dropout, **package, **self.settings}
 
-    def build_encoder(self, where: str) -> ConditionEncoder:
-        """The encoder this spec describes. Its name (against the registry), settings (against the
-        encoder's arguments), numbers (finite; in `ENCODER_RANGES` for the built-ins) and values (the
-        encoder's own checks) are checked here, and only here: each mistake is a RecipeError starting
-        with `where`."""
-        import inspect
-
-        from condiff.conditions.registry import get_condition
-
-        try:
-            cls = get_condition(self.name)
-        except CondiffError as err:
-            if self.package and self.package != "condiff":  # a saved model knows where its plugin comes from
-                raise RecipeError(f"{where}: condition {shown(self.name)} comes from the package {self.package}, "
-                                  f"which is not installed: pip install {self.package}") from None
-            raise RecipeError(f"{where}: {err}") from None
-        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    def checked_settings(self, encoder: type, where: str) -> dict[str, Any]:
+        """The settings for the encoder class `encoder` (this spec's, looked up by name): each one of its
+        arguments, typed as its annotations say where they are plain, every number finite and within 64
+        bits. Each mistake is a RecipeError starting with `where`; the encoder's own checks come after."""
+        known = [p for p in inspect.signature(encoder.__init__).parameters if p != "self"]
         for key in self.settings:
             if key not in known:
                 hint = _did_you_mean(_key_text(key), known) if known else " (it has no settings)"
                 raise RecipeError(f"{where}: unknown setting {shown(key)} for condition {shown(self.name)}{hint}")
-        settings = _typed_settings(cls, self.settings, where)
-        _check_encoder_numbers(self.name, settings, where)
-        try:
-            return cls(**settings)
-        except (TypeError, ValueError) as err:
-            raise RecipeError(f"{where}: bad value for condition {shown(self.name)}: {_refusal(err)}") from None
+        settings = _typed_settings(encoder, self.settings, where)
+        _check_setting_numbers(settings, where)
+        return settings
 
 
-def _refusal(err: TypeError | ValueError) -> str:
-    """An encoder's refusal as a sentence: its own ValueError message, or what a TypeError means (an
-    encoder without annotations compared text with a number, or lacks a required setting)."""
-    text = first_line(err)
-    if not isinstance(err, TypeError):
-        return _cut(text, 200)
-    missing = re.findall(r"'(\w+)'", text) if "required" in text else []
-    if missing:
-        return f"it needs the setting(s) {', '.join(missing)}"
-    return "a setting has the wrong type (e.g. text where a number is needed)"
+# A recipe's check of one condition against its encoder: (spec, "file: conditions[i]") -> anything; it
+# raises a RecipeError starting with the second argument (condiff.conditions.build_encoder).
+ConditionCheck = Callable[[ConditionSpec, str], object]
 
 
 def _numbers(value: Any, where: str, depth: int = 0, budget: list[int] | None = None):
@@ -234,17 +228,15 @@ def _numbers(value: Any, where: str, depth: int = 0, budget: list[int] | None = 
             yield from _numbers(item, f"{where}.{_key_text(key)}", depth + 1, budget)
 
 
-def _check_encoder_numbers(name: str, settings: dict[str, Any], where: str) -> None:
-    """Any encoder's numbers are finite and fit torch's 64-bit integers; the built-ins' are in range."""
+def _check_setting_numbers(settings: dict[str, Any], where: str) -> None:
+    """An encoder's numbers are finite and fit torch's 64-bit integers; their ranges are the encoder's own
+    checks (a ValueError from its __init__)."""
     for key, value in settings.items():
-        bounds = ENCODER_RANGES.get(f"{name}.{key}")
         for path, number in _numbers(value, f"{where}.{key}"):
             if isinstance(number, float) and not math.isfinite(number):
                 raise RecipeError(f"{path} = {shown(number)} must be a finite number")
             if isinstance(number, int) and not -(2**63) <= number < 2**63:
                 raise RecipeError(f"{path} = {shown(number)} is too large (torch takes 64-bit integers)")
-            if bounds is not None and number not in bounds:
-                raise RecipeError(f"{path} = {shown(number)} must be {bounds}{bounds.reason}")
 
 
 def _typed_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -355,6 +347,7 @@ RANGES: dict[str, Range] = {
     "data.palette_size": Range(2, 4096, "the most colours a saved palette holds"),
     "data.background": Range(0, 255, "8-bit RGB"),
     "data.num_workers": Range(0, 256, "each worker is a process"),
+    "data.held_out_every": Range(0, 10_000_000, "0 = none; 1 would hold out every image"),
     "model.channels": Range(1, 4096, "per level; wider does not fit in memory"),
     "model.layers_per_block": Range(1, 16),
     "model.attention_head_dim": Range(1, 4096, "and at most the narrowest level with attention"),
@@ -391,21 +384,6 @@ RANGES: dict[str, Range] = {
     "conditions.dropout": Range(0, 1, "a probability; 1 would never show the condition", high_open=True),
 }
 
-# The built-in encoders' numeric settings, "name.setting" (their own checks still apply). Any encoder's
-# numbers, a plugin's included, must be finite and fit a 64-bit integer.
-ENCODER_RANGES: dict[str, Range] = {
-    "sketch.thickness_jitter": Range(0, 32, "pixels at 32 px, the whole image"),
-    "sketch.max_shift": Range(0, 32, "pixels at 32 px, the whole image"),
-    "sketch.stroke_dropout": Range(0, 1, high_open=True),
-    "sketch.threshold": Range(0, 1, high_open=True),
-    "sketch.interior_dropout": Range(0, 1),
-    "canny.low_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
-    "canny.high_threshold": Range(0, 2040, "Canny's L1 gradient of 8-bit luma is at most 2040"),
-    "lowres.factor": Range(1, 1024, "the largest data.resolution"),
-    "inpaint.min_size": Range(0, 1, "a fraction of the image side", low_open=True),
-    "inpaint.max_size": Range(0, 1, "a fraction of the image side", low_open=True),
-}
-
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.resize": RESIZE_FILTERS,
     "data.bad_images": BAD_IMAGE_POLICIES,
@@ -421,55 +399,24 @@ _NAMES = {"data.source": "nouns, an image folder, a .parquet file or a Hub id", 
           "data.split": "train", "train.output_dir": "outputs/run"}
 
 
-# --- values in messages -------------------------------------------------------------------------
-
-
-class _ShortRepr(reprlib.Repr):
-    """reprlib's bounded repr (a few items per level, three levels); an integer too long for Python to
-    print (over 4300 digits) is described instead."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 60, 60, 60
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 6
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 256:
-            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
-        return super().repr_int(x, level)
-
-
-_SHORT_REPR = _ShortRepr()
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """`repr(value)` in at most `limit` characters, for messages. It never expands a huge or self-sharing
-    value (a YAML alias bomb is 10**9 items), so any value can be put in an error."""
-    try:
-        text = _SHORT_REPR.repr(value)
-    except Exception:  # a repr that fails is still a value to name
-        text = f"<a {type(value).__name__}>"
-    return _cut(text, limit)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# --- keys in messages ---------------------------------------------------------------------------
 
 
 def _key_text(key: Any) -> str:
     """A key as written in messages: a string without quotes (escaped, cut short), anything else shown."""
-    return _cut(repr(key[:100])[1:-1], 60) if isinstance(key, str) else shown(key)
+    return cut(repr(key[:100])[1:-1], 60) if isinstance(key, str) else shown(key)
 
 
 # --- value checks beyond the type ---------------------------------------------------------------
 
 
-def _validate_conditions(conditions: Any, origin: str) -> list[ConditionSpec]:
+def _validate_conditions(conditions: Any, origin: str, check: ConditionCheck | None) -> list[ConditionSpec]:
     if not isinstance(conditions, list):
         raise RecipeError(f"{origin}: conditions must be a list, e.g. [{{name: grayscale, dropout: 0.1}}]")
     specs = [ConditionSpec.from_dict(values, f"{origin}: conditions[{i}]") for i, values in enumerate(conditions)]
-    for i, spec in enumerate(specs):
-        spec.build_encoder(f"{origin}: conditions[{i}]")  # imports the encoders, only for recipes that have some
+    if check is not None:
+        for i, spec in enumerate(specs):
+            check(spec, f"{origin}: conditions[{i}]")
     return specs
 
 
@@ -550,7 +497,7 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     if len(recipe.data.background) != 3:
         raise RecipeError(f"{origin}: data.background must be three numbers 0..255, e.g. [255, 255, 255]")
     train, timesteps = recipe.train, recipe.scheduler.num_train_timesteps
-    most = timesteps - train.sample_sampler.startswith("dpm")  # as condiff.sampling.make_sampler allows
+    most = sampler_step_limit(train.sample_sampler, timesteps)
     if train.sample_steps > most:
         fix = f"use at most {most}" if most else "choose another train.sample_sampler"
         raise RecipeError(
@@ -642,8 +589,10 @@ def _merge_section(section: Any, values: Any, name: str, origin: str) -> None:
         setattr(section, key, _coerce(value, hints[key], f"{origin}: {name}.{key}"))
 
 
-def recipe_from_dict(values: dict[str, Any], origin: str = "recipe") -> Recipe:
-    """Build a validated Recipe from a plain dict (as read from YAML)."""
+def recipe_from_dict(values: dict[str, Any], origin: str = "recipe",
+                     check_condition: ConditionCheck | None = None) -> Recipe:
+    """Build a validated Recipe from a plain dict (as read from YAML). `check_condition` checks each
+    condition against its encoder (`condiff.conditions.build_encoder`); without it, only their form is."""
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -655,7 +604,8 @@ def recipe_from_dict(values: dict[str, Any], origin: str = "recipe") -> Recipe:
             text = _key_text(name)
             raise RecipeError(f"{origin}: unknown section '{text}'{_did_you_mean(text, sections)}")
         if name == "conditions":
-            recipe.conditions = _validate_conditions([] if section_values is None else section_values, origin)
+            recipe.conditions = _validate_conditions([] if section_values is None else section_values, origin,
+                                                     check_condition)
             continue
         _merge_section(getattr(recipe, name), {} if section_values is None else section_values, name, origin)
     _validate_values(recipe, origin)
@@ -771,7 +721,7 @@ def read_recipe_dict(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise RecipeError(f"{path}: nested too deeply to be a recipe") from None
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # ValueError: a date such as 2024-13-45
-        reason = _cut(first_line(err), 100)
+        reason = cut(first_line(err), 100)
         raise RecipeError(f"{path}: not valid YAML ({reason}); fix the syntax and try again") from None
     if values is None:
         return {}
@@ -780,14 +730,16 @@ def read_recipe_dict(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe file (None = all defaults) and apply --set overrides."""
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None,
+                check_condition: ConditionCheck | None = None) -> Recipe:
+    """Read a recipe file (None = all defaults) and apply --set overrides; `check_condition` as for
+    `recipe_from_dict`."""
     values = read_recipe_dict(path) if path is not None else {}
     origin = str(path) if path is not None else "defaults"
     if overrides:
         values = apply_overrides(values, overrides)
         origin += " (with --set overrides)"
-    return recipe_from_dict(values, origin)
+    return recipe_from_dict(values, origin, check_condition)
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:

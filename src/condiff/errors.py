@@ -2,12 +2,16 @@
 
 A `CondiffError` is a mistake the user can fix (a bad recipe key, a missing file, an unreadable
 image). The CLI prints its message on one line and exits with status 2, without a traceback.
-Bugs stay ordinary exceptions so that they do show a traceback.
+Bugs stay ordinary exceptions so that they do show a traceback. Messages show values with `shown`,
+cut short, so a huge or self-sharing value is never expanded into one.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
+from typing import Any
 
 
 class CondiffError(Exception):
@@ -20,6 +24,42 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (or its type), for one-line user errors."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+# --- values in messages -------------------------------------------------------------------------
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr (a few items per level, three levels); an integer too long for Python to
+    print (over 4300 digits) is described instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 60, 60, 60
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxdict = 6
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` in at most `limit` characters, for messages. It never expands a huge or self-sharing
+    value (a YAML alias bomb is 10**9 items), so any value can be put in an error."""
+    try:
+        text = _SHORT_REPR.repr(value)
+    except Exception:  # a repr that fails is still a value to name
+        text = f"<a {type(value).__name__}>"
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, ending in "..." where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RecipeError(CondiffError):

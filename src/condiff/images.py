@@ -10,11 +10,14 @@ are the only places that map them to and from 8-bit pixels, and `to_pil_images` 
 Writing: `write_bytes_atomic` writes to a temporary file next to the target and renames it into
 place, so an interrupted or failed write never leaves a half-written file and never destroys an
 existing one. The rename is atomic against crashes of this process, not against power loss (no fsync).
+`StagedFiles` does the same for all of a command's outputs at once: all moved into place at the end,
+or none.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import struct
 import tempfile
@@ -28,7 +31,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from condiff.errors import DataError, StorageError, first_line, is_write_failure, write_failure_reason
 
-DEFAULT_MAX_PIXELS = 64_000_000
+# Input images larger than this are refused from their header, in the CLI and the app alike: memory and time grow
+# with the pixels (colorize --full-res at 16 MP peaks at about 0.7 GB, docs/colorize.md). Users raise it with
+# the environment variable (`pixel_limit`).
+DEFAULT_MAX_PIXELS = 16_000_000
+MAX_PIXELS_VARIABLE = "CONDIFF_MAX_PIXELS"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 # Pillow's format plugins raise many exception types on malformed data, not only OSError.
@@ -51,14 +58,30 @@ def list_image_files(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def pixel_limit() -> int:
+    """The most pixels an input image may have: $CONDIFF_MAX_PIXELS if set, else DEFAULT_MAX_PIXELS."""
+    value = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise DataError(f"{MAX_PIXELS_VARIABLE}={value[:40]!r}: give a whole number of pixels, e.g. "
+                        f"{MAX_PIXELS_VARIABLE}=64000000, or unset it for the default {DEFAULT_MAX_PIXELS:,}")
+    return limit
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image file, with EXIF orientation applied, in its original mode.
 
     Raises `DataError` (one line, naming the file) when the file is missing, a directory, empty, not an
-    image, truncated or corrupt, or larger than `max_pixels`. The size is checked from the header before
-    any pixel is decoded, so a hostile header cannot make us allocate gigabytes.
+    image, truncated or corrupt, or larger than `max_pixels` (default: `pixel_limit()`). The size is checked
+    from the header before any pixel is decoded, so a hostile header cannot make us allocate gigabytes.
     """
     path = os.fspath(path)
+    max_pixels = pixel_limit() if max_pixels is None else max_pixels
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found; check the path")
     if os.path.isdir(path):
@@ -91,7 +114,8 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 def _too_large(path: str, width: int, height: int, max_pixels: int) -> str:
     return (
         f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-        f"{max_pixels:,}; downscale it or raise max_pixels"
+        f"{max_pixels:,}; downscale it, or allow it with the environment variable "
+        f"{MAX_PIXELS_VARIABLE}={width * height} (memory and time grow with the pixels)"
     )
 
 
@@ -139,6 +163,20 @@ def _composite_over(rgba: Image.Image, background: tuple[int, int, int]) -> Imag
 # ---------------------------------------------------------------------------------------------------
 # Converting between pictures and model tensors
 # ---------------------------------------------------------------------------------------------------
+
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
+
+
+def luma(images):
+    """(N, 3, H, W) -> (N, 1, H, W) tensors: BT.601 luma, in the same range as the input.
+
+    The weights sum to one, so luma can be taken directly in the model's [-1, 1] range and a grey pixel
+    keeps its value."""
+    import torch
+
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
 
 
 def to_model_tensor(images):
@@ -199,21 +237,45 @@ def write_bytes_atomic(
     name (Pillow, imageio, matplotlib) still do. If `write` raises, the temporary file is removed and
     an existing `path` is left untouched. Parent directories are created.
     """
+    with StagedFiles() as staged:
+        staged.write(path, write, suffix)
+        staged.commit()
+
+
+def reserve_temp_file(path: str | os.PathLike, suffix: str | None = None,
+                      record: Callable[[str], None] | None = None) -> str:
+    """A new empty temporary file beside `path` (see `write_bytes_atomic`), named as `is_temp_file` knows;
+    parent directories are created. `record(name)` is told each name before the file is made, so an
+    interrupt at any moment (a signal can reach any of torch's threads, so it cannot be held back) never
+    leaves a file its caller does not know of; a name already taken by someone else is told again as ""."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise DataError(f"{path}: is an existing directory; choose a file name for the output")
     if suffix is None:
         suffix = os.path.splitext(path)[1]
     directory, name = os.path.split(os.path.abspath(path))
-
     try:
         os.makedirs(directory, exist_ok=True)
-        tmp_path = _reserve_temp_file(directory, name, suffix)
+        while True:
+            # Created with mode 0o666 so the umask applies as for any normal file (mkstemp would give 0o600).
+            tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
+            if record:
+                record(tmp_path)
+            try:
+                os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                return tmp_path
+            except FileExistsError:
+                if record:
+                    record("")  # not ours to remove
     except OSError as err:
         raise _write_error(path, err) from None
+
+
+def _write_or_remove(path: str, tmp_path: str, action: Callable[[], object]) -> None:
+    """`action()`, which fills `tmp_path` (and may move it to `path`); if it fails, the temporary file is
+    removed, and a failed write is a one-line StorageError naming `path`."""
     try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
+        action()
     except BaseException as err:  # also on KeyboardInterrupt: never leave the temporary file behind
         try:
             os.remove(tmp_path)
@@ -249,15 +311,13 @@ def check_writable(path: str | os.PathLike) -> None:
         raise _write_error(path, err) from None
 
 
-def _reserve_temp_file(directory: str, name: str, suffix: str) -> str:
-    # Created with mode 0o666 so the umask applies as for any normal file (mkstemp would give 0o600).
-    while True:
-        tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
-        try:
-            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp_path
-        except FileExistsError:
-            continue
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.\w+)?")  # reserve_temp_file's names
+
+
+def is_temp_file(name: str) -> bool:
+    """Whether a file name is one of the writers' temporary files, such as a killed process leaves behind:
+    never an output, so it does not make a folder count as holding outputs."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def save_image_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
@@ -266,7 +326,58 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs
     The format comes from the extension of `path` unless `format=` is given.
     """
     path = os.fspath(path)
+    write_bytes_atomic(path, *_image_writer(image, path, save_kwargs))
+
+
+def _image_writer(image: Image.Image, path: str, save_kwargs: dict) -> tuple[Callable[[str], None], str]:
+    """(write, suffix) for the writers: `image.save` into the temporary file, in the format `path` names."""
     extension = os.path.splitext(path)[1].lower()
     if "format" not in save_kwargs and extension not in Image.registered_extensions():
         raise DataError(f"{path}: unknown image extension {extension!r}; use e.g. .png")
-    write_bytes_atomic(path, lambda tmp_path: image.save(tmp_path, **save_kwargs), suffix=extension)
+    return (lambda tmp_path: image.save(tmp_path, **save_kwargs)), extension
+
+
+class StagedFiles:
+    """A command's files written as one: each to a temporary file beside it (as `write_bytes_atomic` does),
+    all moved into place by `commit()`. Leaving the `with` block without committing (an error, Ctrl-C,
+    SIGTERM) removes them, so a command that fails midway writes nothing and replaces nothing."""
+
+    def __init__(self) -> None:
+        self.staged: list[tuple[str, str]] = []  # (temporary file, its destination), in the order written
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+    def write(self, path: str | os.PathLike, write: Callable[[str], None], suffix: str | None = None) -> None:
+        """`write(tmp_path)` fills the temporary file that `commit` moves to `path`."""
+        path = os.fspath(path)
+        self.staged.append(("", path))  # the temporary file's name goes here before the file exists
+        tmp_path = reserve_temp_file(path, suffix, record=lambda name: self.staged.__setitem__(-1, (name, path)))
+        _write_or_remove(path, tmp_path, lambda: write(tmp_path))
+
+    def save_image(self, image: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+        path = os.fspath(path)
+        self.write(path, *_image_writer(image, path, save_kwargs))
+
+    def commit(self) -> None:
+        """Move every file into place, in the order written."""
+        for done, (tmp_path, path) in enumerate(self.staged):
+            try:
+                os.replace(tmp_path, path)
+            except OSError as err:
+                self.staged = self.staged[done:]  # the rest are removed on leaving the `with` block
+                raise _write_error(path, err) from None
+        self.staged = []
+
+    def discard(self) -> None:
+        """Remove the temporary files not yet moved into place."""
+        for tmp_path, _ in self.staged:
+            try:
+                if tmp_path:
+                    os.remove(tmp_path)
+            except FileNotFoundError:  # recorded, but interrupted before it was made
+                pass
+        self.staged = []

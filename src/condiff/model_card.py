@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from condiff.denoiser import Denoiser
 
 CARD = "README.md"
 
@@ -44,7 +47,7 @@ def _is_hub_dataset(source: str) -> bool:
         return False
 
 
-PALETTE_DOC = "saved in model_index.json, see docs/sample.md"
+PALETTE_DOC = "saved in denoiser/config.json, see docs/sample.md"
 
 
 def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
@@ -64,29 +67,32 @@ def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
 
 
 def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list[dict[str, Any]],
-               palette_saved: bool = False, pixel_likelihood: bool = True,
-               pixel_likelihood_until: int | None = None) -> str:
+               denoiser: Denoiser | None = None) -> str:
     """The card's text. `conditions`: {name, dropout, package, **settings} per condition, in order;
-    `palette_saved`: whether the folder holds a palette (summary["palette"] says which); `pixel_likelihood`:
-    whether a palette head adds it, fading out by timestep `pixel_likelihood_until`."""
+    `denoiser`: the folder's (condiff.denoiser): whether it holds a palette (summary["palette"] says which),
+    is self-conditioned, has a palette head and how that head reads its odds."""
     import yaml
 
+    settings = dict(denoiser.config) if denoiser is not None else {}
+    palette_saved = settings.get("palette") is not None
     name = Path(recipe["train"]["output_dir"]).name
     lines = ["---", yaml.safe_dump(metadata(recipe, conditions), sort_keys=False).strip(), "---", "",
              f"# {name}", "",
              f"A condiff model trained on `{recipe['data']['source']}` at {recipe['data']['resolution']} px: "
-             f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} minutes, final loss "
+             f"{summary['steps']} steps{_planned(summary)} in {summary['seconds'] / 60:.1f} minutes, final loss "
              f"{summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}"
              f"{', EMA weights' if summary.get('ema') else ''}.", ""]
     if summary.get("palette"):
         lines += [f"Palette ({PALETTE_DOC}): {summary['palette']}."
                   + (" Sampling uses it unless told `--palette off`." if palette_saved else ""), ""]
-    if recipe["model"].get("self_condition"):
+    if settings.get("self_condition"):
         lines += ["Self-conditioned (arxiv 2208.04202): the UNet's last 3 input channels take its previous estimate "
                   "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
-    if recipe["model"].get("palette_head"):
-        lines += [palette_head_note(pixel_likelihood, pixel_likelihood_until), ""]
+    if settings.get("palette_head"):
+        lines += [palette_head_note(settings["pixel_likelihood"], settings["pixel_likelihood_until"]), ""]
+    if summary.get("condition_use"):
+        lines += _condition_use_lines(summary["condition_use"])
     if conditions:
         lines += ["## Conditions", "", "| condition | package | dropout | settings |", "|---|---|---|---|"]
         for spec in conditions:
@@ -101,15 +107,28 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
     return "\n".join(lines)
 
 
-def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack) -> None:
-    """Write README.md into a trained model folder (`stack`: its ConditionStack, or None)."""
-    from condiff.palette_head import saved_head_settings
+def _condition_use_lines(use: dict[str, Any]) -> list[str]:
+    """The last condition-use gap of training (condiff.training.condition_use), by band of timesteps."""
+    lines = ["## Does it use its condition?", "",
+             f"The loss on {use['on']} with their own conditions and with the conditions shuffled across them, "
+             "at the last log of training. A gap near 0: the network ignores its condition.", "",
+             "| timesteps | loss, true condition | loss, shuffled | gap |", "|---|---|---|---|"]
+    lines += [f"| {band} | {true:.4f} | {shuffled:.4f} | {gap:.4f} |" for band, true, shuffled, gap in use["bands"]]
+    return [*lines, f"| mean | | | {use['gap']:.4f} |", ""]
 
+
+def _planned(summary: dict[str, Any]) -> str:
+    """A run that train.max_minutes stopped early says how many steps it planned."""
+    planned = summary.get("max_steps")
+    return f" of {planned} planned (train.max_minutes stopped it)" if planned and summary["steps"] < planned else ""
+
+
+def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, Any], stack,
+                     denoiser: Denoiser | None = None) -> None:
+    """Write README.md into a trained model folder (`stack`: its ConditionStack, or None; `denoiser`: its
+    Denoiser)."""
     conditions = list(stack.config.conditions) if stack is not None else []  # each with its package
-    index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    card = model_card(recipe, summary, conditions, palette_saved=index.get("palette") is not None,
-                      **saved_head_settings(index))
-    (Path(folder) / CARD).write_text(card, encoding="utf-8")
+    (Path(folder) / CARD).write_text(model_card(recipe, summary, conditions, denoiser), encoding="utf-8")
 
 
 def describe(folder: str | Path) -> str:

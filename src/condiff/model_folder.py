@@ -9,9 +9,10 @@ conditions for an unconditional model), so every command samples through the sam
 A local folder is checked before diffusers builds anything from it: its configs are read here first
 (regular files of a config's size holding JSON objects); every key that sizes an allocation or chooses
 a code path is checked against the tables below (`INDEX_RULES`, `SCHEDULER_RULES`, `UNET_RULES`, bounded
-by the `MAX_*` sizes); the UNet is built on the meta device (no memory) and its shapes are compared with
-those in its weights file's header. A hostile or damaged folder is one `CondiffError` naming the folder,
-the file and what to do; nothing is allocated for it and nothing is written.
+by the `MAX_*` sizes); the UNet is built on the meta device (no memory) and its shapes and types are compared
+with those in its weights file's header; once loaded, every weight must be finite. A hostile or damaged folder
+is one `CondiffError` naming the folder, the file and what to do; nothing is allocated for it before its
+configs and headers pass, and nothing is written.
 Local weights are read from safetensors only; a pickled weights file is refused without being unpickled.
 """
 
@@ -22,72 +23,35 @@ import inspect
 import json
 import math
 import os
-import reprlib
+import re
 import shutil
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
-from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
-from condiff.model import IMAGE_CHANNELS, input_channels
-from condiff.palette import HEX_COLOR, MAX_PALETTE
+from condiff.denoiser import MAX_CONDITIONS
+from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, shown, write_failure_reason
+from condiff.model import IMAGE_CHANNELS
+from condiff.palette import MAX_PALETTE
+from condiff.rules import Rule, first_problem, list_of, number, one_of, optional, whole
 from condiff.sampling import SAMPLERS
 
 if TYPE_CHECKING:
-    import numpy as np
     from diffusers import DDPMScheduler, UNet2DModel
 
     from condiff.conditions.stack import ConditionStack
+    from condiff.denoiser import Denoiser
     from condiff.pipeline import ConditionalDDPMPipeline
 
 CONDITIONAL, UNCONDITIONAL = "conditional", "unconditional"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 FIX = "copy the model folder again, or train it again (condiff train)"
+# The weight types a UNet may hold: the shipped models are float16, training writes float32.
+FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 PLUGIN_FIX = "install the condition plugin this model was trained with (condiff conditions list shows those installed)"
 
 # --- what a folder may hold ---------------------------------------------------------------------
-
-Rule = Callable[[Any], "str | None"]  # a config value -> what is wrong with it, or None
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
-
-
-def _whole(low: int, high: int) -> Rule:
-    """A whole number in [low, high]: not a bool, and not 1e9 (a float in JSON)."""
-    return lambda v: None if type(v) is int and low <= v <= high else f"must be a whole number from {low} to {high}"
-
-
-def _hex_color(value: Any) -> str | None:
-    return None if isinstance(value, str) and HEX_COLOR.match(value) else 'must be a colour "#rrggbb" (lower-case hex)'
-
-
-
-def _number(low: float, high: float) -> Rule:
-    return lambda v: None if _is_number(v) and low <= v <= high else f"must be a number from {low:g} to {high:g}"
-
-
-def _one_of(*choices: Any) -> Rule:
-    text = ", ".join(json.dumps(choice) for choice in choices)
-    wanted = f"must be one of {text}" if len(choices) > 1 else f"must be {text}"
-    return lambda v: None if any(type(v) is type(c) and v == c for c in choices) else wanted
-
-
-def _optional(rule: Rule) -> Rule:
-    return lambda v: None if v is None else rule(v)
-
-
-def _list_of(rule: Rule, most: int) -> Rule:
-    def check(values: Any) -> str | None:
-        if not isinstance(values, list | tuple) or not 1 <= len(values) <= most:
-            return f"must be a list of 1 to {most} entries"
-        return next((f"(entry {i}) {problem}" for i, v in enumerate(values) if (problem := rule(v))), None)
-
-    return check
-
 
 # The bounds of everything that sizes an allocation (or the time to build a model) when a folder loads.
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything larger (or /dev/zero) is not one
@@ -97,7 +61,6 @@ MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)
 MAX_SIDE = int(RANGES["data.resolution"].high)  # sampled images are side x side
 MAX_WIDTH = int(RANGES["model.channels"].high)  # channels of a UNet level
 MAX_LAYERS = int(RANGES["model.layers_per_block"].high)
-MAX_CONDITIONS = 16  # encoders in a conditional model; each adds input channels (real ones have 1 or 2)
 
 # The blocks UNet2DModel's forward can run: cross-attention blocks need text, encoder blocks no time.
 DOWN_BLOCKS = ("DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D", "SkipDownBlock2D", "AttnSkipDownBlock2D")
@@ -107,62 +70,50 @@ PIPELINES = {"DDPMPipeline": UNCONDITIONAL, "DDIMPipeline": UNCONDITIONAL, "Cond
 
 # A conditional folder's model_index.json: diffusers imports every module and class it names.
 INDEX_RULES: dict[str, Rule] = {
-    "unet": _one_of(["diffusers", "UNet2DModel"]),
-    "scheduler": _one_of(*(["diffusers", name] for name in SCHEDULERS)),
-    "conditions": _one_of(["condiff.conditions.stack", "ConditionStack"], ["condiff", "ConditionStack"]),
-    "sampler": _one_of(*SAMPLERS),  # how a call without num_inference_steps samples
-    "sampler_steps": _whole(1, MAX_TIMESTEPS),  # ... in this many steps (at most the timesteps: checked below)
-    "palette": _optional(_list_of(_hex_color, MAX_PALETTE)),  # the data's colours
-    "palette_frequencies": _optional(_list_of(_number(0, 1), MAX_PALETTE)),  # ... their shares (matched below)
-    "self_condition": _one_of(False, True),  # 3 more UNet input channels (matched below)
-    "palette_head": _one_of(False, True),  # one UNet output per palette colour (matched below)
-    "pixel_likelihood": _one_of(False, True),  # ... added to each noisy pixel's log-likelihood (condiff.palette_head)
-    "pixel_likelihood_until": _optional(_whole(1, MAX_TIMESTEPS)),  # ... fading out by this timestep
+    "unet": one_of(["diffusers", "UNet2DModel"]),
+    "scheduler": one_of(*(["diffusers", name] for name in SCHEDULERS)),
+    "conditions": one_of(["condiff.conditions.stack", "ConditionStack"], ["condiff", "ConditionStack"]),
+    "denoiser": one_of(["condiff.denoiser", "Denoiser"], ["condiff", "Denoiser"]),  # what the UNet's output means
+    "sampler": one_of(*SAMPLERS),  # how a call without num_inference_steps samples
+    "sampler_steps": whole(1, MAX_TIMESTEPS),  # ... in this many steps (at most the timesteps: checked below)
 }
-# Either kind's model_index.json may hold these (diffusers' DDPMPipeline ignores the keys).
-SHARED_RULES: dict[str, Rule] = {key: INDEX_RULES[key] for key in ("palette", "palette_frequencies", "self_condition",
-                                                                   "palette_head", "pixel_likelihood",
-                                                                   "pixel_likelihood_until")}
+# An unconditional folder's model_index.json (a diffusers DDPMPipeline, which ignores the denoiser).
+UNCONDITIONAL_RULES: dict[str, Rule] = {"denoiser": INDEX_RULES["denoiser"]}
 # scheduler_config.json; a key it leaves out takes DDPMScheduler's default, checked too.
 SCHEDULER_RULES: dict[str, Rule] = {
-    "num_train_timesteps": _whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
-    "beta_schedule": _one_of(*BETA_SCHEDULES),  # the schedules that DDPM, DDIM and DPM-Solver++ all implement
-    "beta_start": _number(0, 0.999),  # a beta of 1 makes alpha_bar 0: images of NaN
-    "beta_end": _number(0, 0.999),
-    "trained_betas": _optional(_list_of(_number(0, 0.999), MAX_TIMESTEPS)),  # one per timestep (checked below)
-    "prediction_type": _one_of(*PREDICTION_TYPES),  # what the UNet predicts: chooses every sampler's update
+    "num_train_timesteps": whole(1, MAX_TIMESTEPS),  # the length of every schedule tensor
+    "beta_schedule": one_of(*BETA_SCHEDULES),  # the schedules that DDPM, DDIM and DPM-Solver++ all implement
+    "beta_start": number(0, 0.999),  # a beta of 1 makes alpha_bar 0: images of NaN
+    "beta_end": number(0, 0.999),
+    "trained_betas": optional(list_of(number(0, 0.999), MAX_TIMESTEPS)),  # one per timestep (checked below)
+    "prediction_type": one_of(*PREDICTION_TYPES),  # what the UNet predicts: chooses every sampler's update
     # Learned variances ("learned", "learned_range") need 6 UNet outputs.
-    "variance_type": _one_of(None, "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log"),
-    "timestep_spacing": _one_of("linspace", "leading", "trailing"),  # read only once sampling starts
-    "steps_offset": _whole(0, 1),  # diffusers writes 0 or 1; more pushes timesteps past the schedule
-    "solver_order": _whole(1, 3),  # DPM-Solver++ keeps this many outputs; diffusers implements orders 1 to 3
+    "variance_type": one_of(None, "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log"),
+    "timestep_spacing": one_of("linspace", "leading", "trailing"),  # read only once sampling starts
+    "steps_offset": whole(0, 1),  # diffusers writes 0 or 1; more pushes timesteps past the schedule
+    "solver_order": whole(1, 3),  # DPM-Solver++ keeps this many outputs; diffusers implements orders 1 to 3
 }
 # unet/config.json; a key it leaves out takes UNet2DModel's default, checked too. Keys not listed fail
 # while the UNet is built on the meta device, and every size must match the weights file.
 UNET_RULES: dict[str, Rule] = {
-    "sample_size": _whole(1, MAX_SIDE),  # the side of every sampled image (condiff samples squares)
-    "in_channels": _whole(IMAGE_CHANNELS, MAX_WIDTH),  # the image's and the conditions' (matched below)
+    "sample_size": whole(1, MAX_SIDE),  # the side of every sampled image (condiff samples squares)
+    "in_channels": whole(IMAGE_CHANNELS, MAX_WIDTH),  # the denoiser's layout (matched below)
     # condiff samples RGB images (no learned variances); a palette head has one per colour (matched below)
-    "out_channels": _whole(IMAGE_CHANNELS, MAX_PALETTE),
-    "block_out_channels": _list_of(_whole(1, MAX_WIDTH), MAX_LEVELS),  # one width per level
-    "down_block_types": _list_of(_one_of(*DOWN_BLOCKS), MAX_LEVELS),  # one per level (matched below)
-    "up_block_types": _list_of(_one_of(*UP_BLOCKS), MAX_LEVELS),
-    "layers_per_block": _whole(1, MAX_LAYERS),
-    "norm_num_groups": _whole(1, MAX_WIDTH),  # must divide every width (checked below)
-    "attn_norm_num_groups": _optional(_whole(1, MAX_WIDTH)),  # likewise
-    "attention_head_dim": _optional(_whole(1, MAX_WIDTH)),  # at most a width with attention (checked below)
-    "time_embedding_dim": _optional(_whole(1, 4 * MAX_WIDTH)),  # diffusers' default: 4 x the first width
-    "num_train_timesteps": _optional(_whole(1, MAX_TIMESTEPS)),  # rows of a "learned" time embedding
-    "class_embed_type": _one_of(None),  # condiff samples without class labels
-    "num_class_embeds": _one_of(None),
-    "upsample_type": _one_of("conv", "resnet"),  # others build, then break the skip connections
-    "downsample_padding": _one_of(0, 1),  # likewise: other paddings change the feature sizes
+    "out_channels": whole(IMAGE_CHANNELS, MAX_PALETTE),
+    "block_out_channels": list_of(whole(1, MAX_WIDTH), MAX_LEVELS),  # one width per level
+    "down_block_types": list_of(one_of(*DOWN_BLOCKS), MAX_LEVELS),  # one per level (matched below)
+    "up_block_types": list_of(one_of(*UP_BLOCKS), MAX_LEVELS),
+    "layers_per_block": whole(1, MAX_LAYERS),
+    "norm_num_groups": whole(1, MAX_WIDTH),  # must divide every width (checked below)
+    "attn_norm_num_groups": optional(whole(1, MAX_WIDTH)),  # likewise
+    "attention_head_dim": optional(whole(1, MAX_WIDTH)),  # at most a width with attention (checked below)
+    "time_embedding_dim": optional(whole(1, 4 * MAX_WIDTH)),  # diffusers' default: 4 x the first width
+    "num_train_timesteps": optional(whole(1, MAX_TIMESTEPS)),  # rows of a "learned" time embedding
+    "class_embed_type": one_of(None),  # condiff samples without class labels
+    "num_class_embeds": one_of(None),
+    "upsample_type": one_of("conv", "resnet"),  # others build, then break the skip connections
+    "downsample_padding": one_of(0, 1),  # likewise: other paddings change the feature sizes
 }
-
-
-# The UNet outputs of a model without a palette head, and why (a message's words).
-IMAGE_OUTPUTS = (IMAGE_CHANNELS, "condiff samples 3-channel images (a palette head also needs palette_head: true "
-                                 "in model_index.json)")
 
 
 def model_kind(folder: str | Path) -> str:
@@ -179,27 +130,15 @@ def saved_conditions(folder: str | Path) -> ConditionStack | None:
     return _condition_stack(path)
 
 
-def saved_self_condition(folder: str | Path) -> bool:
-    """Whether a local model folder holds a self-conditioned model (False for any other source)."""
-    path = Path(folder).expanduser()
-    if not (path / "model_index.json").is_file():
-        return False
-    return _read_index(path).get("self_condition", False)
-
-
-def saved_palette_head(folder: str | Path | None) -> dict | None:
-    """A local palette-head model's `palette` ("#rrggbb"), `palette_frequencies`, `pixel_likelihood` and
-    `pixel_likelihood_until` (condiff.palette_head); None for any other source (no head, a Hub id, no folder)."""
-    from condiff.palette_head import saved_head_settings
-
+def saved_denoiser(folder: str | Path | None) -> Denoiser | None:
+    """What the UNet of a local model folder outputs and reads (its Denoiser); None for any other source
+    (a Hub id, a bare UNet folder, no folder)."""
     path = Path(folder).expanduser() if folder else None
     if path is None or not (path / "model_index.json").is_file():
         return None
     index = _read_index(path)
-    if not index.get("palette_head", False) or not index.get("palette"):
-        return None
-    return {"palette": index["palette"], "palette_frequencies": index.get("palette_frequencies"),
-            **saved_head_settings(index)}
+    conditions = _condition_stack(path) if _kind(index) == CONDITIONAL else None
+    return _denoiser(path, index, conditions)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -207,27 +146,24 @@ def saved_palette_head(folder: str | Path | None) -> dict | None:
 
 def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     """Any local model folder as a `ConditionalDDPMPipeline` in float32 (safetensors only); an
-    unconditional folder (a diffusers `DDPMPipeline` or a bare UNet) gets an empty condition stack."""
+    unconditional folder (a diffusers `DDPMPipeline` or a bare UNet) gets an empty condition stack. A folder
+    saved before the denoiser component had its settings in model_index.json; they are read from there."""
     from condiff.conditions.stack import ConditionStack
-    from condiff.palette_head import saved_head_settings
     from condiff.pipeline import ConditionalDDPMPipeline
 
     path = _local_folder(source)
     index = _read_index(path)
     subfolder = _unet_subfolder(path)
-    _refuse_pickled_weights(path if _kind(index) == CONDITIONAL else path / (subfolder or ""))
+    conditional = _kind(index) == CONDITIONAL
+    _refuse_pickled_weights(path if conditional else path / (subfolder or ""))
     scheduler = _load_local_scheduler(path)  # before the UNet: its checks need the timesteps
     timesteps = scheduler.config.num_train_timesteps
-    self_condition = index.get("self_condition", False)
-    if _kind(index) == UNCONDITIONAL:
-        unet = _load_local_unet(path, condition_channels=0, timesteps=timesteps, self_condition=self_condition,
-                                outputs=_outputs(path, index))
-        return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=ConditionStack(),
-                                       palette=index.get("palette"),
-                                       palette_frequencies=index.get("palette_frequencies"),
-                                       self_condition=self_condition, palette_head=index.get("palette_head", False),
-                                       **saved_head_settings(index))
-    return _load_conditional(path, index, timesteps)
+    conditions = _condition_stack(path) if conditional else ConditionStack()
+    denoiser = _denoiser(path, index, conditions)
+    if not conditional:
+        unet = _load_local_unet(path, timesteps=timesteps, denoiser=denoiser)
+        return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, denoiser=denoiser)
+    return _load_conditional(path, index, timesteps, conditions, denoiser)
 
 
 def load_unet(source: str) -> UNet2DModel:
@@ -257,53 +193,61 @@ def load_scheduler(source: str) -> DDPMScheduler:
         raise CondiffError(f"{source}: could not read the scheduler config ({first_line(err)})") from None
 
 
-def _load_conditional(path: Path, index: dict, timesteps: int) -> ConditionalDDPMPipeline:
+def _load_conditional(path: Path, index: dict, timesteps: int, conditions: ConditionStack,
+                      denoiser: Denoiser) -> ConditionalDDPMPipeline:
     from condiff.pipeline import ConditionalDDPMPipeline
 
     steps = index.get("sampler_steps")
     if isinstance(steps, int) and steps > timesteps:
         raise _damaged(path, path / "model_index.json", f"sampler_steps = {steps} is more than the schedule's "
                        f"{timesteps} timesteps")
-    conditions = _condition_stack(path)
-    _check_unet(path, path / "unet", conditions.channels, timesteps, index.get("self_condition", False),
-                _outputs(path, index))
+    stored_in = _check_unet(path, path / "unet", denoiser, timesteps)
     _weight_files(path, path / "conditions")
     try:
-        with quiet_diffusers():
-            pipeline = ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True)
+        with quiet_diffusers():  # the conditions and the denoiser are built already (checked)
+            pipeline = ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True, conditions=conditions,
+                                                               denoiser=denoiser)
     except CondiffError as err:
         raise CondiffError(f"{path}: {err}") from None
     except _load_errors() as err:
         raise CondiffError(f"{path}: could not load the model ({first_line(err)}); {FIX}") from None
-    _check_loaded(path, pipeline.unet)
+    _check_loaded(path, pipeline.unet, stored_in)
     return as_float32(pipeline)
 
 
-def _outputs(path: Path, index: dict) -> tuple[int, str]:
-    """How many outputs the UNet must have by model_index.json, and why: the image's, or one per palette colour."""
-    if not index.get("palette_head", False):
-        return IMAGE_OUTPUTS
-    if not index.get("palette"):
-        raise _damaged(path, path / "model_index.json", "palette_head is true but there is no palette")
-    return len(index["palette"]), "one per colour of its palette head's palette"
+def _denoiser(path: Path, index: dict, conditions: ConditionStack | None) -> Denoiser:
+    """The folder's Denoiser, checked: its `denoiser/` component, or in a folder saved before there was one,
+    the settings its model_index.json holds (none: a plain UNet)."""
+    from condiff.denoiser import Denoiser
+
+    widths = conditions.widths if conditions is not None else []
+    file = path / "denoiser" / "config.json" if "denoiser" in index else path / "model_index.json"
+    settings = _read_config(path, file) if "denoiser" in index else {**index, "condition_channels": widths}
+    try:
+        denoiser = Denoiser.from_settings(settings)
+    except CondiffError as err:
+        raise _damaged(path, file, str(err)) from None
+    if list(denoiser.config.condition_channels) != widths:
+        raise _damaged(path, file, f"condition_channels = {list(denoiser.config.condition_channels)}, but the "
+                       f"conditions have {widths}")
+    return denoiser
 
 
-def _load_local_unet(path: Path, condition_channels: int | None = None, timesteps: int | None = None,
-                     self_condition: bool = False, outputs: tuple[int, str] | None = None):
-    """A local UNet, checked first; `condition_channels` (with `self_condition`'s), `timesteps` and
-    `outputs` (`_outputs`) are matched when known."""
+def _load_local_unet(path: Path, timesteps: int | None = None, denoiser: Denoiser | None = None):
+    """A local UNet, checked first; its widths are matched with the `denoiser`'s and its time embedding
+    with the `timesteps` when known."""
     from diffusers import UNet2DModel
 
     subfolder = _unet_subfolder(path)
     component = path / subfolder if subfolder else path
     _refuse_pickled_weights(component)
-    _check_unet(path, component, condition_channels, timesteps, self_condition, outputs)
+    stored_in = _check_unet(path, component, denoiser, timesteps)
     try:
         with quiet_diffusers():
             unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
     except _load_errors() as err:
         raise CondiffError(f"{path}: could not load the UNet ({first_line(err)}); {FIX}") from None
-    _check_loaded(path, unet)
+    _check_loaded(path, unet, stored_in)
     return as_float32(unet)
 
 
@@ -396,18 +340,10 @@ def _read_config(folder: Path, file: Path) -> dict[str, Any]:
     return values
 
 
-def _shown(value: Any) -> str:
-    """A config value in a message, cut short (a list of a million betas is not printed)."""
-    short = reprlib.Repr()
-    short.maxstring = short.maxother = short.maxlong = 40
-    text = short.repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _check_rules(folder: Path, file: Path, values: dict[str, Any], rules: dict[str, Rule]) -> None:
-    for key, rule in rules.items():
-        if key in values and (problem := rule(values[key])):
-            raise _damaged(folder, file, f"{key} = {_shown(values[key])} {problem}")
+    problem = first_problem(values, rules)
+    if problem:
+        raise _damaged(folder, file, problem)
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -429,7 +365,7 @@ def _read_index(folder: Path) -> dict[str, Any]:
     index = _read_config(folder, file)
     name = index.get("_class_name")
     if not isinstance(name, str) or name not in PIPELINES:
-        raise _damaged(folder, file, f"_class_name = {_shown(name)} is not a pipeline condiff loads "
+        raise _damaged(folder, file, f"_class_name = {shown(name)} is not a pipeline condiff loads "
                        f"({', '.join(PIPELINES)})")
     if PIPELINES[name] == CONDITIONAL:
         missing = [key for key in ("unet", "scheduler", "conditions") if key not in index]
@@ -437,10 +373,7 @@ def _read_index(folder: Path) -> dict[str, Any]:
             raise _damaged(folder, file, f"names no {missing[0]}")
         _check_rules(folder, file, index, INDEX_RULES)
     else:
-        _check_rules(folder, file, index, SHARED_RULES)
-    shares, colors = index.get("palette_frequencies"), index.get("palette")
-    if shares is not None and (colors is None or len(shares) != len(colors)):
-        raise _damaged(folder, file, "palette_frequencies needs one share per palette colour")
+        _check_rules(folder, file, index, UNCONDITIONAL_RULES)
     return index
 
 
@@ -475,7 +408,7 @@ def _condition_stack(folder: Path) -> ConditionStack:
     specs = _read_config(folder, file).get("conditions")
     if not isinstance(specs, list) or not 1 <= len(specs) <= MAX_CONDITIONS or not all(
             isinstance(spec, dict) for spec in specs):
-        raise _damaged(folder, file, f"conditions = {_shown(specs)} must be a list of 1 to {MAX_CONDITIONS} "
+        raise _damaged(folder, file, f"conditions = {shown(specs)} must be a list of 1 to {MAX_CONDITIONS} "
                        'entries like {"name": "grayscale", "dropout": 0.1}')
     try:
         return ConditionStack(conditions=specs)
@@ -495,22 +428,22 @@ def _is_registered(condition: str) -> bool:
     return True
 
 
-def _check_unet(folder: Path, component: Path, condition_channels: int | None, timesteps: int | None,
-                self_condition: bool = False, outputs: tuple[int, str] | None = IMAGE_OUTPUTS) -> None:
-    """The UNet's config (every rule, then how its sizes fit together), then its weights file against
-    the model that config describes, built on the meta device."""
+def _check_unet(folder: Path, component: Path, denoiser: Denoiser | None,
+                timesteps: int | None) -> dict[str, Path]:
+    """The UNet's config (every rule, then how its sizes fit together and with the `denoiser`'s layout), then
+    its weights file against the model that config describes, built on the meta device; returns the file that
+    holds each weight."""
     from diffusers import UNet2DModel
 
     file = component / "config.json"
     values = _read_config(folder, file)
     config = {**_defaults(UNet2DModel), **values}
     _check_rules(folder, file, config, UNET_RULES)
-    problem = _unet_shape_problem(config) or _unet_input_problem(config, condition_channels, timesteps, self_condition)
-    if not problem and outputs is not None and config["out_channels"] != outputs[0]:
-        problem = f"out_channels = {config['out_channels']}, but this model needs {outputs[0]}: {outputs[1]}"
+    problem = (_unet_shape_problem(config) or (denoiser.unet_problem(config) if denoiser is not None else None)
+               or _time_embedding_problem(config, timesteps))
     if problem:
         raise _damaged(folder, file, problem)
-    _check_weights(folder, component, _meta_shapes(folder, file, UNet2DModel, values))
+    return _check_weights(folder, component, _meta_shapes(folder, file, UNet2DModel, values))
 
 
 def _unet_shape_problem(config: dict[str, Any]) -> str | None:
@@ -539,14 +472,7 @@ def _unet_shape_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _unet_input_problem(config: dict[str, Any], condition_channels: int | None, timesteps: int | None,
-                        self_condition: bool = False) -> str | None:
-    """The UNet against the rest of the folder: its input channels and its time embedding."""
-    wanted = input_channels(condition_channels or 0, self_condition)
-    if condition_channels is not None and config["in_channels"] != wanted:
-        inputs = ("the image, this model's conditions and its self-conditioning estimate" if self_condition
-                  else "the image and this model's conditions")
-        return f"in_channels = {config['in_channels']}, but {inputs} have {wanted} channels"
+def _time_embedding_problem(config: dict[str, Any], timesteps: int | None) -> str | None:
     rows = config["num_train_timesteps"]
     if config["time_embedding_type"] == "learned" and (rows is None or (timesteps or 0) > rows):
         return f"a learned time embedding needs num_train_timesteps of at least the schedule's ({timesteps})"
@@ -587,16 +513,25 @@ def _weight_files(folder: Path, component: Path) -> list[Path]:
     return files
 
 
-def _check_weights(folder: Path, component: Path, needed: dict[str, tuple[int, ...]]) -> None:
-    """The weights file's header (shapes only; no weight is read) against the shapes `needed`."""
+def _check_weights(folder: Path, component: Path, needed: dict[str, tuple[int, ...]]) -> dict[str, Path]:
+    """The weights file's header (shapes and types only; no weight is read) against the shapes `needed`;
+    returns the file that holds each weight."""
     from safetensors import SafetensorError, safe_open
 
     stored: dict[str, tuple[int, ...]] = {}
+    stored_in: dict[str, Path] = {}
     files = _weight_files(folder, component)
     for file in files:
         try:
             with safe_open(file, framework="pt") as weights:
-                stored.update({name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()})
+                for name in weights.keys():
+                    header = weights.get_slice(name)
+                    # diffusers would cast integers to floats: int8 weights of |w| < 1 all become 0.
+                    kind = _type_name(header.get_dtype())
+                    if kind not in FLOAT_TYPES:
+                        raise _damaged(folder, file, f"could not load the UNet: {name} holds {kind} values, not "
+                                       f"floating-point weights ({', '.join(FLOAT_TYPES)})")
+                    stored[name], stored_in[name] = tuple(header.get_shape()), file
         except (SafetensorError, OSError, ValueError) as err:
             raise _damaged(folder, file, f"could not load the UNet: unreadable weights ({first_line(err)})") from None
     for name in sorted(needed.keys() & stored.keys()):
@@ -607,13 +542,30 @@ def _check_weights(folder: Path, component: Path, needed: dict[str, tuple[int, .
     if have < need:
         raise _damaged(folder, files[0], f"could not load the UNet: it holds {have} weights but config.json "
                        f"describes {need}; the weights are missing or belong to another model")
+    return stored_in
 
 
-def _check_loaded(folder: Path, model) -> None:
-    """diffusers leaves a weight the file lacks on the meta device, to fail at the first step."""
-    missing = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
+def _type_name(code: str) -> str:
+    """A safetensors type code as torch names the type: I8 -> int8, BF16 -> bfloat16, F8_E4M3 -> float8_e4m3."""
+    kinds = {"BF": "bfloat", "F": "float", "I": "int", "U": "uint"}
+    match = re.fullmatch(r"(BF|F|I|U)(\d+)(.*)", code)
+    return kinds[match[1]] + match[2] + match[3].lower() if match else code.lower()
+
+
+def _check_loaded(folder: Path, model, stored_in: dict[str, Path]) -> None:
+    """Every weight loaded and finite (`stored_in`: the file that holds each). diffusers leaves a weight the
+    file lacks on the meta device, to fail at the first step; one NaN or Inf makes every image black."""
+    import torch
+
+    weights = model.state_dict()
+    missing = [name for name, tensor in weights.items() if tensor.is_meta]
     if missing:
         raise CondiffError(f"{folder}: could not load the UNet: the weights file has no {missing[0]}; {FIX}")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            what = "NaN" if bool(tensor.isnan().any()) else "infinite values"
+            file = stored_in.get(name) or min(stored_in.values())  # a name diffusers renamed: its first file
+            raise _damaged(folder, file, f"could not load the UNet: {name} holds {what}; the weights are damaged")
 
 
 @contextlib.contextmanager
@@ -645,47 +597,40 @@ def as_float32(model):
 
 
 def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, conditions=None,
-               palette: np.ndarray | None = None, palette_frequencies: np.ndarray | None = None,
-               self_condition: bool = False, palette_head: bool = False, pixel_likelihood: bool = False,
-               pixel_likelihood_until: int | None = None) -> None:
+               denoiser: Denoiser | None = None) -> None:
     """Write a pipeline folder (safetensors weights): a plain diffusers `DDPMPipeline` for an
-    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels. A palette
-    ((P, 3) uint8, condiff.palette) and its colours' shares of the data ((P,)) go into model_index.json
-    as `palette` and `palette_frequencies` for either kind, and `self_condition: true` for a self-conditioned
-    model (whose UNet diffusers' own DDPMPipeline loads but cannot sample with: it takes condiff's pipeline),
-    and `palette_head: true` for a UNet with one output per palette colour (likewise condiff's pipeline only),
-    with `pixel_likelihood` and `pixel_likelihood_until` (condiff.palette_head.PaletteHead) recorded beside it.
+    unconditional model, a `ConditionalDDPMPipeline` when the model has condition channels; either with
+    the `denoiser` component (condiff.denoiser: its layout, prediction and palette; a plain one if None).
+    diffusers' own DDPMPipeline loads an unconditional folder and ignores the denoiser, which is right for a
+    plain UNet; a self-conditioned or palette-head UNet needs condiff's pipeline to sample.
 
     The pipeline is written whole into `folder/.partial-model` first and only then moved into place
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
     in `folder` untouched; it raises a one-line CondiffError naming the folder.
     """
-    from condiff.palette import palette_config
-    from condiff.palette_head import head_config
+    from condiff.denoiser import Denoiser
 
-    colors = palette_config(palette, palette_frequencies)
-    if conditions is None or not conditions.channels:
+    conditional = conditions is not None and conditions.channels
+    if denoiser is None:
+        denoiser = Denoiser(condition_channels=conditions.widths if conditional else [])
+    if conditional:
+        from condiff.pipeline import ConditionalDDPMPipeline
+
+        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, denoiser=denoiser)
+    else:
         from diffusers import DDPMPipeline
 
         pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
-        if palette is not None:
-            pipeline.register_to_config(**colors)
-        if self_condition:
-            pipeline.register_to_config(self_condition=True)
-        pipeline.register_to_config(**head_config(palette_head, pixel_likelihood, pixel_likelihood_until))
-    else:
-        from condiff.pipeline import ConditionalDDPMPipeline
-
-        pipeline = ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, **colors,
-                                           self_condition=self_condition, palette_head=palette_head,
-                                           pixel_likelihood=pixel_likelihood,
-                                           pixel_likelihood_until=pixel_likelihood_until)
+        # DDPMPipeline saves only the components of its signature: the denoiser is written beside them.
+        pipeline.register_to_config(denoiser=[type(denoiser).__module__, type(denoiser).__name__])
     folder = Path(folder)
     partial = folder / ".partial-model"
     try:
         shutil.rmtree(partial, ignore_errors=True)  # debris of an earlier crash
         folder.mkdir(parents=True, exist_ok=True)
         pipeline.save_pretrained(partial, safe_serialization=True)
+        if not conditional:
+            denoiser.save_pretrained(partial / "denoiser", safe_serialization=True)
         for entry in sorted(partial.iterdir(), key=lambda p: p.name == "model_index.json"):
             target = folder / entry.name
             if target.is_dir():
@@ -699,3 +644,38 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
         reason = write_failure_reason(err)
         raise StorageError(f"could not write the model to {folder} ({reason}); free disk space or choose a "
                            "writable folder", reason) from None
+
+
+
+def upgrade_folder(folder: str | Path) -> bool:
+    """Rewrite a model folder saved before the denoiser component so that its settings live in `denoiser/`
+    (what diffusers' own `from_pretrained` loads); its weights are not touched and it samples as before.
+    False when the folder has a denoiser already. The component is written first and model_index.json is
+    replaced last, atomically, so a failure leaves the folder as it was (readable either way)."""
+    from condiff.conditions.stack import ConditionStack
+    from condiff.denoiser import RULES
+    from condiff.images import write_bytes_atomic
+
+    path = _local_folder(folder)
+    index = _read_index(path)
+    if not index:
+        raise CondiffError(f"{folder}: not a pipeline folder (no model_index.json); nothing to upgrade")
+    if "denoiser" in index:
+        return False
+    conditions = _condition_stack(path) if _kind(index) == CONDITIONAL else ConditionStack()
+    denoiser = _denoiser(path, index, conditions)
+    partial = path / ".partial-denoiser"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        denoiser.save_pretrained(partial, safe_serialization=True)
+        shutil.rmtree(path / "denoiser", ignore_errors=True)
+        os.replace(partial, path / "denoiser")
+        upgraded = {key: value for key, value in index.items() if key not in RULES}
+        upgraded["denoiser"] = [type(denoiser).__module__, type(denoiser).__name__]
+        text = json.dumps(upgraded, indent=2, sort_keys=True) + "\n"
+        write_bytes_atomic(path / "model_index.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CondiffError(f"could not upgrade {folder} ({err.strerror or first_line(err)}); it is unchanged "
+                           "(choose a writable folder)") from None
+    return True

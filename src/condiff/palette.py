@@ -7,9 +7,8 @@ A diffusion model gets the shapes right and leaves each pixel a little off; here
   it has at most `size` colours; otherwise none, or a k-means palette of `size` colours if asked; and
   how often each colour occurs. `save_model` writes both into model_index.json (`palette`, a list of
   "#rrggbb" strings, and `palette_frequencies`, each colour's share of the pixels).
-- Sampling (`PALETTE_MODES`): "project" pulls the predicted clean image toward its nearest palette
-  colours over the last steps, inside the sampler loop (`PaletteProjection`), then snaps; "snap" only
-  snaps the finished image; "off" leaves it; "auto" is DEFAULT_PALETTE_MODE when the model has a palette.
+- Sampling: snapping to the nearest palette colours (`nearest_colors`, `snap_to_palette`), which the palette
+  steering step uses (condiff.steering.palette: the modes auto, off, snap, project).
 - Lightness fixed by a condition (colorize): only colours of that 8-bit gray level compete, and among them
   the choice weighs the model's colour against how common each colour is (`nearest_colors`): on
   Nouns, a gray level alone nearly names its colour, and the frequencies say which.
@@ -18,7 +17,6 @@ A diffusion model gets the shapes right and leaves each pixel a little off; here
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,17 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from condiff.errors import CondiffError
+from condiff.rules import HEX_COLOR
 
 if TYPE_CHECKING:
     import torch
 
-PALETTE_MODES = ("auto", "off", "snap", "project")
-# Chosen by benchmarks/bench_palette.py (docs/benchmarks.md, "Palette-aware sampling"): snapping the
-# finished image gave the lowest FD on every shipped model; pulling the last steps toward it did not.
-DEFAULT_PALETTE_MODE = "snap"
 SAMPLE_IMAGES = 4096  # images read to find a palette: enough for all but the rarest Nouns colours
 MAX_PALETTE = 4096  # colours a saved palette may hold (a model folder's bound)
-PROJECT_FRACTION = 0.15  # the share of the sampler's steps, at the end, pulled toward the palette (the best tried)
 # How far (in [-1, 1]) the model's colour is taken to stray. benchmarks/bench_colorize.py: on the shipped
 # colorize model, the larger the better (PSNR 37.3 dB at 1, 42.0 at 2, 43.3 at 1000), so the colours'
 # frequencies decide among colours of one gray level; re-measure for a stronger model.
@@ -101,9 +95,6 @@ def kmeans_palette(pixels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return np.unique(np.clip(np.rint(centers), 0, 255).astype(np.uint8), axis=0)
 
 
-HEX_COLOR = re.compile(r"^#[0-9a-f]{6}$")
-
-
 def palette_config(colors: np.ndarray | None, frequencies=None) -> dict:
     """The model_index.json keys of a palette: `palette` ("#rrggbb" strings) and `palette_frequencies`
     (each colour's share of the pixels), None where absent."""
@@ -126,18 +117,6 @@ def from_hex(colors, where: str = "palette") -> np.ndarray:
 
 
 # --- sampling -----------------------------------------------------------------------------------
-
-
-def resolve_mode(mode: str, has_palette: bool, where: str = "palette") -> str:
-    """"off", "snap" or "project": what a call with `mode` does for a model with or without a palette."""
-    if mode not in PALETTE_MODES:
-        raise CondiffError(f"{where} {mode!r}: choose one of {', '.join(PALETTE_MODES)}")
-    if mode == "auto":
-        return DEFAULT_PALETTE_MODE if has_palette else "off"
-    if mode != "off" and not has_palette:
-        raise CondiffError(f"{where} {mode}: this model has no palette (its data had too many colours, or "
-                           "data.palette was off); use --palette off")
-    return mode
 
 
 def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
@@ -211,30 +190,6 @@ def on_gray_level(images: torch.Tensor, luma_target: torch.Tensor) -> torch.Tens
     """(N, 1, H, W) bool: where the colour of `images` (N, 3, H, W), read as 8-bit, has the target's gray
     level in a gray file (color_gray_levels). Snapping with that target chooses such colours when it can."""
     return (color_gray_levels(images) == gray_levels(luma_target.to(images))[:, 0])[:, None]
-
-
-class PaletteProjection:
-    """Pulls the predicted clean image toward the palette over the last PROJECT_FRACTION of the steps,
-    harder each step (strength k/K at the k-th of K such steps), by giving the sampler the model output
-    that implies the pulled image. The sampler's own update then carries the pull to the next step."""
-
-    def __init__(self, palette: torch.Tensor, steps: int, fraction: float | None = None,
-                 luma_target: torch.Tensor | None = None, frequencies: torch.Tensor | None = None) -> None:
-        """`fraction`: of the steps, default PROJECT_FRACTION; `luma_target` (N, 1, H, W) and the
-        palette's `frequencies`: the lightness the conditions fix (colorize), see nearest_colors."""
-        self.palette, self.steps, self.luma_target, self.frequencies = palette, steps, luma_target, frequencies
-        self.count = max(1, round((PROJECT_FRACTION if fraction is None else fraction) * steps))
-
-    def __call__(self, scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t, index: int) -> torch.Tensor:
-        from condiff.sampling import output_for_x0, predict_x0
-
-        position = index - (self.steps - self.count) + 1  # 1 .. count over the last steps
-        if position <= 0:
-            return model_output
-        x0 = predict_x0(scheduler, model_output, x_t, t)
-        target = nearest_colors(x0, self.palette, self.luma_target, frequencies=self.frequencies)
-        pulled = x0 + (position / self.count) * (target - x0)
-        return output_for_x0(scheduler, pulled, x_t, t)
 
 
 # --- measuring ----------------------------------------------------------------------------------

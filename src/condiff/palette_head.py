@@ -17,22 +17,16 @@ benchmarks/results/NOTES.md). The UNet learns the rest: what the rest of the ima
 at t = 0 to none at that timestep, so that at higher noise the UNet alone decides, as in a head without it;
 the UNet is trained with the same weights, so it learns the rest at every timestep.
 
-The samplers never see the logits: `PaletteDenoiser` turns them into the output the scheduler expects
-(its `prediction_type`), so every sampler, guidance and the palette projection work unchanged.
+The samplers never see the logits: the model's `condiff.denoiser.Denoiser` turns them into the output the
+scheduler expects (its `prediction_type`), so every sampler, guidance and steering step work unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import SimpleNamespace
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from condiff.errors import RecipeError
-from condiff.model import IMAGE_CHANNELS
-from condiff.sampling import alpha_bar_at, output_for_x0
+from condiff.model import IMAGE_CHANNELS, alpha_bar_at, output_for_x0
 
 
 class PaletteHead:
@@ -45,13 +39,6 @@ class PaletteHead:
         self.palette = palette.float()
         self.pixel_likelihood = pixel_likelihood
         self.likelihood_until = likelihood_until
-
-    @classmethod
-    def from_saved(cls, palette: torch.Tensor, config: Mapping[str, Any]) -> PaletteHead:
-        """The head over `palette` with the settings a model folder's model_index.json (or a pipeline's
-        config) records (`saved_head_settings`)."""
-        settings = saved_head_settings(config)
-        return cls(palette, settings["pixel_likelihood"], settings["pixel_likelihood_until"])
 
     def likelihood_weight(self, timesteps, count: int, device) -> torch.Tensor:
         """The pixel likelihood's weight (count, 1, 1): 1 at every timestep, or with `likelihood_until`
@@ -106,52 +93,3 @@ class PaletteHead:
     def output_from_logits(self, scheduler, logits: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
         """`model_output` from odds already computed (`logits`): the loss uses them for its cross-entropy too."""
         return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)
-
-
-def head_config(palette_head: bool, pixel_likelihood: bool, likelihood_until: int | None) -> dict:
-    """The keys a model folder's model_index.json records for a palette head: none without one (folders
-    without a head stay as they were), `pixel_likelihood_until` only when there is a likelihood and it fades."""
-    if not palette_head:
-        return {}
-    config = {"palette_head": True, "pixel_likelihood": bool(pixel_likelihood)}
-    if pixel_likelihood and likelihood_until is not None:
-        config["pixel_likelihood_until"] = int(likelihood_until)
-    return config
-
-
-def saved_head_settings(config: Mapping[str, Any]) -> dict[str, bool | int | None]:
-    """What `head_config` recorded, read back: `pixel_likelihood` (False for heads saved before the key
-    existed) and `pixel_likelihood_until` (None: no fade)."""
-    return {"pixel_likelihood": bool(config.get("pixel_likelihood", False)),
-            "pixel_likelihood_until": config.get("pixel_likelihood_until")}
-
-
-def head_for(found, pixel_likelihood: bool = True, likelihood_until: int | None = None) -> PaletteHead:
-    """The head over the data's palette (`found`, a condiff.palette.FoundPalette), with or without the pixel
-    likelihood (fading out by `likelihood_until`); a one-line error when the data has none."""
-    from condiff.palette import palette_tensor
-
-    if found is None or found.colors is None:
-        note = found.note if found is not None else "no palette was found"
-        raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
-                          "set data.palette: auto (or kmeans) or model.palette_head: false")
-    return PaletteHead(palette_tensor(found.colors), pixel_likelihood, likelihood_until)
-
-
-class PaletteDenoiser(torch.nn.Module):
-    """A palette-head UNet that outputs like any other: `denoiser(model_input, t).sample` is in the
-    scheduler's prediction type. The noisy image is the first 3 channels of `model_input` (condiff's
-    samplers do not scale their input)."""
-
-    def __init__(self, unet, scheduler, head: PaletteHead) -> None:
-        super().__init__()
-        self.unet, self.scheduler, self.head = unet, scheduler, head
-
-    @property
-    def config(self):
-        return self.unet.config
-
-    def forward(self, model_input: torch.Tensor, timestep) -> SimpleNamespace:
-        logits = self.unet(model_input, timestep).sample
-        noisy = model_input[:, :IMAGE_CHANNELS].float()
-        return SimpleNamespace(sample=self.head.model_output(self.scheduler, logits, noisy, timestep))

@@ -1,21 +1,18 @@
 """`ConditionalDDPMPipeline`: a diffusers pipeline whose UNet also sees condition channels.
 
-Components: `unet` (input = image + condition channels), `scheduler` (any of DDPM, DDIM, DPM-Solver++;
-swap with `condiff.sampling.make_sampler` or diffusers' `from_config`) and `conditions` (a
-`ConditionStack` recording which encoders, in which order, with which settings). An unconditional model
-is the same pipeline with an empty stack, so every command samples through this one entry point.
-`save_pretrained`/`from_pretrained` round-trip all three, and the sampler the commands use
-(`sampler`, `sampler_steps` in model_index.json): a call without `num_inference_steps` samples as
-`condiff colorize` does. Importing condiff registers the class with diffusers, so
-`DiffusionPipeline.from_pretrained(folder)` loads a conditional folder too. This module path is public
-API: it is recorded in saved `model_index.json` files. `palette` (config) is the training data's colours
-when it had few (condiff.palette); calls use it as their `palette` argument says. A condition that fixes
-the figure's place (sketch `fill`) keeps the output's silhouette there (condiff.silhouette).
+Components: `unet`, `scheduler` (DDPM, DDIM or DPM-Solver++; swap with `condiff.sampling.make_sampler` or
+`from_config`), `conditions` (a `ConditionStack`: which encoders, in which order, with which settings) and
+`denoiser` (condiff.denoiser: what the UNet's input and output mean). An unconditional model is the same
+pipeline with an empty stack, so every command samples through it. `save_pretrained`/`from_pretrained`
+round-trip all four and the commands' sampler (`sampler`, `sampler_steps`). This module path is public API
+(saved model_index.json files name it). Steering (condiff.steering) is a list of steps the conditions and
+the denoiser hand each call; the pipeline applies them in order and names none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +23,12 @@ from PIL import Image
 
 from condiff.conditions.stack import ConditionStack
 from condiff.config import GUIDANCE_RANGE
+from condiff.denoiser import Denoiser
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
-from condiff.palette import PaletteProjection, from_hex, palette_tensor, resolve_mode, snap_to_palette
-from condiff.palette_head import PaletteHead, head_config
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, Samples, generate, make_sampler
-from condiff.silhouette import SILHOUETTE_MODES, SilhouetteProjection, snap_keeping_silhouette
+from condiff.steering import OPTIONS, check_modes
+from condiff.steering.base import context_for, finished
 
 OneInput = Image.Image | Sequence[Image.Image] | torch.Tensor
 # PIL images or a tensor of images in [-1, 1] for every condition, or {condition name: its own images}.
@@ -47,24 +44,6 @@ class ConditionalPipelineOutput(BaseOutput):
 
     images: Any
     trajectory: Samples | None = None
-
-
-def check_silhouette(silhouette: str) -> None:
-    """Before sampling, so a misspelt mode costs nothing."""
-    if silhouette not in SILHOUETTE_MODES:
-        raise CondiffError(f"silhouette {silhouette!r}: choose one of {', '.join(SILHOUETTE_MODES)}")
-
-
-def chain(steers: list) -> Callable | None:
-    """One sampler steer that applies `steers` in order (None for none)."""
-    if len(steers) <= 1:
-        return steers[0] if steers else None
-
-    def steer(scheduler, model_output, x_t, t, index):
-        for each in steers:
-            model_output = each(scheduler, model_output, x_t, t, index)
-        return model_output
-    return steer
 
 
 def check_output_type(output_type: str) -> None:
@@ -86,60 +65,31 @@ def postprocess(images: torch.Tensor, output_type: str) -> Any:
 
 
 class ConditionalDDPMPipeline(DiffusionPipeline):
-    def __init__(self, unet, scheduler, conditions: ConditionStack, sampler: str = DEFAULT_SAMPLER,
-                 sampler_steps: int = DEFAULT_SAMPLER_STEPS, palette: list[str] | None = None,
-                 palette_frequencies: list[float] | None = None, self_condition: bool = False,
-                 palette_head: bool = False, pixel_likelihood: bool = False,
-                 pixel_likelihood_until: int | None = None) -> None:
+    _optional_components = ["denoiser"]  # folders saved before it existed have none: a plain UNet
+
+    def __init__(self, unet, scheduler, conditions: ConditionStack, denoiser: Denoiser | None = None,
+                 sampler: str = DEFAULT_SAMPLER, sampler_steps: int = DEFAULT_SAMPLER_STEPS) -> None:
         """`scheduler` is the training scheduler as saved; `sampler` and `sampler_steps` are how a call
-        without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds); `palette` is the
-        training data's colours ("#rrggbb" strings) or None, and `palette_frequencies` each colour's share
-        of the data's pixels. `self_condition`: the UNet's last 3 input channels take its previous
-        estimate of the clean image (`model.self_condition` of the recipe). `palette_head`: the UNet outputs
-        one logit per palette colour (`model.palette_head`, condiff.palette_head), added to each noisy pixel's
-        log-likelihood when `pixel_likelihood` (heads trained before it have no such key), fading out by
-        timestep `pixel_likelihood_until` when given."""
+        without `num_inference_steps` samples (`condiff.sampling.make_sampler` kinds). `denoiser` says what
+        the UNet's input and output mean (condiff.denoiser); without one, a plain UNet of the image and
+        the conditions' channels."""
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions)
-        if palette is not None:
-            from_hex(palette)  # checked now, not at the first call
-            palette = list(palette)
-        if palette_frequencies is not None:
-            palette_frequencies = [float(f) for f in palette_frequencies]
-            if palette is None or len(palette_frequencies) != len(palette):
-                raise CondiffError("palette_frequencies needs one share per palette colour")
-        if palette_head and (palette is None or len(palette) != unet.config.out_channels):
-            raise CondiffError(f"a palette head needs one palette colour per UNet output ({unet.config.out_channels})")
-        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps, palette=palette,
-                                palette_frequencies=palette_frequencies, self_condition=bool(self_condition))
-        self.register_to_config(**head_config(palette_head, pixel_likelihood, pixel_likelihood_until))
+        if denoiser is None:
+            denoiser = Denoiser(condition_channels=conditions.widths)
+        if list(denoiser.config.condition_channels) != conditions.widths:
+            raise CondiffError(f"the denoiser's condition channels {list(denoiser.config.condition_channels)} are "
+                               f"not those of the conditions ({', '.join(conditions.names) or 'none'}: "
+                               f"{conditions.widths})")
+        problem = denoiser.unet_problem(unet.config)
+        if problem:
+            raise CondiffError(f"the UNet does not fit its denoiser: {problem}; for a folder saved by an earlier "
+                               "condiff, run `condiff upgrade FOLDER` (condiff.load_pipeline reads it as it is)")
+        self.register_modules(unet=unet, scheduler=scheduler, conditions=conditions, denoiser=denoiser)
+        self.register_to_config(sampler=sampler, sampler_steps=sampler_steps)
 
     @property
     def resolution(self) -> int:
         return self.unet.config.sample_size
-
-    @property
-    def palette(self) -> torch.Tensor | None:
-        """The saved palette as (P, 3) floats in [-1, 1], or None."""
-        colors = self.config.get("palette")
-        return None if colors is None else palette_tensor(from_hex(colors), self.device)
-
-    @property
-    def palette_frequencies(self) -> torch.Tensor | None:
-        """Each palette colour's share of the training pixels (P,), or None."""
-        shares = self.config.get("palette_frequencies")
-        return None if shares is None else torch.tensor(shares, dtype=torch.float32)
-
-    @property
-    def head(self) -> PaletteHead | None:
-        """The head a `palette_head` UNet's outputs go through, or None for a UNet that outputs images."""
-        if not self.config.get("palette_head", False):
-            return None
-        return PaletteHead.from_saved(self.palette, self.config)
-
-    def palette_mode(self, palette: str) -> str:
-        """"off", "snap" or "project" for a call's `palette` ("auto" and the others, condiff.palette)."""
-        return resolve_mode(palette, self.config.get("palette") is not None)
 
     def guidance_scales(self, guidance: float | Sequence[float]) -> list[float]:
         """One scale per condition: a single number applies to every condition. Checked here, so the
@@ -179,8 +129,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         output_type: str = "pil",
         record: bool = False,
         return_dict: bool = True,
-        palette: str = "auto",
-        silhouette: str = "auto",
+        **steering: str,
     ) -> ConditionalPipelineOutput | tuple:
         """Generate `num_images_per_input` images for each input image, grouped by input.
 
@@ -189,47 +138,32 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         `generator` as in diffusers, or with `seed` image i uses a generator seeded with seed + i (what
         the commands' --seed does). Without `num_inference_steps` the saved training scheduler samples as
         the commands do (`sampler`, `sampler_steps` of the config); a scheduler you set is kept. `record=True`
-        keeps every step in `.trajectory` (for denoising GIFs). `palette`: "auto" (the default) uses the
-        model's palette when it has one, "project" pulls the last steps toward it and snaps, "snap" only
-        snaps the result, "off" ignores it (condiff.palette). `silhouette`: "auto" (the default) keeps the
-        output's figure where the conditions fix one (sketch `fill`: the drawn shapes; condiff.silhouette),
-        "off" lets the model draw freely.
+        keeps every step in `.trajectory` (for denoising GIFs).
+
+        `steering`: one mode per sampling-time steering option (condiff.steering.OPTIONS; "auto" when left
+        out): `palette` "auto" uses the model's palette when it has one, "project" pulls the last steps toward
+        it and snaps, "snap" only snaps the result, "off" ignores it; `silhouette` "auto" keeps the output's
+        figure where the conditions fix one (sketch `fill`), "off" lets the model draw freely; `lightness`
+        "auto" keeps the lightness a condition fixes (grayscale), "off" leaves the model's own.
         """
         check_output_type(output_type)
-        check_silhouette(silhouette)
-        mode = self.palette_mode(palette)
+        modes = check_modes(steering, OPTIONS)
         scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
         if condition is not None:
             condition = condition.repeat_interleave(num_images_per_input, dim=0)
-        # A condition that fixes the output's lightness (grayscale) limits the palette to its colours.
-        luma = None
-        if condition is not None and mode != "off":
-            luma = self.conditions.known_luma(condition.to(self.device))
-        palette, frequencies = self.palette, self.palette_frequencies
-        steers = [PaletteProjection(palette, steps, luma_target=luma, frequencies=frequencies)] \
-            if mode == "project" else []
-        figure = None
-        if condition is not None and silhouette == "auto":
-            figure = self.conditions.known_figure(condition.to(self.device))
-        if figure is not None:  # first: the palette pulls the image with its silhouette
-            steers.insert(0, SilhouetteProjection(figure))
-        steer = chain(steers)
+        # The conditions' steps, then the model's (its palette), in the order they act.
+        steps_of_call = self.conditions.steering(condition.to(self.device), modes) if condition is not None else []
+        steps_of_call += self.denoiser.steering(modes)
+        context = context_for(steps_of_call, steps)
         run = {"seed": seed, "generator": generator, "record": record, "progress": self.progress_bar,
-               "steer": steer, "self_condition": self.config.get("self_condition", False),
-               "head": self.head}
+               "steering": steps_of_call, "context": context}
         if condition is None:
-            samples = generate(self.unet, scheduler, batch_size, steps, **run)
+            samples = generate(self.denoiser, self.unet, scheduler, batch_size, steps, **run)
         else:
-            samples = generate(self.unet, scheduler, len(condition), steps, condition=condition,
-                               guidance=self.guidance_scales(guidance),
-                               condition_slices=self.conditions.channel_slices, **run)
-        if mode != "off":
-            snapped = snap_to_palette(samples.images, palette.cpu(), None if luma is None else luma.cpu(),
-                                      frequencies=frequencies)
-            if figure is not None:
-                snapped = snap_keeping_silhouette(snapped, samples.images, figure.cpu(), palette.cpu())
-            samples.images = snapped
+            samples = generate(self.denoiser, self.unet, scheduler, len(condition), steps, condition=condition,
+                               guidance=self.guidance_scales(guidance), **run)
+        samples.images = finished(steps_of_call, samples.images, context)
         output = postprocess(samples.images, output_type)
         if not return_dict:
             return (output,)
@@ -267,3 +201,7 @@ def _as_pil_list(images: OneInput) -> list[Image.Image]:
     if isinstance(images, Image.Image):
         return [images]
     return list(images)
+
+
+# DiffusionPipeline.from_pretrained finds the class model_index.json names among diffusers' attributes.
+setattr(sys.modules["diffusers"], ConditionalDDPMPipeline.__name__, ConditionalDDPMPipeline)

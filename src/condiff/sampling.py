@@ -1,11 +1,12 @@
 """The reverse process: the samplers, and one loop for every sampler, with or without condition channels.
 
 Samplers are diffusers schedulers made from the training scheduler's config (`make_sampler`), so they
-share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the UNet and
-a sampler, and optionally condition channels that are concatenated to the noisy image at every step.
-The noise has the image's 3 channels (the UNet's input may be wider; a palette head's output is).
+share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the model's
+`Denoiser` (what the UNet's input and output mean), the UNet and a sampler, optionally condition channels
+(given to the UNet at every step, with guidance) and steering steps (condiff.steering), applied in order to
+each step's predicted clean image. The noise has the image's 3 channels.
 
-Importing this module is cheap (no torch): recipes and `--help` read the sampler names from here.
+Importing this module is cheap (no torch).
 """
 
 from __future__ import annotations
@@ -14,18 +15,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS, sampler_step_limit
 from condiff.errors import CondiffError
 
 if TYPE_CHECKING:
     import torch
 
-    from condiff.palette_head import PaletteHead
+    from condiff.denoiser import Denoiser
+    from condiff.steering import SteeringContext, Step
 
-# dpm = DPM-Solver++ on "trailing" timesteps; dpm-logsnr = DPM-Solver++ with steps uniform in log-SNR.
-SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
-# The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
-DEFAULT_SAMPLER = "dpm"
-DEFAULT_SAMPLER_STEPS = 20
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_SAMPLER_STEPS", "SAMPLERS", "generate", "make_sampler"]
 
 
 # --- samplers -----------------------------------------------------------------------------------
@@ -41,8 +40,7 @@ def make_sampler(train_scheduler, kind: str, steps: int | None = None):
     if kind not in classes:
         raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
     if steps is not None:
-        # diffusers' DPM-Solver++ fails (IndexError) when asked for every training timestep.
-        most = train_scheduler.config.num_train_timesteps - kind.startswith("dpm")
+        most = sampler_step_limit(kind, train_scheduler.config.num_train_timesteps)
         if not 1 <= steps <= most:
             raise CondiffError(f"--steps {steps}: this model takes 1 to {most} steps with the {kind} sampler")
     # "trailing" spacing starts sampling at the last training timestep (arxiv 2305.08891); a saved DDPM
@@ -77,76 +75,6 @@ class Samples:
     predicted: list[torch.Tensor] = field(default_factory=list)  # predicted x_0 at each step
     timesteps: list[int] = field(default_factory=list)
 
-    def animation_frames(self, scale: int = 4) -> list:
-        """GIF frames of the recorded reverse process (x_t beside predicted x_0), ending on the result."""
-        from condiff.visualize import denoising_gif_frames
-
-        return denoising_gif_frames(self.noisy + [self.images], self.predicted + [self.images], scale=scale,
-                                    timesteps=self.timesteps + [0])
-
-
-def predict_x0(scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-    """The clean image implied by the model output at timestep t, one for the batch or (N,) per sample
-    (the GIF's right-hand side; the training's consistency loss)."""
-    alpha_bar = alpha_bar_at(scheduler, x_t, t)
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        x0 = (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()
-    elif prediction_type == "v_prediction":
-        x0 = alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * model_output
-    else:
-        x0 = model_output
-    return x0.clamp(-1, 1)
-
-
-def alpha_bar_at(scheduler, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-    """alpha_bar at timestep t for the batch x_t: a scalar, or (N, 1, 1, 1) for (N,) timesteps."""
-    import torch
-
-    alpha_bar = scheduler.alphas_cumprod.to(x_t)[torch.as_tensor(t, device=x_t.device).long()]
-    return alpha_bar.view(-1, 1, 1, 1) if alpha_bar.ndim else alpha_bar
-
-
-def output_for_x0(scheduler, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-    """The model output that implies the clean image `x0` at x_t, timestep t, one for the batch or (N,) per
-    sample (predict_x0's inverse): what a sampler is given to steer toward a chosen x0 (palette projection),
-    and what a palette head's expected colours imply (condiff.palette_head)."""
-    alpha_bar = alpha_bar_at(scheduler, x_t, t)
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
-    if prediction_type == "v_prediction":
-        return (alpha_bar.sqrt() * x_t - x0) / (1 - alpha_bar).sqrt()
-    return x0
-
-
-def guided_output(unet, model_input: torch.Tensor, t, condition_slices: list[slice],
-                  guidance: list[float]) -> torch.Tensor:
-    """Classifier-free guidance with one scale per condition (Ho & Salimans 2022, arxiv 2207.12598).
-
-    `model_input` holds the noisy image followed by every condition's channels. For each condition
-    with a scale s != 1 the output is pushed away from the prediction made without that condition:
-    out = full + sum_i (s_i - 1) * (full - without_i). With one condition this is the usual
-    uncond + s * (cond - uncond); with all scales 1 it is the plain conditional output.
-    """
-    import torch
-
-    from condiff.model import IMAGE_CHANNELS
-
-    image_channels = IMAGE_CHANNELS
-    guided = [(s, sl) for s, sl in zip(guidance, condition_slices, strict=True) if s != 1.0]
-    variants = [model_input]
-    for _, sl in guided:
-        dropped = model_input.clone()
-        dropped[:, image_channels + sl.start:image_channels + sl.stop] = 0  # zeros = "no condition"
-        variants.append(dropped)
-    outputs = unet(torch.cat(variants), t).sample.float().chunk(len(variants))
-    full = outputs[0]
-    result = full.clone()
-    for (scale, _), without in zip(guided, outputs[1:], strict=True):
-        result += (scale - 1.0) * (full - without)
-    return result
-
 
 def seeded_generators(seed: int, num: int) -> list[torch.Generator]:
     """One CPU generator per image, image i seeded with `seed + i`: the same seed gives the same images
@@ -157,6 +85,7 @@ def seeded_generators(seed: int, num: int) -> list[torch.Generator]:
 
 
 def generate(
+    denoiser: Denoiser,
     unet,
     scheduler,
     num: int,
@@ -165,36 +94,28 @@ def generate(
     condition: torch.Tensor | None = None,
     record: bool = False,
     guidance: list[float] | None = None,
-    condition_slices: list[slice] | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
-    steer: Callable | None = None,
-    self_condition: bool = False,
-    head: PaletteHead | None = None,
+    steering: list[Step] = (),
+    context: SteeringContext | None = None,
 ) -> Samples:
     """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
-    (with classifier-free guidance: one scale per condition in `guidance`, channels in `condition_slices`).
+    (with classifier-free guidance: one scale per condition in `guidance`).
 
     The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
     `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
-    timesteps (a progress bar). `steer(scheduler, model_output, x_t, t, index)` may replace each
-    step's model output (condiff.palette.PaletteProjection). A `self_condition` model is also given the
-    clean image its previous step implied (zeros at the first step; arxiv 2208.04202). A palette-head
-    UNet (`head`, condiff.palette_head) has its colour odds turned into the sampler's prediction type.
+    timesteps (a progress bar). Each step of `steering` may replace each step's predicted clean image, in
+    order (`Step.on_prediction`, sharing `context`); the sampler is given the output that implies it.
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    from condiff.model import IMAGE_CHANNELS
+    from condiff.model import IMAGE_CHANNELS, output_for_x0, predict_x0
 
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     size = unet.config.sample_size
     shape = (num, IMAGE_CHANNELS, size, size)
-    if head is not None:
-        from condiff.palette_head import PaletteDenoiser
-
-        unet = PaletteDenoiser(unet, scheduler, head)
     if generator is None and seed is not None:
         generator = seeded_generators(seed, num)
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
@@ -203,23 +124,19 @@ def generate(
     scheduler.set_timesteps(steps)
     x = x * scheduler.init_noise_sigma
     result = Samples(images=x)
-    guide = guidance is not None and any(scale != 1.0 for scale in guidance)
-    estimate = torch.zeros_like(x) if self_condition else None
+    estimate = denoiser.initial_estimate(x)
     for index, t in enumerate((progress or iter)(scheduler.timesteps)):
-        model_input = scheduler.scale_model_input(x, t)
-        if condition is not None:
-            model_input = torch.cat([model_input, condition], dim=1)
-        if estimate is not None:
-            model_input = torch.cat([model_input, estimate], dim=1)
+        model_input = denoiser.model_input(scheduler.scale_model_input(x, t), condition, estimate).to(dtype)
         with torch.no_grad():
-            if guide:
-                model_output = guided_output(unet, model_input.to(dtype), t, condition_slices, guidance)
+            if guidance is not None and condition is not None:
+                model_output = denoiser.guided_output(unet, scheduler, model_input, t, guidance)
             else:
-                model_output = unet(model_input.to(dtype), t).sample.float()
-        if steer is not None:
-            model_output = steer(scheduler, model_output, x, t, index)
-        if estimate is not None:
-            estimate = predict_x0(scheduler, model_output, x, t)
+                model_output = denoiser.output(unet, scheduler, model_input, t)
+        for step in steering:
+            steered = step.on_prediction(predict_x0(scheduler, model_output, x, t), index, context)
+            if steered is not None:
+                model_output = output_for_x0(scheduler, steered, x, t)
+        estimate = denoiser.next_estimate(scheduler, model_output, x, t)
         if record:
             result.noisy.append(x.cpu())
             result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())

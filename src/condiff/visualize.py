@@ -141,6 +141,13 @@ def _labelled_rows(
 # ---------------------------------------------------------------------------------------------------
 
 
+def trajectory_frames(samples, scale: int = 4) -> list[Image.Image]:
+    """GIF frames of a recorded reverse process (condiff.sampling.Samples, `record=True`): x_t beside the
+    predicted x_0 at each step, ending on the result."""
+    return denoising_gif_frames(samples.noisy + [samples.images], samples.predicted + [samples.images],
+                                scale=scale, timesteps=samples.timesteps + [0])
+
+
 def denoising_gif_frames(
     noisy: Sequence[Any],
     predicted: Sequence[Any],

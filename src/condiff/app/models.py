@@ -1,7 +1,8 @@
 """The app's models: which folder goes to which tab, loading once, and running them.
 
-Each tab is one task of `condiff.tasks`: Generate is `unconditional`, Colorize `colorize`, Sketch
-`sketch2img`, Any model `generate` (every conditional model, one input per condition). A model appears
+Each tab is one registered task of `condiff.tasks` that has an `app` tab: Generate is `unconditional`,
+Colorize `colorize`, Sketch `sketch2img`, Any model `generate` (every conditional model, one input per
+condition). A model appears
 in every tab whose task accepts it (a model trained on several conditions in each of theirs), and runs
 through the same `Task.run` as the CLI commands.
 """
@@ -16,22 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from condiff.errors import CondiffError, DataError
-from condiff.tasks import ANY_CONDITION, COLORIZE, GENERATE, SKETCH2IMG, UNCONDITIONAL, Task
+from condiff.images import open_image, pixel_limit
+from condiff.tasks import ANY_CONDITION, UNCONDITIONAL, AppTab, Task, list_tasks
 
-# Upload limits. Colorize --full-res works in float64 Lab at the input's size: 16 MP needs about 2 GB.
-MAX_UPLOAD_PIXELS = 16_000_000
+# Upload limits: the command line's pixel limit (16 MP unless $CONDIFF_MAX_PIXELS says otherwise), read at start-up.
+MAX_UPLOAD_PIXELS = pixel_limit()
 MAX_FILE_SIZE = "20mb"
 
 
 @dataclass(frozen=True)
 class Tab:
-    key: str
-    title: str
     task: Task
 
+    @property
+    def app(self) -> AppTab:
+        return self.task.app
 
-TABS = (Tab("generate", "Generate", UNCONDITIONAL), Tab("colorize", "Colorize", COLORIZE),
-        Tab("sketch", "Sketch", SKETCH2IMG), Tab("any", "Any model", GENERATE))
+    @property
+    def key(self) -> str:
+        return self.task.app.key
+
+    @property
+    def title(self) -> str:
+        return self.task.app.title
+
+
+TABS = tuple(Tab(task) for task in list_tasks() if task.app)  # in the tasks' registration order
 
 
 @dataclass
@@ -151,31 +162,31 @@ def with_sampler(model: AppModel, kind: str, steps: int):
 
 
 def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: str, scale: int = 4,
-                  palette: str = "auto"):
-    """(grid image, denoising animation frames), as `condiff sample --gif` writes them."""
-    from condiff.visualize import make_grid
+                  steering: dict[str, str] | None = None):
+    """(grid image, denoising animation frames), as `condiff sample --gif` writes them; `steering`:
+    {option: mode} as the command's steering options (condiff.steering), "auto" where left out."""
+    from condiff.visualize import make_grid, trajectory_frames
 
     result = UNCONDITIONAL.run(with_sampler(model, scheduler, steps), num=num, steps=steps, seed=seed, record=True,
-                               output_type="latent", palette=palette)
-    return make_grid(result.images, scale=scale), result.trajectory.animation_frames(scale=scale)
+                               output_type="latent", **(steering or {}))
+    return make_grid(result.images, scale=scale), trajectory_frames(result.trajectory, scale=scale)
 
 
 def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str,
-                    guidance: float | Sequence[float], seed: int, full_res: bool = False, palette: str = "auto"):
+                    guidance: float | Sequence[float], seed: int, full_res: bool = False,
+                    steering: dict[str, str] | None = None):
     """(output at the model's resolution, full-resolution output or None), as `condiff colorize` /
     `condiff sketch2img` / `condiff generate` write them. `image` is a PIL image of any size and mode,
     or {condition name: image} (the Any-model tab, which also gives one guidance scale per condition).
-    `palette` as --palette (condiff.palette)."""
+    `steering` as in generate_grid."""
     pipeline = with_sampler(model, scheduler, steps)
-    output = tab.task.run(pipeline, image, 1, steps, pipeline.guidance_scales(guidance), seed,
-                          palette=palette).images[0]
+    output = tab.task.run(pipeline, image, 1, steps, guidance, seed,
+                          **(steering or {})).images[0]
     return output, tab.task.full_resolution(image, output) if full_res else None
 
 
 def open_upload(path: str | os.PathLike, max_pixels: int = MAX_UPLOAD_PIXELS):
     """An uploaded image, checked like every input of the CLI; errors name the file, not the temp folder."""
-    from condiff.images import open_image
-
     path = os.fspath(path)
     try:
         return open_image(path, max_pixels=max_pixels)

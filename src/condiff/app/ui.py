@@ -29,9 +29,8 @@ from condiff.app.models import (
     request_numbers,
 )
 from condiff.errors import CondiffError
-from condiff.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
-from condiff.tasks import SKETCH2IMG
+from condiff.steering.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
 
 CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
 VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp
@@ -55,7 +54,10 @@ def pick_brush(selector: str) -> str:
 }""".replace("SELECTOR", selector)
 
 
-PICK_BRUSH = {"sketch": pick_brush("#sketch-canvas"), "any": pick_brush(f"#tab-any .{CANVAS_CLASS}")}  # by tab
+# By tab key: a "canvas" tab has one canvas, a "conditions" tab one per drawn condition of each model.
+PICK_BRUSH = {tab.key: pick_brush(f"#{tab.key}-canvas" if tab.app.form == "canvas"
+                                  else f"#tab-{tab.key} .{CANVAS_CLASS}")
+              for tab in TABS if tab.app.form in ("canvas", "conditions")}
 RUN = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time, in any tab
 KEEP_FILES = 3600  # seconds that result files are kept on disk for the page to fetch
 CLEAN_EVERY = 300  # seconds between sweeps of Gradio's cache for files older than KEEP_FILES
@@ -128,25 +130,26 @@ def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Numb
 # ---------------------------------------------------------------------------------------------------
 
 
-def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
+def samples_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
+    """A grid of samples from nothing, and its denoising animation."""
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
             steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
             num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
-            button = gr.Button("Generate", variant="primary", elem_id="generate-run")
+            button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
         with gr.Column(scale=2):
             grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, height=VIEW + 64,
-                            elem_id="generate-grid", elem_classes="pixelated")
+                            elem_id=f"{tab.key}-grid", elem_classes="pixelated")
             gif = gr.Image(label="Denoising (x_t beside the predicted x_0)", type="filepath", interactive=False,
-                           height=VIEW + 64, elem_id="generate-gif", elem_classes="pixelated")
+                           height=VIEW + 64, elem_id=f"{tab.key}-gif", elem_classes="pixelated")
 
     @user_errors
     def run(label, steps, scheduler, seed, num, palette):
         from condiff.visualize import save_gif
 
         image, frames = generate_grid(catalog.by_label(label), *request_numbers(steps, seed, num), scheduler,
-                                      palette=palette)
+                                      steering={"palette": palette})
         for old in gif_folder.glob("*.gif"):
             if time.time() - old.stat().st_mtime > KEEP_FILES:
                 old.unlink(missing_ok=True)
@@ -157,25 +160,26 @@ def generate_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     button.click(run, [model, steps, scheduler, seed, num, palette], [grid, gif], **RUN)
 
 
-def colorize_tab(catalog: Catalog, tab: Tab) -> None:
+def upload_tab(catalog: Catalog, tab: Tab) -> None:
+    """An uploaded image in, the task's output out (and at the input's size, where the task offers it)."""
+    app = tab.app
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Image to colorize (grayscale or a photo; any size up to "
-                                   f"{MAX_UPLOAD_PIXELS // 1_000_000} MP)", file_types=["image"], type="filepath",
-                             elem_id="colorize-input")
-            preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id="colorize-preview",
+            upload = gr.File(label=f"{app.input_label} (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
+                             file_types=["image"], type="filepath", elem_id=f"{tab.key}-input")
+            preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id=f"{tab.key}-preview",
                                elem_classes="pixelated")
             model = model_choice(catalog, tab)
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
-            full_res = gr.Checkbox(label="Also at the input's full resolution (its own lightness, the model's colour)")
+            full_res = gr.Checkbox(label=app.full_res_label, visible=bool(app.full_res_label))
             with gr.Accordion("Sampling", open=False):
                 steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            button = gr.Button("Colorize", variant="primary", elem_id="colorize-run")
+            button = gr.Button(app.button, variant="primary", elem_id=f"{tab.key}-run")
         with gr.Column(scale=1):
-            result = gr.Image(label="Colorized (the model's resolution)", type="pil", format="png", height=VIEW,
-                              interactive=False, elem_id="colorize-output", elem_classes="pixelated")
-            full = gr.Image(label="Colorized, full resolution", type="pil", format="png", height=VIEW,
-                            interactive=False, visible=False, elem_id="colorize-fullres", elem_classes="pixelated")
+            result = gr.Image(label=f"{app.output} (the model's resolution)", type="pil", format="png", height=VIEW,
+                              interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
+            full = gr.Image(label=f"{app.output}, full resolution", type="pil", format="png", height=VIEW,
+                            interactive=False, visible=False, elem_id=f"{tab.key}-fullres", elem_classes="pixelated")
 
     @user_errors
     def show(path):
@@ -193,34 +197,35 @@ def colorize_tab(catalog: Catalog, tab: Tab) -> None:
             raise CondiffError("no image yet: upload one first")
         steps, seed, _ = request_numbers(steps, seed)
         output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), steps, scheduler,
-                                      float(guidance), seed, full_res=full_res, palette=palette)
+                                      float(guidance), seed, full_res=full_res, steering={"palette": palette})
         return output, gr.Image(value=big, visible=big is not None)
 
     upload.change(show, upload, preview)
     button.click(run, [upload, model, guidance, full_res, steps, scheduler, seed, palette], [result, full], **RUN)
 
 
-def sketch_tab(catalog: Catalog, tab: Tab) -> None:
+def canvas_tab(catalog: Catalog, tab: Tab) -> None:
+    """A drawing in, the task's output out."""
     with gr.Row():
         with gr.Column(scale=1):
-            canvas = drawing_canvas("Draw here (black on white)", "sketch-canvas")
+            canvas = drawing_canvas("Draw here (black on white)", f"{tab.key}-canvas")
             with gr.Row():
-                size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id="sketch-brush")
-                clear = gr.Button("Clear", elem_id="sketch-clear")
+                size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id=f"{tab.key}-brush")
+                clear = gr.Button("Clear", elem_id=f"{tab.key}-clear")
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
             with gr.Accordion("Sampling", open=False):
                 steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            button = gr.Button("Generate", variant="primary", elem_id="sketch-run")
-            result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
-                              interactive=False, elem_id="sketch-output", elem_classes="pixelated")
+            button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
+            result = gr.Image(label=f"{tab.app.output} (the model's resolution)", type="pil", format="png",
+                              height=VIEW, interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
 
     @user_errors
     def run(drawing, label, guidance, steps, scheduler, seed, palette):
         steps, seed, _ = request_numbers(steps, seed)
         output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), steps, scheduler,
-                                    float(guidance), seed, palette=palette)
+                                    float(guidance), seed, steering={"palette": palette})
         return output
 
     pick = PICK_BRUSH[tab.key]
@@ -241,10 +246,11 @@ class ConditionForm:
 def condition_form(tab: Tab, index: int, model: AppModel, visible: bool) -> ConditionForm:
     with gr.Column(visible=visible, elem_id=f"{tab.key}-form-{index}") as column:
         inputs = []
-        for name, channels in model.channel_counts:
+        for encoder in model.pipeline.conditions.encoders:
+            name, channels = encoder.name, encoder.num_channels
             label = f"{name} ({channels} channel{'' if channels == 1 else 's'})"
             elem_id = f"{tab.key}-{index}-input-{name}"
-            if name == SKETCH2IMG.condition:
+            if encoder.drawn:
                 inputs.append(drawing_canvas(f"{label}: draw here (black on white)", elem_id))
             else:
                 inputs.append(gr.File(label=f"{label}: an image (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
@@ -265,8 +271,8 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
         raise CondiffError(f"{label}: this model has a condition twice, so inputs by name cannot tell them "
                            f"apart; use `condiff generate --model {model.path} --input PATH` (one image for all)")
     images = {}
-    for name, value in zip(names, inputs, strict=True):
-        if name == SKETCH2IMG.condition:
+    for encoder, name, value in zip(model.pipeline.conditions.encoders, names, inputs, strict=True):
+        if encoder.drawn:
             images[name] = drawn_image(value, f"the {name} canvas")
         elif value is None:
             raise CondiffError(f"no image for the {name} condition: upload one (this model takes one image per "
@@ -275,7 +281,7 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
             images[name] = open_upload(value)
     steps, seed, _ = request_numbers(steps, seed)
     output, _ = apply_condition(model, tab, images, steps, scheduler, [float(scale) for scale in scales], seed,
-                                palette=palette)
+                                steering={"palette": palette})
     return output
 
 
@@ -313,8 +319,8 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
 
 
 def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
-    builders = {"generate": functools.partial(generate_tab, gif_folder=gif_folder),
-                "colorize": colorize_tab, "sketch": sketch_tab, "any": any_model_tab}
+    builders = {"samples": functools.partial(samples_tab, gif_folder=gif_folder),  # by the tab's form (AppTab)
+                "upload": upload_tab, "canvas": canvas_tab, "conditions": any_model_tab}
     with gr.Blocks(title="condiff", analytics_enabled=False, delete_cache=(CLEAN_EVERY, KEEP_FILES)) as app:
         gr.Markdown("# condiff\nSmall pixel-space diffusion models: generate, colorize, sketch to image, and "
                     "any conditional model.")
@@ -325,7 +331,7 @@ def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
                     if tab.key in catalog.notes:
                         gr.Markdown(catalog.notes[tab.key], elem_id=f"{tab.key}-missing")
                         continue
-                    builders[tab.key](catalog, tab)
+                    builders[tab.app.form](catalog, tab)
                 if tab.key in PICK_BRUSH:
                     block.select(None, js=PICK_BRUSH[tab.key])
     return app

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
-from condiff.config import GUIDANCE_RANGE, RANGES, SEED_MAX, shown
-from condiff.errors import CondiffError
-from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
+from condiff.config import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, GUIDANCE_RANGE, RANGES, SAMPLERS, SEED_MAX
+from condiff.errors import CondiffError, shown
+from condiff.steering import OPTIONS
 
 MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)  # a noise schedule's length, as in recipes
 MAX_STEPS = MAX_TIMESTEPS  # sampling steps: no model has more; a loaded model checks its own limit
@@ -32,23 +33,18 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                              "steps uniform in log-SNR, more of them at low noise)")
 
 
-def add_palette_option(parser: argparse.ArgumentParser) -> None:
-    """--palette: how sampling uses the model's palette (condiff.palette)."""
-    from condiff.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
+def add_steering_options(parser: argparse.ArgumentParser, conditional: bool = True) -> None:
+    """One option per sampling-time steering option (condiff.steering.OPTIONS), e.g. --palette, --silhouette;
+    an unconditional model's command takes only those its model gives (no condition gives it any)."""
+    for option in OPTIONS:
+        if conditional or option.given_by == "model":
+            parser.add_argument(option.flag, dest=option.name, choices=option.modes, default=option.default,
+                                help=f"{option.help} (default: {option.default})")
 
-    parser.add_argument("--palette", choices=PALETTE_MODES, default="auto",
-                        help=f"the model's palette: auto (= {DEFAULT_PALETTE_MODE} when the model has one, else off), "
-                             "project (pull the last steps toward it, then snap), snap (only snap the result), "
-                             "off")
 
-
-def add_silhouette_option(parser: argparse.ArgumentParser) -> None:
-    """--silhouette: whether sampling keeps the figure where the conditions fix it (condiff.silhouette)."""
-    from condiff.silhouette import SILHOUETTE_MODES
-
-    parser.add_argument("--silhouette", choices=SILHOUETTE_MODES, default="auto",
-                        help="auto (default): keep the output's figure inside the shapes a drawing encloses, "
-                             "when the model's sketch condition has `fill`; off: let the model draw freely")
+def steering_options(args: argparse.Namespace) -> dict[str, str]:
+    """The steering modes the command line gave ({option name: mode}), for the pipeline's call."""
+    return {option.name: getattr(args, option.name) for option in OPTIONS if hasattr(args, option.name)}
 
 
 def check_range(option: str, value: float, low: float, high: float, why: str = "") -> None:
@@ -112,3 +108,29 @@ def check_output_path(path: str, suffixes: tuple[str, ...], inputs: tuple[str, .
     if out.parent.exists() and not out.parent.is_dir():
         raise CondiffError(f"{path}: {out.parent} is not a folder")
     return out
+
+
+def check_distinct(outputs: Iterable[tuple[Path, str]], inputs: Iterable[str | Path], fix: str) -> None:
+    """No two of a command's outputs are one file, and none is one of its inputs, before any work: paths are
+    compared resolved (`f/../f/x.png`, a folder reached through a symlink), or one output would silently
+    replace another. `outputs` are (path, what writes it, for the message); `fix` says how to part them."""
+    taken = {Path(source).resolve(): f"the input {source}" for source in inputs}
+    folders: dict[Path, Path] = {}  # each folder resolved once: --out-dir may hold 100 000 files
+    for path, writer in outputs:
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        where = folders[path.parent] / path.name
+        if where in taken:
+            other = taken[where]
+            if other.startswith("the input "):
+                raise CondiffError(f"{path}: is {other}; refusing to overwrite an input; {fix}")
+            raise CondiffError(f"{other} and {writer} would both write {path}; {fix}")
+        taken[where] = writer
+
+
+def printable(text: str) -> str:
+    """`text` on one line, for a message: control characters (a newline in a file name) written as repr
+    writes them, so no name can add a line that reads like another message."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

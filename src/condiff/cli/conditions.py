@@ -60,10 +60,11 @@ def run_encode(args: argparse.Namespace) -> None:
     check_output_path(args.out, (".png",), inputs=(args.input,))
 
     from condiff.conditions.registry import get_condition
+    from condiff.conditions.stack import checked_input
     from condiff.images import open_image, save_image_atomic
 
     encoder = get_condition(args.condition)()
     image = open_image(args.input)
-    channels = encoder.encode_input(image, args.resolution)[0]
+    channels = checked_input(encoder, image, args.resolution)[0]  # a plugin's channels are checked
     save_image_atomic(channels_picture(encoder, channels, args.scale), args.out)
     print(f"condiff: wrote the {args.condition} condition ({channels.shape[0]} channel(s)) to {args.out}")

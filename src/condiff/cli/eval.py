@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from condiff.cli.common import add_palette_option, add_sampler_options, add_silhouette_option
+from condiff.cli.common import add_sampler_options, add_steering_options, steering_options
 from condiff.tasks import TASKS
 
 
@@ -21,8 +21,7 @@ def add_parsers(subparsers) -> None:
     add_sampler_options(parser)
     parser.add_argument("--guidance", type=float, default=1.0, help="guidance scale for conditional models")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    add_palette_option(parser)
-    add_silhouette_option(parser)
+    add_steering_options(parser)
     parser.add_argument("--inception", action="store_true",
                         help="also FD on Inception features (needs torch-fidelity and its weights)")
     parser.add_argument("--json", help="also write the reports to this JSON file")
@@ -51,8 +50,8 @@ def run(args: argparse.Namespace) -> None:
     tasks = list(TASKS.values()) if args.task == "all" else [TASKS[args.task]]
     models = {task.name: task.resolve_model(args.model) for task in tasks}  # a missing model fails before work
     settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, seed=args.seed,
-                            guidance=args.guidance, device=pick_device(args.device), palette=args.palette,
-                            silhouette=args.silhouette)
+                            guidance=args.guidance, device=pick_device(args.device),
+                            steering=steering_options(args))
     net = load_feature_net()
     reports = []
     for task in tasks:

@@ -7,13 +7,17 @@ answers without loading torch.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from condiff import __version__
-from condiff.cli import app, conditions, data, eval, image_to_image, info, noise, sample, schedules, train
+from condiff.cli import app, conditions, data, eval, image_to_image, info, noise, sample, schedules, train, upgrade
+from condiff.cli.common import printable
 from condiff.errors import CondiffError
 
-SUBCOMMANDS = (train, sample, image_to_image, eval, info, conditions, noise, schedules, data, app)
+SUBCOMMANDS = (train, sample, image_to_image, eval, info, upgrade, conditions, noise, schedules, data, app)
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -36,20 +40,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's stop): handled as Ctrl-C, so every command cleans up the same way
+    (temporary files removed, outputs not yet moved into place discarded, an output folder's lock released)."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    # Commands with their own SIGTERM handling (training's stop after a step, the app) set and restore theirs.
+    main_thread = threading.current_thread() is threading.main_thread()  # where signals can be handled
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         args.run(args)
     except CondiffError as err:
-        print(f"condiff: error: {err}", file=sys.stderr)
+        print(f"condiff: error: {printable(str(err))}", file=sys.stderr)  # one line, whatever a name holds
         return err.exit_code
-    except KeyboardInterrupt:
-        print("condiff: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `condiff info DIR | head`: the reader has gone, and wants nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor the flush at exit
+        return 141  # as a shell reports a process ended by SIGPIPE
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        print(f"condiff: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
 
 

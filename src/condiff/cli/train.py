@@ -25,7 +25,7 @@ def add_parsers(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from condiff.config import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides, check_condition=check_condition)
     if args.device:
         from condiff.device import pick_device
 
@@ -38,3 +38,11 @@ def run(args: argparse.Namespace) -> None:
         return
     print(f"condiff: trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(final loss {result.final_loss:.4f}); model in {result.output_dir}")
+
+
+def check_condition(spec, where: str) -> None:
+    """A recipe's condition checked against its encoder (condiff.conditions.build_encoder), which imports the
+    encoders and torch: only for recipes that have conditions."""
+    from condiff.conditions.registry import build_encoder
+
+    build_encoder(spec, where)

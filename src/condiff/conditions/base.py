@@ -3,18 +3,21 @@
 An encoder turns a batch of clean training images into condition channels (`encode_training`, which
 may be random, e.g. sketch jitter) and a user's image into the same channels (`encode_input`, which
 normalises whatever the user brings). Channels are float in [-1, 1] and are concatenated to the noisy
-image at the UNet input. All-zero channels mean "no condition" (condition dropout and classifier-free
-guidance use them), so an encoder should not rely on an all-zero output carrying information.
+image at the UNet input; `ConditionStack` checks every batch an encoder returns (floating point, finite, the
+declared shape) and names the encoder in a one-line error otherwise. All-zero channels mean "no condition"
+(condition dropout and classifier-free guidance use them), so an encoder should not rely on an all-zero
+output carrying information.
 
 Settings are recorded with diffusers' `register_to_config`, so a saved model knows exactly which
 encoders, with which parameters, it was trained on.
 
-The helpers below are shared by the encoders: luma, the check of a `resize` setting, and the
+The helpers below are shared by the encoders: the check of a `resize` setting, and the
 normalisation of a user's image to the model's square RGB input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -24,17 +27,6 @@ from PIL import Image
 from condiff.config import RESIZE_FILTERS
 from condiff.data.preprocess import prepare_image
 from condiff.images import to_model_tensor
-
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
-
-
-def luma(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W): BT.601 luma, in the same range as the input.
-
-    The weights sum to one, so luma can be taken directly in the model's [-1, 1] range and a grey pixel
-    keeps its value."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1, keepdim=True)
 
 
 def check_resize(resize: str) -> None:
@@ -51,6 +43,7 @@ class ConditionEncoder(ConfigMixin):
     config_name = "condition_config.json"
     name: ClassVar[str] = ""  # set by @register_condition
     channels: ClassVar[int] = 0  # an encoder whose count depends on its settings overrides `num_channels`
+    drawn: ClassVar[bool] = False  # whether a user draws its input (the web app gives it a canvas, not an upload)
 
     @property
     def num_channels(self) -> int:
@@ -67,17 +60,11 @@ class ConditionEncoder(ConfigMixin):
         """A user's image (any size and mode, EXIF already applied) -> (1, num_channels, res, res)."""
         raise NotImplementedError
 
-    def known_luma(self, channels: torch.Tensor) -> torch.Tensor | None:
-        """The luma (N, 1, H, W) in [-1, 1] that these channels fix for the output, when they fix it
-        (grayscale does): palette sampling then picks only colours of that lightness. None by default."""
-        return None
-
-    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
-        """Where the output's figure is, when these channels fix it: (N, 1, H, W) bool, True on the figure
-        and False on the background (sketch with `fill` does: the drawn shapes). The pipeline then keeps
-        the output's silhouette there (condiff.silhouette); a sample with an all-False mask is left free.
-        None by default."""
-        return None
+    def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
+        """The sampling-time steps (condiff.steering.base.Step) that these channels (N, num_channels, H, W)
+        give a call with steering `modes` ({option name: mode}): grayscale keeps its lightness, a sketch with
+        `fill` its silhouette. None by default."""
+        return []
 
     def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor | None:
         """How far predicted clean images (N, 3, H, W) in [-1, 1] disobey these condition channels: (N,)
@@ -97,7 +84,8 @@ class ConditionEncoder(ConfigMixin):
     @property
     def settings(self) -> dict:
         """Every constructor argument as recorded by `register_to_config`, defaults included."""
-        return {k: v for k, v in self.config.items() if not k.startswith("_")}
+        recorded = self.__dict__.get("_internal_dict") or {}  # an encoder without settings need not register any
+        return {k: v for k, v in recorded.items() if not k.startswith("_")}
 
     def to_dict(self) -> dict:
         """The name and the recorded settings: enough to rebuild the encoder."""

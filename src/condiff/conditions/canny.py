@@ -12,9 +12,11 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder, check_resize, luma, prepare_input
+from condiff.conditions.base import ConditionEncoder, check_resize, prepare_input
 from condiff.conditions.registry import register_condition
-from condiff.images import to_uint8
+from condiff.images import luma, to_uint8
+
+MAX_GRADIENT = 2040  # OpenCV's Canny thresholds an L1 gradient of 8-bit luma: at most 2 * 4 * 255
 
 
 def luma_uint8(images: torch.Tensor) -> np.ndarray:
@@ -40,8 +42,9 @@ class CannyCondition(ConditionEncoder):
 
     @register_to_config
     def __init__(self, low_threshold: int = 100, high_threshold: int = 200, resize: str = "bicubic") -> None:
-        if not 0 <= low_threshold <= high_threshold:
-            raise ValueError(f"canny thresholds need 0 <= low_threshold <= high_threshold, "
+        if not 0 <= low_threshold <= high_threshold <= MAX_GRADIENT:
+            raise ValueError(f"canny thresholds need 0 <= low_threshold <= high_threshold <= {MAX_GRADIENT} "
+                             f"(Canny's L1 gradient of 8-bit luma is at most {MAX_GRADIENT}), "
                              f"got {low_threshold} and {high_threshold}")
         check_resize(resize)
 

@@ -14,13 +14,16 @@ The levels are rounded first, so a user's 8-bit gray image gives exactly the tra
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder, check_resize, luma, prepare_input
+from condiff.conditions.base import ConditionEncoder, check_resize, prepare_input
 from condiff.conditions.registry import register_condition
+from condiff.images import luma
+from condiff.steering.lightness import KeepLuma
 
 MAX_LEVEL_FEATURES = 7  # periods up to 256 levels: the whole 8-bit range
 
@@ -64,8 +67,9 @@ class GrayscaleCondition(ConditionEncoder):
         """`condiff encode` shows the luma only: the level features are a function of it."""
         return [channels[:1]]
 
-    def known_luma(self, channels: torch.Tensor) -> torch.Tensor:
-        return channels[:, :1]
+    def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
+        """The output keeps the gray input's lightness (condiff.steering.lightness), unless `lightness` is off."""
+        return [KeepLuma(channels[:, :1])] if modes["lightness"] == "auto" else []
 
     def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """The squared error of the prediction's luma against the gray input."""

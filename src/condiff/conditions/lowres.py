@@ -16,6 +16,9 @@ from PIL import Image
 
 from condiff.conditions.base import ConditionEncoder, prepare_input
 from condiff.conditions.registry import register_condition
+from condiff.config import RANGES
+
+MAX_FACTOR = int(RANGES["data.resolution"].high)  # a larger factor leaves any image one pixel
 
 
 def low_size(size: int, factor: int) -> int:
@@ -35,8 +38,9 @@ class LowResCondition(ConditionEncoder):
 
     @register_to_config
     def __init__(self, factor: int = 4) -> None:
-        if factor < 1:
-            raise ValueError(f"lowres factor must be a whole number >= 1, got {factor}")
+        if not 1 <= factor <= MAX_FACTOR:
+            raise ValueError(f"lowres factor must be a whole number from 1 to {MAX_FACTOR} (the largest "
+                             f"data.resolution), got {factor}")
 
     def encode_training(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]

@@ -9,6 +9,11 @@ declare theirs in the `condiff.conditions` entry-point group of their pyproject.
 Entry points are loaded lazily, once, the first time a name is not found (or when listing). A plugin
 that fails to load (any exception, `sys.exit` included), or whose entry point is not a ConditionEncoder
 class, is left out with a warning on stderr naming it and its package; condiff goes on without it.
+
+`build_encoder` turns a recipe's condition (`condiff.config.ConditionSpec`) into its encoder, checking
+its name here, its settings against the encoder's arguments (`ConditionSpec.checked_settings`) and their
+values by the encoder's own __init__: each mistake is a RecipeError naming the file and the entry. It is
+the `check_condition` that callers hand `condiff.config.load_recipe`.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import re
 import sys
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, entry_points, packages_distributions
 
-from condiff.config import ConditionSpec, shown
-from condiff.errors import CondiffError, first_line
+from condiff.conditions.base import ConditionEncoder
+from condiff.config import ConditionSpec
+from condiff.errors import CondiffError, RecipeError, cut, first_line, shown
 
 ENTRY_POINT_GROUP = "condiff.conditions"
 _REGISTRY: dict[str, type] = {}
@@ -63,8 +70,6 @@ def _load_entry_points() -> None:
 
 def _load_plugin(entry: EntryPoint) -> str | None:
     """Register one entry point; why it could not be, or None. A broken plugin must not break condiff."""
-    from condiff.conditions.base import ConditionEncoder
-
     try:
         cls = entry.load()
     except SystemExit as err:
@@ -90,9 +95,8 @@ def _origin(entry: EntryPoint) -> str:
 
 
 def get_condition(name: str) -> type:
-    """The encoder class registered under `name`."""
-    import condiff.conditions  # noqa: F401  (registers the built-ins)
-
+    """The encoder class registered under `name`. The built-ins are registered already: importing this
+    module runs the package's __init__, which imports them."""
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
@@ -107,16 +111,12 @@ def get_condition(name: str) -> type:
 
 
 def list_conditions() -> list[str]:
-    import condiff.conditions  # noqa: F401
-
     _load_entry_points()
     return sorted(_REGISTRY)
 
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    from importlib.metadata import packages_distributions
-
     return packages_distributions()
 
 
@@ -124,3 +124,33 @@ def provider(encoder_class: type) -> str:
     """The distribution (pip name) that provides an encoder class: condiff for the built-ins."""
     top = encoder_class.__module__.split(".")[0]
     return (_distributions().get(top) or [top])[0]
+
+
+def build_encoder(spec: ConditionSpec, where: str) -> ConditionEncoder:
+    """The encoder `spec` describes. Its name (against the registry), settings (against the encoder's
+    arguments; numbers finite) and values (the encoder's own checks: a ValueError from its __init__) are
+    checked here, and only here: each mistake is a RecipeError starting with `where`."""
+    try:
+        cls = get_condition(spec.name)
+    except CondiffError as err:
+        if spec.package and spec.package != "condiff":  # a saved model knows where its plugin comes from
+            raise RecipeError(f"{where}: condition {shown(spec.name)} comes from the package {spec.package}, "
+                              f"which is not installed: pip install {spec.package}") from None
+        raise RecipeError(f"{where}: {err}") from None
+    settings = spec.checked_settings(cls, where)
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{where}: bad value for condition {shown(spec.name)}: {_refusal(err)}") from None
+
+
+def _refusal(err: TypeError | ValueError) -> str:
+    """An encoder's refusal as a sentence: its own ValueError message, or what a TypeError means (an
+    encoder without annotations compared text with a number, or lacks a required setting)."""
+    text = first_line(err)
+    if not isinstance(err, TypeError):
+        return cut(text, 200)
+    missing = re.findall(r"'(\w+)'", text) if "required" in text else []
+    if missing:
+        return f"it needs the setting(s) {', '.join(missing)}"
+    return "a setting has the wrong type (e.g. text where a number is needed)"

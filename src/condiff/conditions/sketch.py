@@ -11,12 +11,14 @@ on black), any size and mode, strokes of any width reduced to thin lines at the 
 
 With `fill`, a second channel holds the shapes the lines enclose, filled in: the figure's silhouette,
 which a small UNet cannot work out from thin lines (inside or outside is a global question). Sampling
-then keeps the output's figure there (`known_figure`, condiff.silhouette).
+then keeps the output's figure there (`figure`, condiff.steering.silhouette).
 
 Sizes are given in pixels at the Nouns' native 32 px and scale with the resolution.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -24,10 +26,10 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder, luma
+from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
-from condiff.images import has_transparency, to_rgb
-from condiff.silhouette import reads_as_background
+from condiff.images import has_transparency, luma, to_rgb
+from condiff.steering.silhouette import KeepSilhouette, reads_as_background
 
 REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
@@ -278,13 +280,14 @@ class SketchCondition(ConditionEncoder):
       teaches the model to follow the sparse drawings people make (the outlines of the main shapes).
     - `fill`: a second channel gives the drawn shapes filled in (`enclosed`; a user's drawing is filled
       at its own resolution): the silhouette the outlines enclose, which sampling then keeps
-      (`known_figure`). Off by default (one channel, as the first two shipped models were trained);
+      (`figure`). Off by default (one channel, as the first two shipped models were trained);
       recipes/sketch2img-fill.yaml turns it on.
 
     `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line.
     """
 
     channels = 1
+    drawn = True
 
     @register_to_config
     def __init__(
@@ -296,9 +299,10 @@ class SketchCondition(ConditionEncoder):
         interior_dropout: float = 0.0,
         fill: bool = False,
     ) -> None:
-        if thickness_jitter < 0 or max_shift < 0:
-            raise ValueError(f"sketch thickness_jitter and max_shift must not be negative, "
-                             f"got {thickness_jitter} and {max_shift}")
+        for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift)):
+            if not 0 <= pixels <= REFERENCE_SIZE:
+                raise ValueError(f"sketch {key} must be from 0 to {REFERENCE_SIZE} (pixels at {REFERENCE_SIZE} px, "
+                                 f"the whole image), got {pixels}")
         if not 0.0 <= stroke_dropout < 1.0:
             raise ValueError(f"sketch stroke_dropout must be in [0, 1), got {stroke_dropout}")
         if not 0.0 <= threshold < 1.0:
@@ -342,7 +346,13 @@ class SketchCondition(ConditionEncoder):
         shortfall = (1.0 - edge_strength(predicted, self.config.threshold)) * drawn
         return shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
 
-    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
+    def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
+        """With `fill`, the output keeps the drawn silhouette (condiff.steering.silhouette), unless `silhouette`
+        is off."""
+        figure = self.figure(channels)
+        return [KeepSilhouette(figure)] if figure is not None and modes["silhouette"] == "auto" else []
+
+    def figure(self, channels: torch.Tensor) -> torch.Tensor | None:
         """With `fill`, the drawn shapes: the figure the output should have. A sample whose lines enclose
         nothing (or whose condition is dropped) has none: all False."""
         if not self.config.fill:

@@ -5,11 +5,15 @@
 when an encoder's defaults change later. It is a diffusers `ModelMixin` so that
 `save_pretrained`/`from_pretrained` of a pipeline round-trip it; its only tensor is a buffer of channel
 counts (a component without weights would write no file).
+It is where condition channels leave an encoder, a plugin's included: every batch is checked there
+(`checked_input`, `check_layout`, `check_values`), so a broken encoder is a one-line error naming it, never
+a black image.
 This module path is public API: it is recorded in saved `model_index.json` files.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,9 +23,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 
 from condiff.conditions.base import ConditionEncoder
-from condiff.conditions.registry import provider
+from condiff.conditions.registry import build_encoder, provider
 from condiff.config import ConditionSpec
 from condiff.errors import CondiffError
+
+# Condition channels lie in [-1, 1] (condiff.conditions.base); far beyond, they are an encoder's bug (the UNet
+# sees them beside unit-variance noise and samples a black image), not a choice of scale.
+CHANNEL_LIMIT = 100.0
 
 
 class ConditionStack(ModelMixin, ConfigMixin):
@@ -32,7 +40,7 @@ class ConditionStack(ModelMixin, ConfigMixin):
         left out take the encoder's current defaults (as in a folder saved before settings were recorded)."""
         super().__init__()
         specs = [ConditionSpec.from_dict(values, f"conditions[{i}]") for i, values in enumerate(conditions)]
-        self.encoders = [spec.build_encoder(f"conditions[{i}]") for i, spec in enumerate(specs)]
+        self.encoders = [build_encoder(spec, f"conditions[{i}]") for i, spec in enumerate(specs)]
         self.dropouts = [spec.dropout for spec in specs]
         # Recorded by hand rather than by @register_to_config, which would record only what was given.
         resolved = [ConditionSpec(e.name, s.dropout, e.settings, provider(type(e)))
@@ -51,29 +59,18 @@ class ConditionStack(ModelMixin, ConfigMixin):
 
     @property
     def channel_slices(self) -> list[slice]:
-        start, slices = 0, []
-        for encoder in self.encoders:
-            slices.append(slice(start, start + encoder.num_channels))
-            start += encoder.num_channels
-        return slices
+        return slices_for(self.widths)
 
-    def known_luma(self, channels: torch.Tensor) -> torch.Tensor | None:
-        """The output luma that condition `channels` (N, C, H, W) fix (the first encoder that fixes one),
-        or None."""
-        return self._first_known("known_luma", channels)
+    @property
+    def widths(self) -> list[int]:
+        """Each condition's channel count, in order."""
+        return [e.num_channels for e in self.encoders]
 
-    def known_figure(self, channels: torch.Tensor) -> torch.Tensor | None:
-        """The output's figure (N, 1, H, W) bool that condition `channels` fix (the first encoder that fixes
-        one), or None."""
-        return self._first_known("known_figure", channels)
-
-    def _first_known(self, method: str, channels: torch.Tensor) -> torch.Tensor | None:
-        """The first encoder's answer to `method` (known_luma, known_figure) on its own channels, or None."""
-        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
-            known = getattr(encoder, method)(channels[:, part])
-            if known is not None:
-                return known
-        return None
+    def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
+        """The sampling-time steps (condiff.steering) that condition `channels` (N, C, H, W) give a call with
+        steering `modes`: each encoder's, on its own channels, in order."""
+        return [step for encoder, part in zip(self.encoders, self.channel_slices, strict=True)
+                for step in encoder.steering(channels[:, part], modes)]
 
     @property
     def offers_consistency(self) -> bool:
@@ -96,13 +93,17 @@ class ConditionStack(ModelMixin, ConfigMixin):
     def encode_training(self, images: torch.Tensor, apply_dropout: bool = True) -> torch.Tensor:
         """Condition channels for a training batch, each condition dropped (zeroed) per sample with its
         probability, so the model also learns the unconditional case that guidance needs."""
+        batch, _, height, width = images.shape
         parts = []
-        for encoder, dropout in zip(self.encoders, self.dropouts, strict=True):
-            channels = encoder.encode_training(images).to(images)
+        for encoder in self.encoders:
+            channels = encoder.encode_training(images)
+            check_layout(encoder, channels, (batch, encoder.num_channels, height, width), "encode_training")
+            parts.append(channels.to(images))
+        check_values(self.encoders, parts, "encode_training")
+        for index, dropout in enumerate(self.dropouts):
             if apply_dropout and dropout > 0:
-                keep = (torch.rand(images.shape[0], device=images.device) >= dropout).to(images)
-                channels = channels * keep[:, None, None, None]
-            parts.append(channels)
+                keep = (torch.rand(batch, device=images.device) >= dropout).to(images)
+                parts[index] = parts[index] * keep[:, None, None, None]
         return torch.cat(parts, dim=1)
 
     def encode_inputs(self, images: Sequence[Image.Image] | Mapping[str, Sequence[Image.Image]],
@@ -111,7 +112,7 @@ class ConditionStack(ModelMixin, ConfigMixin):
         mapping {condition name: its own list}, the lists of equal length (item i of each is input i)."""
         per_condition = self._inputs_per_condition(images)
         return torch.cat([
-            torch.cat([encoder.encode_input(image, resolution) for image in inputs])
+            torch.cat([checked_input(encoder, image, resolution) for image in inputs])
             for encoder, inputs in zip(self.encoders, per_condition, strict=True)
         ], dim=1)
 
@@ -133,6 +134,67 @@ class ConditionStack(ModelMixin, ConfigMixin):
             given = ", ".join(f"{name} {count}" for name, count in counts.items())
             raise CondiffError(f"inputs: every condition needs the same number of images ({given})")
         return [images[name] for name in names]
+
+
+def checked_input(encoder: ConditionEncoder, image: Image.Image, resolution: int) -> torch.Tensor:
+    """`encoder.encode_input(image, resolution)`, checked (`check_layout`, `check_values`), as float32."""
+    channels = encoder.encode_input(image, resolution)
+    check_layout(encoder, channels, (1, encoder.num_channels, resolution, resolution), "encode_input")
+    check_values([encoder], [channels], "encode_input")
+    return channels.float()
+
+
+def check_layout(encoder: ConditionEncoder, channels: Any, shape: tuple[int, int, int, int], call: str) -> None:
+    """What `encoder.<call>` returned is a floating-point tensor of `shape` (batch, the channels the encoder
+    declares, the images' height and width), or a one-line CondiffError naming the encoder. Reads no value."""
+    if not isinstance(channels, torch.Tensor):
+        problem = f"a {type(channels).__name__}, not a torch tensor"
+    elif not torch.is_floating_point(channels):
+        problem = f"a tensor of {channels.dtype}, not of floating point (e.g. torch.float32)"
+    elif tuple(channels.shape) != shape:
+        problem = f"shape {tuple(channels.shape)}, not {shape}: {_shape_problem(tuple(channels.shape), shape)}"
+    else:
+        return
+    raise _encoder_error(encoder, call, problem)
+
+
+def check_values(encoders: Sequence[ConditionEncoder], parts: Sequence[torch.Tensor], call: str) -> None:
+    """Every encoder's channels are finite and at most CHANNEL_LIMIT in magnitude, or a one-line CondiffError
+    naming the first that is not. One read of one number per encoder, in a single transfer."""
+    if not parts:
+        return
+    peaks = [part.detach().abs().amax() if part.numel() else part.new_zeros(()) for part in parts]
+    values = torch.stack([peak.to(parts[0].device, torch.float32) for peak in peaks]).tolist()
+    for encoder, peak in zip(encoders, values, strict=True):
+        if not math.isfinite(peak):
+            raise _encoder_error(encoder, call, "NaN or infinite values")
+        if peak > CHANNEL_LIMIT:
+            raise _encoder_error(encoder, call, f"values as large as {peak:.3g} (beyond {CHANNEL_LIMIT:g})")
+
+
+def _shape_problem(got: tuple[int, ...], want: tuple[int, int, int, int]) -> str:
+    if len(got) != 4:
+        return f"{len(got)} dimensions instead of 4 (batch, channels, height, width)"
+    if got[0] != want[0]:
+        return f"a batch of {got[0]} for {want[0]} image(s)"
+    if got[1] != want[1]:
+        return f"{got[1]} channel(s) where the encoder declares {want[1]} (num_channels)"
+    return f"{got[2]}x{got[3]} pixels for images of {want[2]}x{want[3]}"
+
+
+def _encoder_error(encoder: ConditionEncoder, call: str, problem: str) -> CondiffError:
+    return CondiffError(f"condition {encoder.name!r} (package {provider(type(encoder))}): {call} returned {problem}; "
+                        "condition channels must be finite floats in [-1, 1]: fix the encoder or report it to its "
+                        "package")
+
+
+def slices_for(widths: Sequence[int]) -> list[slice]:
+    """Where each of consecutive channel groups `widths` wide lies: [2, 1] -> [slice(0, 2), slice(2, 3)]."""
+    start, slices = 0, []
+    for width in widths:
+        slices.append(slice(start, start + width))
+        start += width
+    return slices
 
 
 def _repeated(names: list[str]) -> str:

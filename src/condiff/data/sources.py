@@ -22,6 +22,9 @@ from condiff.config import DataConfig
 from condiff.errors import DataError, first_line
 from condiff.images import IMAGE_SUFFIXES, list_image_files
 
+# Training folders may hold camera photos: decoded one at a time and made small at once, they may be larger
+# than what a command takes (condiff.images.pixel_limit, 16 MP).
+TRAINING_MAX_PIXELS = 64_000_000
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -32,6 +35,7 @@ class ArrayDataset:
         self.images = images
         self.texts = texts
         self.skipped = skipped or []  # unreadable files left out (data.bad_images: skip)
+        self.held_out: ArrayDataset | None = None  # the images data.held_out_every kept out of training
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,13 +85,46 @@ def describe_source(source: str) -> str:
 
 
 def build_dataset(config: DataConfig) -> Any:
-    """Return a torch-compatible dataset for the recipe's `data` section."""
+    """Return a torch-compatible dataset for the recipe's `data` section: the training images, without
+    those `data.held_out_every` holds out (an image source's dataset keeps them as `.held_out`)."""
     kind = describe_source(config.source)
     if kind == "nouns":
         return _nouns_dataset(config)
-    if kind == "folder":
-        return _folder_dataset(config)
-    return _hf_dataset(config, kind)
+    dataset = _folder_dataset(config) if kind == "folder" else _hf_dataset(config, kind)
+    return hold_out(dataset, config.held_out_every, config.source)
+
+
+def hold_out(dataset: ArrayDataset, every: int, source: str) -> ArrayDataset:
+    """The images of `dataset` except every `every`-th (the 1st, the (every+1)-th, ...), which become its
+    `.held_out`; `every` 0 holds out none."""
+    if not every:
+        return dataset
+    keep = np.arange(len(dataset)) % every != 0
+    if every == 1 or not keep.any():
+        raise DataError(f"data.held_out_every: {every} would hold out all {len(dataset)} images of {source!r}; "
+                        "use 0 (none) or a larger number, e.g. 10 for every 10th image")
+    texts = np.array(dataset.texts, dtype=object) if dataset.texts is not None else None
+    training = ArrayDataset(dataset.images[keep], None if texts is None else list(texts[keep]), dataset.skipped)
+    training.held_out = ArrayDataset(dataset.images[~keep], None if texts is None else list(texts[~keep]))
+    return training
+
+
+def unseen_images(config: DataConfig, dataset: Any, num: int) -> tuple[np.ndarray, str]:
+    """Up to `num` images training never sees, as (N, resolution, resolution, 3) uint8, and what they are.
+
+    Nouns: drawn with seed data.seed + 1 (another stream than training's). Image sources: the first of the
+    held-out images; without any (data.held_out_every: 0), the first training images, said so."""
+    if describe_source(config.source) == "nouns":
+        from condiff.data.nouns import NounsDataset
+        from condiff.data.preprocess import resize_array
+
+        nouns = NounsDataset(num, seed=config.seed + 1)
+        images = np.stack([nouns[i]["image"] for i in range(num)])
+        return resize_array(images, config.resolution, config.resize), f"held-out Nouns (seed {config.seed + 1})"
+    held_out = getattr(dataset, "held_out", None)
+    if held_out is not None:
+        return held_out.images[:num], f"held-out images (every {config.held_out_every}th of {config.source})"
+    return dataset.images[:num], "training images (set data.held_out_every to measure on held-out ones)"
 
 
 def _nouns_dataset(config: DataConfig) -> Any:
@@ -117,7 +154,7 @@ def _folder_dataset(config: DataConfig) -> ArrayDataset:
         if config.size is not None and len(images) >= config.size:
             break
         try:
-            image = open_image(path)
+            image = open_image(path, max_pixels=TRAINING_MAX_PIXELS)
         except DataError as err:
             if config.bad_images == "fail":
                 raise DataError(f"{err} (set data.bad_images: skip to leave such files out)") from None

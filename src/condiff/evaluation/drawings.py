@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from condiff.conditions.sketch import foreground
+from condiff.conditions.sketch import foreground, region_outlines
 from condiff.data.nouns import NounsDataset
-from condiff.silhouette import FIGURE_CONTRAST
+from condiff.evaluation.held_out import MIRRORED
+from condiff.steering.silhouette import FIGURE_CONTRAST
 
 STYLES = ("outlines", "simple", "wobbly", "inverted")
 UNSEEN_STYLES = ("simple", "wobbly", "inverted")  # never used in training
@@ -30,10 +31,8 @@ WOBBLE = 3.0  # drawing pixels: how far an unsteady hand strays from the outline
 
 
 def held_out_masks(num: int, seed: int, kinds: tuple[str, ...] = SIMPLE_PARTS) -> dict[str, np.ndarray]:
-    """{part: (num, 32, 32) bool} for the Nouns of `evaluators.held_out_nouns(num, seed)`, mirrored as
+    """{part: (num, 32, 32) bool} for the Nouns of `held_out.held_out_nouns(num, seed)`, mirrored as
     those images are."""
-    from condiff.evaluation.evaluators import MIRRORED
-
     dataset = NounsDataset(num, seed=seed)
     nouns = [dataset.noun(i) for i in range(num)]
     masks = {}
@@ -63,11 +62,14 @@ def outline_strokes(image: torch.Tensor) -> np.ndarray:
     """(DRAWING_SIZE, DRAWING_SIZE) bool: a thin line along every boundary between colour regions."""
     import cv2
 
-    from condiff.evaluation.evaluators import clean_sketch
-
     big = torch.nn.functional.interpolate(image[None].float(), scale_factor=SCALE, mode="nearest")
     lines = clean_sketch(big)[0, 0].numpy().astype(np.uint8)
     return cv2.dilate(lines, np.ones((THIN_PEN, THIN_PEN), np.uint8)) > 0
+
+
+def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
+    """The sketch of a Noun without training augmentations: its colour-region outlines."""
+    return region_outlines(images, threshold)
 
 
 def part_strokes(masks: list[np.ndarray], rng: np.random.Generator, wobbly: bool) -> np.ndarray:

@@ -1,29 +1,29 @@
-"""`condiff eval`: one report per task (`condiff.tasks`), each with reference rows measured in the same run.
+"""The parts every task's `condiff eval` report is built from (each task's `evaluate`, condiff.tasks).
 
-Every task samples from held-out Nouns (never the training stream's seed) and measures in the Nouns
-feature network's space. Reference rows give the numbers context: real against real is the floor a
-perfect model reaches with this many images, and a trivial baseline (noise, a gray image, the mean
-image) is what doing nothing scores.
+Every task samples from held-out Nouns (condiff.evaluation.held_out, never the training stream's seed)
+and measures in the Nouns feature network's space. Reference rows give the numbers context: real against
+real is the floor a perfect model reaches with this many images, and a trivial baseline (noise, a gray
+image, the mean image) is what doing nothing scores. This module knows no task: a task is handed in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from condiff.data.nouns import PART_KINDS, NounsDataset
+from condiff.data.nouns import PART_KINDS
 from condiff.evaluation import metrics
+from condiff.evaluation.drawings import held_out_masks
 from condiff.evaluation.features import NounsFeatureNet, extract, load_feature_net
-from condiff.evaluation.report import Report, Row
+from condiff.evaluation.held_out import INPUT_SEED, REFERENCE_SEED, held_out_nouns
+from condiff.evaluation.report import Row
 from condiff.images import to_model_tensor, to_uint8
 from condiff.palette import find_palette, from_hex, on_palette_share
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS
-from condiff.tasks import UNCONDITIONAL, Task
+from condiff.steering import OPTIONS, check_modes
 
-# Held-out sets of Nouns (training uses data.seed 0): the reference set, the inputs, and other Nouns.
-REFERENCE_SEED, INPUT_SEED, OTHER_SEED = 1001, 1002, 1003
 CONFIDENT = 0.8  # a part counts as recognised when the feature network gives it this probability
 EXACT_SHARE = 0.95  # a colorized part is right when this share of its visible pixels has the true colour
 
@@ -36,32 +36,16 @@ class EvalSettings:
     seed: int = 0
     guidance: float = 1.0
     device: str = "cpu"
-    palette: str = "auto"  # condiff.palette.PALETTE_MODES
-    silhouette: str = "auto"  # condiff.silhouette.SILHOUETTE_MODES
+    steering: dict[str, str] = field(default_factory=dict)  # {option: mode}, condiff.steering.OPTIONS; "auto" if not
     styles: tuple[str, ...] | None = None  # sketch2img's drawing styles (None: all, evaluation.drawings.STYLES)
+
+    def mode(self, option: str) -> str:
+        """The steering mode the samples are made with for `option` (its default where not given)."""
+        return check_modes(self.steering, OPTIONS)[option]
 
     def describe(self) -> dict:
         return {"images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
-                "palette": self.palette}
-
-
-def held_out_labels(num: int, seed: int) -> torch.Tensor:
-    """The (num, 5) part labels of held_out_nouns(num, seed), in PART_KINDS order (mirroring keeps them)."""
-    dataset = NounsDataset(num, seed=seed)
-    return torch.tensor([dataset.noun(i).labels() for i in range(num)])
-
-
-MIRRORED = slice(1, None, 2)  # the held-out Nouns shown mirrored, as training's random_flip shows half of them
-
-
-def held_out_nouns(num: int, seed: int, resolution: int = 32) -> torch.Tensor:
-    """`num` rendered Nouns in [-1, 1], those at MIRRORED mirrored."""
-    dataset = NounsDataset(num, seed=seed)
-    images = to_model_tensor(dataset.art.render_batch([dataset.noun(i) for i in range(num)]))
-    images[MIRRORED] = images[MIRRORED].flip(-1)
-    if resolution != images.shape[-1]:
-        images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="nearest-exact")
-    return images
+                "palette": self.mode("palette")}
 
 
 class FeatureSpace:
@@ -108,9 +92,11 @@ RIGHT_NOTE = ("body right ... glasses right: share of outputs whose part the fea
 PARTS_NOTE = ("body ok, glasses ok, all parts ok: share of images whose part the feature network names with "
               f"probability >= {CONFIDENT}. A blurred average can be named with confidence though no Noun looks like "
               "it (the mean image row): read them beside FD, and 'all parts ok' before the others")
+EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (glasses) pixels have the true Noun's "
+              f"exact colours, at least {EXACT_SHARE:.0%} of them")
 
 
-def show_progress(pipeline, task: Task, settings: EvalSettings) -> None:
+def show_progress(pipeline, task, settings: EvalSettings) -> None:
     """Sampling is most of an evaluation's time: a progress bar over its denoising steps."""
     pipeline.set_progress_bar_config(desc=f"eval {task.name}: sampling {settings.num} images", leave=False)
 
@@ -119,30 +105,9 @@ def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
     return reference.mean(0, keepdim=True).expand(num, -1, -1, -1).clone()
 
 
-def evaluate_unconditional(task: Task, model: str, settings: EvalSettings,
-                           net: NounsFeatureNet | None = None) -> Report:
-    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
-    show_progress(pipeline, task, settings)
-    return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
-
-
-def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet, name: str = "",
-                         references: bool = True) -> Report:
-    """Samples from an unconditional pipeline against held-out Nouns; `references=False` leaves out the
-    reference rows (for benchmarks that score many models against one set of references)."""
-    space = model_space(pipeline, settings, net)
-    samples = UNCONDITIONAL.run(pipeline, num=settings.num, steps=settings.steps, seed=settings.seed,
-                                output_type="latent", palette=settings.palette).images
-    rows = [Row("model", space.scores(samples, parts=True), name)]
-    if references:
-        rows += reference_rows(space, settings)
-    return Report("unconditional", rows, settings.describe(), [KID_NOTE, PARTS_NOTE, PALETTE_NOTE, FLAT_NOTE],
-                  samples=samples)
-
-
 def model_space(pipeline, settings: EvalSettings, net: NounsFeatureNet | None) -> FeatureSpace:
     """The held-out reference set in the feature network's space, with the model's palette if it has one."""
-    colors = pipeline.config.get("palette")
+    colors = pipeline.denoiser.config.palette
     return FeatureSpace(net or load_feature_net(), held_out_nouns(settings.num, REFERENCE_SEED, pipeline.resolution),
                         None if colors is None else from_hex(colors))
 
@@ -161,9 +126,9 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
     ]
 
 
-def conditional_samples(task: Task, model: str, settings: EvalSettings, condition_of):
-    """Held-out Nouns, and the task's outputs when the model is given only the task's condition,
-    `condition_of(encoder, truth)`."""
+def conditional_samples(task, model: str, settings: EvalSettings, condition_of):
+    """Held-out Nouns, and the outputs of `task` (a condiff.tasks Task) when the model is given only the
+    task's condition, `condition_of(encoder, truth)`."""
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
     show_progress(pipeline, task, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
@@ -172,15 +137,18 @@ def conditional_samples(task: Task, model: str, settings: EvalSettings, conditio
     return pipeline, truth, outputs
 
 
-def task_outputs(task: Task, pipeline, channels: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
-    """The task's outputs for the channels of its own condition (N, C, H, W). A model's other conditions
-    get zeros, which mean "not given" (the model met them in training through condition dropout)."""
+def task_outputs(task, pipeline, channels: torch.Tensor, settings: EvalSettings) -> torch.Tensor:
+    """The outputs of `task` (a condiff.tasks Task) for the channels of its own condition (N, C, H, W). A
+    model's other conditions get zeros, which mean "not given" (the model met them in training through
+    condition dropout)."""
     stack = pipeline.conditions
     full = torch.zeros(len(channels), stack.channels, *channels.shape[-2:])
     full[:, stack.channel_slices[stack.names.index(task.condition)]] = channels
     return task.run(pipeline, condition_channels=full, steps=settings.steps, guidance=settings.guidance,
-                    seed=settings.seed, output_type="latent", palette=settings.palette,
-                    silhouette=settings.silhouette).images
+                    seed=settings.seed, output_type="latent", **settings.steering).images
+
+
+# --- the held-out Nouns as a colorizer's inputs, and its measures -------------------------------
 
 
 def gray_files(truth: torch.Tensor) -> list:
@@ -202,41 +170,8 @@ def gray_file_channels(encoder, truth: torch.Tensor) -> torch.Tensor:
     return torch.cat([encoder.encode_input(file, truth.shape[-1]) for file in gray_files(truth)])
 
 
-def evaluate_colorize(task: Task, model: str, settings: EvalSettings,
-                      net: NounsFeatureNet | None = None) -> Report:
-    pipeline, truth, outputs = conditional_samples(task, model, settings, gray_file_channels)
-    space = model_space(pipeline, settings, net)
-    gray = gray_file_images(truth)
-    labels = held_out_labels(settings.num, INPUT_SEED)
-    visible = visible_parts(settings.num, INPUT_SEED, ("body", "glasses"))
-
-    def scores(images: torch.Tensor) -> dict[str, float]:
-        exact = part_colours_exact(images, truth, visible)
-        return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
-                "luma err": metrics.luma_error(images, gray), "colourful": metrics.colourfulness(images),
-                "body exact": exact["body"], "glasses exact": exact["glasses"],
-                **space.scores(images, labels=labels)}
-
-    rows = [
-        Row("model", scores(outputs), model),
-        Row("true colour", scores(truth), f"floor (PSNR capped at {metrics.PSNR_CAP:.0f} dB)"),
-        Row("gray output", scores(gray), "baseline: the input's gray file as RGB"),
-        Row("mean colour", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
-    ]
-    return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
-                  [LUMA_NOTE, EXACT_NOTE, KID_NOTE, RIGHT_NOTE, PALETTE_NOTE, FLAT_NOTE],
-                  samples=outputs)
-
-
-LUMA_NOTE = "luma err: mean |output's gray level - input's gray level| (8-bit, as gray files hold them)"
-EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (glasses) pixels have the true Noun's "
-              f"exact colours, at least {EXACT_SHARE:.0%} of them")
-
-
 def visible_parts(num: int, seed: int, kinds: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """{part: (num, 32, 32) bool} where each held-out Noun shows that part (no later layer covers it)."""
-    from condiff.evaluation.drawings import held_out_masks
-
     layers = PART_KINDS[1:]  # body, accessory, head, glasses, bottom first
     masks = held_out_masks(num, seed, layers)
     visible = {}
@@ -258,61 +193,3 @@ def part_colours_exact(images: torch.Tensor, truth: torch.Tensor, visible: dict[
         right = (same & mask).sum(dim=(1, 2)) / shown.clamp(min=1)
         result[kind] = float((right >= EXACT_SHARE)[shown > 0].float().mean())
     return result
-
-
-def clean_sketch(images: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
-    """The sketch of a Noun without training augmentations: its colour-region outlines."""
-    from condiff.conditions.sketch import region_outlines
-
-    return region_outlines(images, threshold)
-
-
-def evaluate_sketch2img(task: Task, model: str, settings: EvalSettings,
-                        net: NounsFeatureNet | None = None) -> Report:
-    """The model on drawings of held-out Nouns in each style of condiff.evaluation.drawings, through the
-    same path as a user's file: does the output have the drawn Noun's silhouette and outlines?"""
-    from condiff.evaluation.drawings import STYLES, UNSEEN_STYLES, drawings, held_out_masks, silhouette_iou
-
-    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
-    show_progress(pipeline, task, settings)
-    truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
-    masks = held_out_masks(settings.num, INPUT_SEED)
-    space = model_space(pipeline, settings, net)
-    sketches = clean_sketch(truth)
-
-    def scores(images: torch.Tensor) -> dict[str, float]:
-        return {"silhouette IoU": silhouette_iou(images, truth),
-                "edge F1": metrics.edge_f1(clean_sketch(images), sketches, tolerance=0),
-                **space.scores(images, parts=True)}
-
-    encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(task.condition)]
-    rows = []
-    for style in settings.styles or STYLES:
-        drawn = drawings(style, truth, masks, seed=settings.seed)
-        channels = torch.cat([encoder.encode_input(image, pipeline.resolution) for image in drawn])
-        outputs = task_outputs(task, pipeline, channels, settings)
-        seen = "never in training" if style in UNSEEN_STYLES else "the training sketches' style"
-        rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
-    rows += [
-        Row("real image", scores(truth), "ceiling: the Noun the drawing was made from"),
-        Row("other Noun", scores(held_out_nouns(settings.num, OTHER_SEED, pipeline.resolution)),
-            "chance: a real Noun that ignores the drawing"),
-        Row("mean image", scores(mean_images(truth, settings.num)), "baseline: the average Noun"),
-    ]
-    return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance,
-                                       "silhouette": settings.silhouette},
-                  [DRAWINGS_NOTE, "silhouette IoU: the output's foreground (what differs from its border's colour) "
-                   "against the true Noun's", "edge F1: outlines of the output against the true Noun's colour-region "
-                   "outlines, exact pixels (Nouns are aligned, so with a 1 px tolerance any Noun scores about 0.9)",
-                   KID_NOTE, PARTS_NOTE, PALETTE_NOTE, FLAT_NOTE], samples=outputs)
-
-
-DRAWINGS_NOTE = ("styles (condiff.evaluation.drawings): outlines = every colour region's outline, thin pen; simple = "
-                 "only body, head and glasses outlines; wobbly = simple, unsteady hand, thick pen; inverted = simple, "
-                 "white on black. Each drawing is 256 px, read as a user's file is")
-
-
-# By task name; each is called as evaluator(task, model, settings, net) through `Task.evaluate`.
-EVALUATORS = {"unconditional": evaluate_unconditional, "colorize": evaluate_colorize,
-              "sketch2img": evaluate_sketch2img}
-

@@ -36,7 +36,7 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
 
 def add_inception_distance(report: Report, model: str, settings) -> None:
     """Adds an 'Inception FD' column to the model and real-vs-real rows, or a note why it could not."""
-    from condiff.evaluation.evaluators import INPUT_SEED, REFERENCE_SEED, held_out_nouns
+    from condiff.evaluation.held_out import INPUT_SEED, REFERENCE_SEED, held_out_nouns
 
     try:
         reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))

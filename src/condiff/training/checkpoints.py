@@ -7,8 +7,9 @@ the recipe it trains) and `checksums.json` (the SHA-256 of every other file). It
 temporary name and renamed into place once complete, so a crash mid-save can never leave a
 half-written folder that looks like a checkpoint.
 
-A resume reads a checkpoint only after checking it whole: every file against its checksum, then
-every file loaded without running code (torch pickles with `weights_only=True`). A folder copied
+A resume reads a checkpoint only after checking it whole: a real folder of real files (a link may lead to
+another run's state), every file against its checksum, a random state for every process that saved it,
+then every file loaded without running code (torch pickles with `weights_only=True`). A folder copied
 from someone else cannot run code here, and a damaged file is named instead of resuming inexactly.
 """
 
@@ -29,12 +30,14 @@ from typing import Any
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
+_RANDOM_STATE = re.compile(r"^random_states_([0-9]+)\.pkl$")  # accelerate writes one per process
 STATE_FILE = "trainer_state.json"
 CHECKSUMS_FILE = "checksums.json"
 
 
 class DamagedCheckpoint(CondiffError):
-    """A checkpoint file that is missing, extra, differs from its checksum, does not load, or holds code."""
+    """A checkpoint file that is missing, extra, a link, differs from its checksum, does not load, or holds
+    code; or a checkpoint that is a link."""
 
 
 @dataclass
@@ -68,13 +71,33 @@ def checkpoints_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+def _step_entries(output_dir: str | Path) -> list[Path]:
+    """Every `step-*` entry of the checkpoints folder that holds a trainer state, oldest first, links too."""
     root = checkpoints_root(output_dir)
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if _CHECKPOINT_NAME.match(p.name) and (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(_CHECKPOINT_NAME.match(p.name).group(1)))
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The run's own complete checkpoints, oldest first; a link is none (nor counted or pruned as one)."""
+    return [p for p in _step_entries(output_dir) if _not_own(p) is None]
+
+
+def _not_own(checkpoint: Path) -> str | None:
+    """Why a checkpoint entry is not a folder of files this run saved, or None: a link to a folder or to a
+    file may lead to another run's state, which a resume would take as this run's."""
+    if checkpoint.is_symlink():
+        return f"{checkpoint} is a link to {os.readlink(checkpoint)}, not a checkpoint this run saved"
+    try:
+        entries = sorted(checkpoint.iterdir())
+    except OSError:  # unreadable: verifying it names the problem
+        return None
+    for path in entries:
+        if path.is_symlink():
+            return f"{path} is a link to {os.readlink(path)}, not a file this run saved"
+    return None
 
 
 def resolve_resume(output_dir: str | Path, resume: str, say: Callable[[str], Any] = print) -> Path:
@@ -87,7 +110,7 @@ def resolve_resume(output_dir: str | Path, resume: str, say: Callable[[str], Any
         return _latest_intact(output_dir, say)
     path = Path(resume).expanduser()
     root = checkpoints_root(output_dir).resolve()
-    if path.resolve().parent != root:
+    if path.parent.resolve() != root:  # the entry itself is not resolved: a link there is refused below
         # Optimizer and RNG states are pickles: only a run's own files are trusted.
         raise CondiffError(
             f"train.resume: {resume} is not a checkpoint of this run; training state is only read from "
@@ -108,7 +131,7 @@ def resolve_resume(output_dir: str | Path, resume: str, say: Callable[[str], Any
 
 
 def _latest_intact(output_dir: str | Path, say: Callable[[str], Any]) -> Path:
-    found = list_checkpoints(output_dir)
+    found = _step_entries(output_dir)  # a link among them is passed over with a notice, as a damaged one
     if not found:
         raise CondiffError(
             f"train.resume: latest: no checkpoint in {checkpoints_root(output_dir)}; "
@@ -208,7 +231,11 @@ def verify_checkpoint(checkpoint: Path) -> bool:
     Returns False for a checkpoint without checksums (an older condiff's): its files load safely, but
     a changed byte inside one would go unnoticed.
     """
+    foreign = _not_own(checkpoint)
+    if foreign:
+        raise DamagedCheckpoint(foreign)
     verified = _check_checksums(checkpoint)
+    _saved_processes(checkpoint)
     for path in sorted(checkpoint.iterdir()):
         if path.is_file() and path.name != CHECKSUMS_FILE:
             read_checked(path)
@@ -233,13 +260,24 @@ def weights_only_loads() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _saved_processes(checkpoint: Path) -> int:
+    """How many processes saved a checkpoint: accelerate writes random_states_{i}.pkl for i = 0..n-1. A gap,
+    or none at all, is a missing file (an older checkpoint has no checksums to tell so)."""
+    found = {int(match[1]) for path in checkpoint.iterdir() if (match := _RANDOM_STATE.match(path.name))}
+    first_missing = next(i for i in range(len(found) + 1) if i not in found)
+    if first_missing < len(found) or not found:
+        raise DamagedCheckpoint(f"{checkpoint / f'random_states_{first_missing}.pkl'} is missing: every process "
+                                "that saved the checkpoint writes one")
+    return len(found)
+
+
 def load_checkpoint(accelerator, checkpoint: Path) -> None:
     """Restore accelerate's state (weights, optimizer, LR schedule, EMA, RNGs) from a verified checkpoint.
 
     accelerate only logs a random state it could not restore and goes on; here that stops the resume,
     which would no longer be exact.
     """
-    saved_by = len(list(checkpoint.glob("random_states_*.pkl")))  # one per process
+    saved_by = _saved_processes(checkpoint)
     if saved_by != accelerator.num_processes:  # another data split, batch size and LR schedule pace
         raise CondiffError(f"train.resume: {checkpoint} was saved by {saved_by} process(es), this run has "
                            f"{accelerator.num_processes}; resume with accelerate launch --num_processes {saved_by} "
@@ -305,7 +343,9 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
             (partial / STATE_FILE).write_text(json.dumps(trainer_state), encoding="utf-8")
             write_checksums(partial)  # last, of the files as they are renamed into place
             _fsync_tree(partial)
-            if final.exists():  # re-saving the same step after a resume
+            if final.is_symlink():  # a link passed over on resume: it goes, not what it leads to
+                final.unlink()
+            elif final.exists():  # re-saving the same step after a resume
                 shutil.rmtree(final)
             os.replace(partial, final)
     except Exception as err:

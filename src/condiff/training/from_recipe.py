@@ -1,11 +1,15 @@
-"""Assemble the trainer's parts from a recipe: data, conditions, UNet, noise schedule."""
+"""Assemble the trainer's parts from a recipe: data, conditions, the Denoiser, UNet, noise schedule."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from condiff.config import Recipe
 from condiff.training.trainer import Trainer, TrainResult
+
+if TYPE_CHECKING:
+    from condiff.denoiser import Denoiser
 
 SHIPPED_PREFIX = "shipped:"  # model.init_from: shipped:unconditional names a model that ships with condiff
 
@@ -24,32 +28,48 @@ def resolve_init_from(init_from: str | None) -> str | None:
     return TASKS[name].resolve_model(None)
 
 
-def _initial_unet(recipe: Recipe, conditions, head=None):
-    """A fresh UNet, or a pretrained one (widened with zero weights for new condition channels and for
-    self-conditioning); with a palette `head`, one output per palette colour."""
-    from condiff.model import IMAGE_CHANNELS, build_unet, input_channels, widen_unet_input
-    from condiff.model_folder import load_unet
+def build_denoiser(recipe: Recipe, conditions, palette) -> Denoiser:
+    """What the recipe's UNet reads and outputs (condiff.denoiser): its conditions' channels and the settings of
+    the recipe's model section that the Denoiser records, with the data's palette (`palette`, a FoundPalette
+    or None) and its colours' shares; a palette head without a palette is a one-line error."""
+    from condiff.denoiser import Denoiser
+    from condiff.errors import RecipeError
+    from condiff.palette import palette_config
+
+    colors = palette.colors if palette is not None else None
+    if recipe.model.palette_head and colors is None:
+        note = palette.note if palette is not None else "no palette was found"
+        raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
+                          "set data.palette: auto (or kmeans) or model.palette_head: false")
+    return Denoiser.from_settings({**vars(recipe.model), "condition_channels": conditions.widths,
+                                   **palette_config(colors, palette.frequencies if colors is not None else None)})
+
+
+def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
+    """A fresh UNet shaped for the `denoiser`, or a pretrained one (widened with zero weights for new
+    condition channels and for self-conditioning), whose outputs must already be the denoiser's."""
+    from condiff.errors import CondiffError
+    from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
+    from condiff.model_folder import load_unet, saved_denoiser
 
     init_from = resolve_init_from(recipe.model.init_from)
     if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
         print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
         init_from = None
-    out_channels = head.channels if head is not None else IMAGE_CHANNELS
     if not init_from:
-        return build_unet(recipe.model, recipe.data.resolution, conditions.channels, out_channels)
-    from condiff.errors import CondiffError
-    from condiff.model_folder import saved_self_condition
-
+        return build_unet(recipe.model, recipe.data.resolution, in_channels=denoiser.in_channels,
+                          out_channels=denoiser.out_channels)
     unet = load_unet(init_from)
-    if unet.config.out_channels != out_channels:
-        wanted = (f"a palette head needs {out_channels}, one per colour of this data's palette" if head is not None
-                  else "set model.palette_head: true (it keeps that model's palette), or start from another model")
+    if unet.config.out_channels != denoiser.out_channels:
+        wanted = (f"a palette head needs {denoiser.out_channels}, one per colour of this data's palette"
+                  if denoiser.head is not None else
+                  "set model.palette_head: true (it keeps that model's palette), or start from another model")
         raise CondiffError(f"model.init_from {init_from}: its UNet outputs {unet.config.out_channels} channels; "
                            f"{wanted}")
     self_condition = recipe.model.self_condition
-    have = unet.config.in_channels
-    wanted = input_channels(conditions.channels, self_condition)
-    if saved_self_condition(init_from):  # its last channels are its own estimate: nothing can follow them
+    have, wanted = unet.config.in_channels, denoiser.in_channels
+    started = saved_denoiser(init_from)
+    if started is not None and started.config.self_condition:  # its last channels are its own estimate
         if self_condition and have == wanted:
             return unet
         raise CondiffError(f"model.init_from {init_from} is self-conditioned; set model.self_condition: true "
@@ -57,8 +77,8 @@ def _initial_unet(recipe: Recipe, conditions, head=None):
     if have == wanted and not self_condition:
         return unet
     # New channels start at zero weight after the old ones: new conditions, then self-conditioning's.
-    if have == IMAGE_CHANNELS or (have <= input_channels(conditions.channels, False)
-                                  and _channels_extend(init_from, conditions)):
+    without_estimate = IMAGE_CHANNELS + conditions.channels
+    if have == IMAGE_CHANNELS or (have <= without_estimate and _channels_extend(init_from, conditions)):
         return widen_unet_input(unet, wanted - have)
     raise CondiffError(f"model.init_from {init_from}: its UNet takes {have} input channels, but the image and "
                        f"conditions need {wanted}; start from an unconditional model, one trained with the "
@@ -74,14 +94,23 @@ def _channels_extend(init_from: str, conditions) -> bool:
     old = saved_conditions(init_from)
     if old is None or old.names != conditions.names[: len(old.names)]:
         return False
-    counts = [encoder.num_channels for encoder in conditions.encoders[: len(old.names)]]
-    old_counts = [encoder.num_channels for encoder in old.encoders]
-    return counts[:-1] == old_counts[:-1] and counts[-1] >= old_counts[-1]
+    counts = conditions.widths[: len(old.names)]
+    return counts[:-1] == old.widths[:-1] and counts[-1] >= old.widths[-1]
 
 
-def build_parts(recipe: Recipe, dataset=None, palette=None):
-    """(dataset, unet, scheduler, conditions) for a recipe; a palette head's outputs follow the data's
-    palette. `dataset` and `palette` (`data_palette`'s) are built and found here unless given."""
+class Parts(NamedTuple):
+    """What a recipe trains: its data, UNet, noise schedule, conditions, and the UNet's Denoiser."""
+
+    dataset: Any
+    unet: Any
+    scheduler: Any
+    conditions: Any
+    denoiser: Denoiser
+
+
+def build_parts(recipe: Recipe, dataset=None, palette=None) -> Parts:
+    """The parts of a recipe; a palette head's outputs follow the data's palette. `dataset` and `palette`
+    (`data_palette`'s) are built and found here unless given."""
     import torch
     from accelerate.utils import set_seed
 
@@ -92,29 +121,28 @@ def build_parts(recipe: Recipe, dataset=None, palette=None):
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
     dataset = dataset if dataset is not None else build_dataset(recipe.data)
-    head = None
-    if recipe.model.palette_head:
-        from condiff.palette_head import head_for
-
-        check_warm_started_likelihood(recipe)
-        with torch.random.fork_rng(devices=[]):  # the same initial weights as without the head
-            head = head_for(palette if palette is not None else data_palette(recipe, dataset))
-    unet = _initial_unet(recipe, conditions, head)
-    return dataset, unet, build_scheduler(recipe.scheduler), conditions
+    if palette is None:
+        with torch.random.fork_rng(devices=[]):  # the same initial weights whether or not the data is read
+            palette = data_palette(recipe, dataset)
+    denoiser = build_denoiser(recipe, conditions, palette)
+    check_warm_start(recipe, denoiser)
+    unet = _initial_unet(recipe, conditions, denoiser)
+    return Parts(dataset, unet, build_scheduler(recipe.scheduler), conditions, denoiser)
 
 
-def warm_started_head(recipe: Recipe) -> dict | None:
-    """The palette head of the model a palette-head recipe starts from (model_folder.saved_palette_head), or
-    None: a warm start goes on with that model's palette (its outputs are those colours, in that order), and
-    the recipe must match its pixel likelihood (`check_warm_started_likelihood`)."""
-    from condiff.model_folder import saved_palette_head
+def started_denoiser(recipe: Recipe) -> Denoiser | None:
+    """The Denoiser of the palette-head model a palette-head recipe starts from (model.init_from), or None: a
+    warm start goes on with that model's palette (its outputs are those colours, in that order), and the
+    recipe must match how its head reads them (`check_warm_start`)."""
+    from condiff.model_folder import saved_denoiser
 
     if not recipe.model.palette_head or not recipe.model.init_from:
         return None
-    return saved_palette_head(resolve_init_from(recipe.model.init_from))
+    started = saved_denoiser(resolve_init_from(recipe.model.init_from))
+    return started if started is not None and started.head is not None else None
 
 
-def check_warm_started_likelihood(recipe: Recipe) -> None:
+def check_warm_start(recipe: Recipe, denoiser: Denoiser) -> None:
     """A one-line error when a palette-head recipe starts from a head trained with another pixel likelihood:
     its UNet learnt the rest of the odds beside that likelihood, so adding it where the model did not (or not
     adding it) counts each pixel's evidence twice (or not at all)."""
@@ -122,34 +150,33 @@ def check_warm_started_likelihood(recipe: Recipe) -> None:
 
     from condiff.errors import RecipeError
 
-    started = warm_started_head(recipe)
+    started = started_denoiser(recipe)
     if started is None:
         return
-    shown = json.dumps  # as YAML writes them: true, false, null, 100
     # The fade means nothing without the likelihood: only a head with it must match the other's fade.
-    keys = ("pixel_likelihood", "pixel_likelihood_until") if started["pixel_likelihood"] else ("pixel_likelihood",)
-    for key in keys:
-        wanted, have = getattr(recipe.model, key), started[key]
-        if wanted != have:
-            raise RecipeError(f"model.{key}: {shown(wanted)}, but model.init_from {recipe.model.init_from}'s palette "
-                              f"head was trained with {shown(have)}; set model.{key}: {shown(have)} to go on from it")
+    keys = ("pixel_likelihood", "pixel_likelihood_until") if started.config.pixel_likelihood else ("pixel_likelihood",)
+    for key, _, have in denoiser.differences(started, keys):
+        wanted = getattr(recipe.model, key)
+        shown = json.dumps  # as YAML writes them: true, false, null, 100
+        raise RecipeError(f"model.{key}: {shown(wanted)}, but model.init_from {recipe.model.init_from}'s palette "
+                          f"head was trained with {shown(have)}; set model.{key}: {shown(have)} to go on from it")
 
 
 def data_palette(recipe: Recipe, dataset):
     """The palette of the first images of the data, as data.palette and data.palette_size ask; a palette head
-    warm-started from another keeps that one's palette (`warm_started_head`)."""
+    warm-started from another keeps that one's palette (`started_denoiser`)."""
     from itertools import islice
 
     import numpy as np
 
     from condiff.palette import SAMPLE_IMAGES, FoundPalette, find_palette, from_hex
 
-    started = warm_started_head(recipe)
+    started = started_denoiser(recipe)
     if started is not None:
-        frequencies = started["palette_frequencies"]
-        return FoundPalette(from_hex(started["palette"]),
-                            f"palette: the {len(started['palette'])} colours of {recipe.model.init_from}'s palette "
-                            "head (model.init_from)", None if frequencies is None else np.asarray(frequencies))
+        colors, frequencies = started.config.palette, started.config.palette_frequencies
+        check_palette_fits(recipe, dataset, from_hex(colors))
+        return FoundPalette(from_hex(colors), f"palette: the {len(colors)} colours of {recipe.model.init_from}'s "
+                            "palette head (model.init_from)", None if frequencies is None else np.asarray(frequencies))
     if recipe.data.palette == "off":
         return find_palette([], "off")
     items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
@@ -157,11 +184,36 @@ def data_palette(recipe: Recipe, dataset):
     return find_palette((item["image"] for item in items), recipe.data.palette, recipe.data.palette_size)
 
 
+PALETTE_FIT = 0.9  # the share of the data's pixels a warm-started palette head must be able to paint
+
+
+def check_palette_fits(recipe: Recipe, dataset, colors) -> None:
+    """A one-line error when the data's colours are mostly not in the palette of the palette head a recipe
+    starts from: that head can paint only those colours (a Nouns head on emoji paints Nouns colours)."""
+    from itertools import islice
+
+    import numpy as np
+
+    from condiff.errors import RecipeError
+    from condiff.palette import on_palette_share
+
+    items = (dataset[i] for i in range(min(len(dataset), 256))) if hasattr(dataset, "__len__") \
+        else islice(iter(dataset), 256)
+    images = np.stack([item["image"] for item in items])
+    share = on_palette_share(images, colors)
+    if share < PALETTE_FIT:
+        raise RecipeError(
+            f"model.init_from {recipe.model.init_from}: its palette head paints only its {len(colors)} colours, "
+            f"and {share:.0%} of the pixels of {recipe.data.source!r} are among them (at least "
+            f"{PALETTE_FIT:.0%} needed); train a head of this data's own colours from scratch (model.init_from: "
+            "null), or without a palette head (model.palette_head: false, from an unconditional model without one)")
+
+
 def train_recipe(recipe: Recipe, overwrite: bool = False, device: str | None = None) -> TrainResult:
     from condiff.data.sources import build_dataset
 
     dataset = build_dataset(recipe.data)
     palette = data_palette(recipe, dataset)  # found once: said and saved by the trainer, and a head's outputs
-    dataset, unet, scheduler, conditions = build_parts(recipe, dataset, palette)
-    return Trainer(recipe, unet, scheduler, dataset, conditions=conditions, palette=palette,
-                   overwrite=overwrite, device=device).train()
+    parts = build_parts(recipe, dataset, palette)
+    return Trainer(recipe, parts.unet, parts.scheduler, parts.dataset, conditions=parts.conditions,
+                   denoiser=parts.denoiser, palette=palette, overwrite=overwrite, device=device).train()

@@ -1,9 +1,9 @@
 """The denoising objective as one function, shared by every task.
 
-Condition channels, when a task has them, arrive ready-made and are concatenated to the noisy image,
-followed by the model's own estimate of the clean image for a self-conditioned model;
-nothing here knows which task it serves. A palette-head UNet (condiff.palette_head) has its colour odds
-turned into the usual output for the squared error, and their cross-entropy added. An optional consistency
+Condition channels, when a task has them, arrive ready-made; the model's `Denoiser` lays out the UNet's
+input (with a self-conditioned model's own estimate) and reads its output, so nothing here knows which task
+it serves. A palette-head UNet (condiff.palette_head) has its colour odds turned into the usual output for
+the squared error, and their cross-entropy added. An optional consistency
 term is handed in as a function of the predicted clean image and the condition channels (the condition
 stack's `consistency`).
 """
@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from condiff.model import IMAGE_CHANNELS
-from condiff.palette_head import PaletteHead
-from condiff.sampling import predict_x0
+from condiff.denoiser import Denoiser
+from condiff.model import predict_x0
 
 
 def diffusion_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -62,20 +61,20 @@ class Consistency:
 
 
 def diffusion_loss(
+    denoiser: Denoiser,
     unet,
     scheduler,
     clean: torch.Tensor,
     condition: torch.Tensor | None = None,
     min_snr_gamma: float | None = None,
     consistency: Consistency | None = None,
-    self_condition: bool = False,
-    head: PaletteHead | None = None,
     ce_weight: float = 1.0,
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
-    optionally Min-SNR weighted, plus the consistency term when one is given with a condition.
+    optionally Min-SNR weighted, plus the consistency term when one is given with a condition. The
+    `denoiser` lays out the UNet's input and reads its output (condiff.denoiser).
 
-    A palette `head`'s prediction is the output its expected colours imply, and `ce_weight` times the
+    A palette head's prediction is the output its expected colours imply, and `ce_weight` times the
     cross-entropy of its odds is added. With Min-SNR that term is weighted by min(SNR, gamma) / gamma too:
     at high noise the colour cannot be known (the cross-entropy alone learnt the Nouns' shapes far more
     slowly, benchmarks/results/NOTES.md); at low noise it asks for sure, exact colours, which the Min-SNR
@@ -83,21 +82,15 @@ def diffusion_loss(
     noise = torch.randn_like(clean)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)
-    model_input = noisy if condition is None else torch.cat([noisy, condition.to(noisy)], dim=1)
-    if self_condition:
-        model_input = torch.cat([model_input, first_estimates(unet, scheduler, model_input, timesteps, head)], dim=1)
-    prediction = unet(model_input, timesteps).sample
-    if head is not None:  # the odds once: they give both the prediction and the cross-entropy
-        logits = head.logits(scheduler, prediction, noisy, timesteps)
-        prediction = head.output_from_logits(scheduler, logits, noisy.float(), timesteps)
+    prediction, logits = denoiser.training_output(unet, scheduler, noisy, timesteps, condition)
     target = diffusion_target(scheduler, clean, noise, timesteps)
     if min_snr_gamma is None:
         loss = F.mse_loss(prediction.float(), target.float())
     else:
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
-    if head is not None and ce_weight:
-        cross_entropy = head.loss(logits, clean)
+    if logits is not None and ce_weight:
+        cross_entropy = denoiser.head.loss(logits, clean)
         if min_snr_gamma is not None:
             cross_entropy = cross_entropy * snr(scheduler, timesteps).clamp(max=min_snr_gamma) / min_snr_gamma
         loss = loss + ce_weight * cross_entropy.mean()
@@ -105,26 +98,6 @@ def diffusion_loss(
         loss = loss + consistency.weight * consistency_term(
             scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
     return loss
-
-
-def first_estimates(unet, scheduler, model_input: torch.Tensor, timesteps: torch.Tensor,
-                    head: PaletteHead | None = None) -> torch.Tensor:
-    """Self-conditioning's extra channels in training (arxiv 2208.04202): for a random half of the batch,
-    the clean image the model estimates without them (a pass without gradient); zeros, "no estimate yet",
-    for the other half. So the model learns both the first sampling step and every later one, where it
-    is given its previous estimate. Costs one forward pass of half the batch."""
-    noisy = model_input[:, :IMAGE_CHANNELS]
-    estimates = torch.zeros_like(noisy)
-    chosen = torch.rand(len(noisy), device=noisy.device) < 0.5
-    if bool(chosen.any()):
-        with torch.no_grad():
-            first = unet(torch.cat([model_input[chosen], estimates[chosen]], dim=1), timesteps[chosen]).sample
-        if head is not None:
-            first = head.clean_image(head.logits(scheduler, first, noisy[chosen], timesteps[chosen]))
-        else:
-            first = predict_x0(scheduler, first.float(), noisy[chosen].float(), timesteps[chosen])
-        estimates[chosen] = first.to(noisy)
-    return estimates
 
 
 def consistency_term(scheduler, consistency: Consistency, prediction: torch.Tensor, noisy: torch.Tensor,

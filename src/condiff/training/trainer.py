@@ -35,6 +35,7 @@ from condiff.training.checkpoints import (
     resolve_resume,
     save_checkpoint,
 )
+from condiff.training.condition_use import PROBE_IMAGES, ConditionUseProbe
 from condiff.training.loss import Consistency, diffusion_loss
 from condiff.training.run_folder import check_output_dir_named, hold_output_dir, not_writable
 
@@ -164,11 +165,16 @@ class _LogWindow:
         self.update_loss, self.micro_batches = 0.0, 0
         return loss
 
-    def write(self, accelerator, progress, lr: float, step: int) -> None:
-        """Onto the progress bar and into the trackers (tensorboard), then a new window begins."""
+    def write(self, accelerator, progress, lr: float, step: int, condition_use: dict[str, float] | None) -> None:
+        """Onto the progress bar and into the trackers (tensorboard), then a new window begins;
+        `condition_use`: the condition-use gap's values (condiff.training.condition_use), or None."""
         elapsed = time.perf_counter() - self.start
         logs = {"loss": self.loss / self.steps, "lr": lr, "img_per_s": self.images / elapsed}
-        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", img_s=f"{logs['img_per_s']:.0f}")
+        shown = {"loss": f"{logs['loss']:.4f}", "lr": f"{logs['lr']:.2e}", "img_s": f"{logs['img_per_s']:.0f}"}
+        if condition_use is not None:
+            logs.update({f"condition_use/{key.replace(' ', '_')}": value for key, value in condition_use.items()})
+            shown["cond_gap"] = f"{condition_use['gap']:.4f}"
+        progress.set_postfix(**shown)
         accelerator.log(logs, step=step)
         self.restart()
 
@@ -247,16 +253,19 @@ class Trainer:
         scheduler,
         dataset,
         conditions=None,
+        denoiser=None,
         overwrite: bool = False,
         device: str | None = None,
         palette=None,
     ) -> None:
         """`conditions` (a ConditionStack, optional) turns each clean batch into the condition channels
-        that are concatenated to the noisy image; it is saved with the model. `device` (cpu, cuda,
-        cuda:N, mps) overrides accelerate's choice of a single process's device. `palette` (a
-        condiff.palette.FoundPalette, optional) is the data's colours, said at the start and saved; a
-        `model.palette_head` UNet has one output per colour of it (condiff.palette_head), with or without
-        each noisy pixel's likelihood as the recipe's model.pixel_likelihood says."""
+        that are concatenated to the noisy image; it is saved with the model. `denoiser` (condiff.denoiser)
+        lays out the UNet's input and reads its output, in the loss and in sampling, and is saved with the
+        model; a plain one of the image and the conditions when None. `device` (cpu, cuda, cuda:N, mps)
+        overrides accelerate's choice of a single process's device. `palette` (a condiff.palette.FoundPalette,
+        optional) is how the data's colours were found, said at the start (the denoiser records them)."""
+        from condiff.denoiser import Denoiser
+
         self.recipe = recipe
         self.unet = unet
         self.scheduler = scheduler
@@ -265,15 +274,12 @@ class Trainer:
         self.overwrite = overwrite
         self.device = device
         self.palette = palette
-        self.head = None
-        if recipe.model.palette_head:
-            from condiff.palette_head import head_for
-
-            self.head = head_for(palette, recipe.model.pixel_likelihood, recipe.model.pixel_likelihood_until)
-            if unet.config.out_channels != self.head.channels:
-                raise CondiffError(f"model.palette_head: the UNet outputs {unet.config.out_channels} channels but "
-                                   f"the data's palette has {self.head.channels} colours; build it with "
-                                   "condiff.training.from_recipe.build_parts")
+        self.denoiser = denoiser if denoiser is not None else Denoiser(
+            condition_channels=self.conditions.widths if self.conditions else [])
+        problem = self.denoiser.unet_problem(unet.config)
+        if problem:
+            raise CondiffError(f"the UNet does not fit the model's denoiser ({problem}); build both with "
+                               "condiff.training.from_recipe.build_parts")
         self.output_dir = Path(recipe.train.output_dir)
         self._consistency = self._consistency_term()
 
@@ -317,18 +323,8 @@ class Trainer:
     def _palette_state(self) -> dict[str, list[str]]:
         """The data's palette in each checkpoint ("#rrggbb"): the order of a palette head's outputs. (Whether
         the head adds the pixel likelihood is the recipe's model.pixel_likelihood.)"""
-        from condiff.palette import to_hex
-
-        if self.palette is None or self.palette.colors is None:
-            return {}
-        return {"palette": to_hex(self.palette.colors)}
-
-    def _head_settings(self) -> dict[str, bool | int | None]:
-        """The palette head as the pipeline and model folder record it (nothing without one)."""
-        if self.head is None:
-            return {}
-        return {"palette_head": True, "pixel_likelihood": self.head.pixel_likelihood,
-                "pixel_likelihood_until": self.head.likelihood_until}
+        colors = self.denoiser.config.palette
+        return {} if colors is None else {"palette": list(colors)}
 
     def _make_accelerator(self):
         from accelerate import Accelerator
@@ -397,7 +393,7 @@ class Trainer:
             raise CondiffError(f"train.resume: {checkpoint} was trained with a different recipe: "
                                + "; ".join(differences) + ". Set these keys back to the checkpoint's values "
                                "(the first of each pair) to resume")
-        if self.head is not None and saved.get("palette") != self._palette_state().get("palette"):
+        if self.denoiser.head is not None and saved.get("palette") != self._palette_state().get("palette"):
             raise CondiffError(f"train.resume: the data's palette is not the one {checkpoint} was trained with, and "
                                "a palette head has one output per colour; restore the data, or train into a new "
                                "train.output_dir")
@@ -468,6 +464,28 @@ class Trainer:
         if self.palette is not None:
             accelerator.print(f"condiff: {self.palette.note}")
 
+    def _condition_use_probe(self, accelerator) -> ConditionUseProbe | None:
+        """The condition-use gap's fixed batch, on the main process of a conditional model (None otherwise)."""
+        if self.conditions is None or not accelerator.is_main_process:
+            return None
+        import numpy as np
+
+        from condiff.data.sources import unseen_images
+
+        images, what = unseen_images(self.recipe.data, self.dataset, PROBE_IMAGES)
+        if len(images) < 2:
+            accelerator.print(f"condiff: no condition-use gap: it needs 2 {what}, there is {len(images)}")
+            return None
+        clean = images_from_batch({"image": images})
+        numpy_state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):  # encoders may draw (a sketch's jitter): not from training's RNG
+            torch.manual_seed(0)
+            condition = self.conditions.encode_training(clean, apply_dropout=False)
+        np.random.set_state(numpy_state)
+        accelerator.print(f"condiff: the condition-use gap (loss with shuffled minus true conditions) is measured "
+                          f"every {self.recipe.train.log_every} steps on {len(images)} {what}")
+        return ConditionUseProbe(self.denoiser, self.scheduler, clean, condition, about=what)
+
     # --- the loop -------------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
@@ -494,6 +512,8 @@ class Trainer:
         if checkpoint is not None:  # said only once the run's folder has proved writable
             accelerator.print(f"condiff: resumed from {checkpoint} at step {state.step}")
         self._describe_work(accelerator, state)
+        self._probe = self._condition_use_probe(accelerator)
+        self._condition_use: dict[str, float] | None = None  # the probe's last values
 
         epochs = _epochs(accelerator, run.dataloader, state.batches_done, isinstance(self.dataset, IterableDataset))
         progress = tqdm(total=cfg.max_steps, initial=state.step, disable=not accelerator.is_local_main_process,
@@ -542,9 +562,8 @@ class Trainer:
         """
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
-            loss = diffusion_loss(run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma, self._consistency,
-                                  self_condition=self.recipe.model.self_condition, head=self.head,
-                                  ce_weight=cfg.palette_ce_weight)
+            loss = diffusion_loss(self.denoiser, run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma,
+                                  self._consistency, ce_weight=cfg.palette_ce_weight)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
@@ -573,7 +592,9 @@ class Trainer:
         state.loss_history.append(window.end_update())
         progress.update(1)
         if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-            window.write(run.accelerator, progress, run.lr_scheduler.get_last_lr()[0], state.step)
+            if self._probe is not None:
+                self._condition_use = self._probe.measure(run.accelerator.unwrap_model(run.unet))
+            window.write(run.accelerator, progress, run.lr_scheduler.get_last_lr()[0], state.step, self._condition_use)
         if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
             self._preview(run.accelerator, run.unet, run.ema, state.step)
         last = state.step >= cfg.max_steps or clock.out_of_time()  # the same answer on every process
@@ -624,17 +645,14 @@ class Trainer:
     def _preview_grid(self, model, path: Path):
         """Samples through the pipeline the commands use; a conditional model gets the first images' conditions."""
         from condiff.conditions.stack import ConditionStack
-        from condiff.palette import palette_config
         from condiff.pipeline import ConditionalDDPMPipeline
         from condiff.sampling import make_sampler
         from condiff.visualize import make_grid
 
         cfg = self.recipe.train
         conditions = self.conditions if self.conditions is not None else ConditionStack()
-        colors = palette_config(self.palette.colors if self.palette is not None else None)
         pipeline = ConditionalDDPMPipeline(unet=model, scheduler=make_sampler(self.scheduler, cfg.sample_sampler),
-                                           conditions=conditions, self_condition=self.recipe.model.self_condition,
-                                           **self._head_settings(), **colors)
+                                           conditions=conditions, denoiser=self.denoiser)
         pipeline.set_progress_bar_config(disable=True)  # training has its own progress bar
         condition = None
         if self.conditions is not None:
@@ -678,23 +696,21 @@ class Trainer:
             return
 
         def save(model) -> None:
-            found = self.palette
-            save_model(self.output_dir, model, self.scheduler, self.conditions,
-                       palette=found.colors if found is not None else None,
-                       palette_frequencies=found.frequencies if found is not None else None,
-                       self_condition=self.recipe.model.self_condition, **self._head_settings())
+            save_model(self.output_dir, model, self.scheduler, self.conditions, self.denoiser)
             grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
             self._log_image(accelerator, grid, state.step)
 
         summary = {"steps": state.step, "seconds": round(state.seconds, 1),
                    "final_loss": state.loss_history[-1] if state.loss_history else None,
                    "ema": run.ema is not None, "skipped_updates": state.skipped_updates,
-                   "palette": self.palette.note if self.palette is not None else None}
+                   "palette": self.palette.note if self.palette is not None else None,
+                   "max_steps": self.recipe.train.max_steps,
+                   "condition_use": self._probe.summary(self._condition_use) if self._condition_use else None}
         try:
             with torch.random.fork_rng(devices=[]):
                 self._with_ema_weights(accelerator, run.unet, run.ema, save)
             (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-            write_model_card(self.output_dir, self.recipe.to_dict(), summary, self.conditions)
+            write_model_card(self.output_dir, self.recipe.to_dict(), summary, self.conditions, self.denoiser)
         except Exception as err:
             if isinstance(err, StorageError):  # from save_model, which left no half-written model behind
                 reason = err.reason

@@ -1,9 +1,9 @@
 """Silhouette steering: the output's figure stays where the condition draws it.
 
-Some conditions fix where the figure is (`ConditionEncoder.known_figure`; sketch with `fill`: the shapes
-the drawing's outlines enclose). A small model reads thin lines only loosely and falls back on the
-figures it knows best, so the pipeline projects each step's predicted clean image onto images with that
-silhouette (`keep_silhouette`), much as `condiff.palette` pulls it toward the palette: outside the figure
+Some conditions fix where the figure is (sketch with `fill`: the shapes the drawing's outlines enclose) and
+hand the pipeline a `KeepSilhouette` step. A small model reads thin lines only loosely and falls back on the
+figures it knows best, so the step projects each step's predicted clean image onto images with that
+silhouette (`keep_silhouette`), much as the palette step pulls it toward the palette: outside the figure
 every pixel takes the background colour (the prediction's median there); inside, a pixel as close to
 the background as FIGURE_CONTRAST (where it would read as background) moves PUSH times that far from it,
 so that snapping to the palette keeps it unlike the background. The sampler's own update carries the
@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from condiff.steering.base import SteeringContext, SteeringOption, Step
+
 if TYPE_CHECKING:  # torch loads with the functions, so that `condiff --help` reads the modes without it
     import torch
 
+OPTION = SteeringOption("silhouette", ("auto", "off"), "auto keeps the output's silhouette where the conditions "
+                        "fix one (sketch with fill: the drawn shapes); off lets the model draw freely")
+SILHOUETTE_MODES = OPTION.modes
 FIGURE_CONTRAST = 0.1  # a fraction of the range: how unlike the background a pixel of the figure is
-SILHOUETTE_MODES = ("auto", "off")  # auto: keep the silhouette when the conditions fix one
 PUSH = 2.0  # a figure pixel too like the background moves this many times FIGURE_CONTRAST away from it
 
 
@@ -66,19 +70,21 @@ def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float 
     return result
 
 
-class SilhouetteProjection:
-    """A sampler steer (condiff.sampling.generate): every step's predicted clean image is projected onto
-    images with the silhouette `figure` (keep_silhouette), by giving the sampler the model output that
-    implies the projected image."""
+class KeepSilhouette(Step):
+    """Each step's predicted clean image is projected onto images with the silhouette `figure` (N, 1, H, W)
+    bool (`keep_silhouette`); once the finished samples are snapped to a palette, no figure pixel is left
+    with the background's colour (`snap_keeping_silhouette`)."""
 
     def __init__(self, figure: torch.Tensor) -> None:
         self.figure = figure
 
-    def __call__(self, scheduler, model_output: torch.Tensor, x_t: torch.Tensor, t, index: int) -> torch.Tensor:
-        from condiff.sampling import output_for_x0, predict_x0
+    def on_prediction(self, x0: torch.Tensor, index: int, context: SteeringContext) -> torch.Tensor:
+        return keep_silhouette(x0, self.figure.to(x0.device))
 
-        x0 = predict_x0(scheduler, model_output, x_t, t)
-        return output_for_x0(scheduler, keep_silhouette(x0, self.figure.to(x0.device)), x_t, t)
+    def finish(self, images: torch.Tensor, context: SteeringContext) -> torch.Tensor:
+        if context.palette is None:
+            return images
+        return snap_keeping_silhouette(images, context.sampled, self.figure.cpu(), context.palette)
 
 
 def snap_keeping_silhouette(snapped: torch.Tensor, images: torch.Tensor, figure: torch.Tensor,
