@@ -63,14 +63,14 @@ class FolderLock:
                 self.fd = self._lock_the_file_in_place()
             os.ftruncate(self.fd, 0)
             os.write(self.fd, f"{os.getpid()}\n".encode())
-            # An old lock file may be writable in a folder that is not: try a file of our own there.
-            probe, name = tempfile.mkstemp(prefix=_PROBE_PREFIX, dir=self.folder)
-            os.close(probe)
-            os.unlink(name)
+            # An old lock file may be writable in a folder that is not: try a file of our own there (one
+            # without a name where the system allows it, so that not even a kill leaves it behind).
+            with tempfile.TemporaryFile(prefix=_PROBE_PREFIX, dir=self.folder):
+                pass
         except OSError as err:
             self.release()
             raise self.not_writable(err) from None
-        except CondiffError:
+        except BaseException:  # a refusal, or Ctrl-C / SIGTERM midway: nothing of the lock stays
             self.release()
             raise
 
@@ -119,8 +119,8 @@ def hold_folder(folder: Path, name: str, fix: str) -> Iterator[FolderLock]:
     """Hold `folder` (created if missing) for the `with` block: a second run into it is refused with one
     line naming it (`name`), the holder's PID and `fix`."""
     lock = FolderLock(folder, name, fix=fix)
-    lock.acquire()
-    try:
+    try:  # acquire inside: a signal right after it still releases the lock
+        lock.acquire()
         yield lock
     finally:
         lock.release()

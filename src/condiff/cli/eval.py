@@ -11,12 +11,17 @@ from condiff.tasks import TASKS
 def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval", help="measure a model's quality (FD, KID, PSNR, SSIM, edge F1)",
-        description="Measure quality on held-out Nouns in the Nouns feature network's space. Each table "
-                    "has the model's row and reference rows from the same run: real vs real (the floor) and "
-                    "trivial baselines (noise, gray, the mean image). Without --model, the shipped models.")
+        description="Measure quality on held-out Nouns in the Nouns feature network's space, or with --data on "
+                    "your own images the model never trained on, with measures that need no network. Each table "
+                    "has the model's row and reference rows from the same run: the truth or real vs real (the "
+                    "floor) and trivial baselines (noise, gray, the mean image, chance). Without --model, the "
+                    "shipped models.")
     parser.add_argument("task", nargs="?", choices=(*TASKS, "all"), default="all",
                         help="what to evaluate (default: all three shipped models)")
     parser.add_argument("--model", help="model folder (default: the shipped model for the task)")
+    parser.add_argument("--data", metavar="FOLDER",
+                        help="measure on your own images instead of Nouns: a folder (or any data.source); the "
+                             "images the model never trained on (its recipe's data.held_out_every split)")
     parser.add_argument("--num", type=int, default=500, help="images per set (default: 500)")
     add_sampler_options(parser)
     parser.add_argument("--guidance", type=float, default=1.0, help="guidance scale for conditional models")
@@ -38,8 +43,11 @@ def run(args: argparse.Namespace) -> None:
     check_steps(args.steps)
     check_seed(args.seed)
     check_guidance([args.guidance])
-    if args.task == "all" and args.model:
-        raise CondiffError("--model needs a task: condiff eval unconditional|colorize|sketch2img --model DIR")
+    if args.task == "all" and (args.model or args.data):
+        option = "--model" if args.model else "--data"
+        raise CondiffError(f"{option} needs a task: condiff eval unconditional|colorize|sketch2img --model DIR")
+    if args.data and args.inception:
+        raise CondiffError("--inception measures against held-out Nouns; leave it out with --data")
     if args.json:
         check_output_path(args.json, (".json",))
 
@@ -51,8 +59,8 @@ def run(args: argparse.Namespace) -> None:
     models = {task.name: task.resolve_model(args.model) for task in tasks}  # a missing model fails before work
     settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, seed=args.seed,
                             guidance=args.guidance, device=pick_device(args.device),
-                            steering=steering_options(args))
-    net = load_feature_net()
+                            steering=steering_options(args), data=args.data)
+    net = None if args.data else load_feature_net()
     reports = []
     for task in tasks:
         report = task.evaluate(models[task.name], settings, net)

@@ -58,12 +58,13 @@ def drawings(style: str, images: torch.Tensor, masks: dict[str, np.ndarray], see
     return drawn
 
 
-def outline_strokes(image: torch.Tensor) -> np.ndarray:
-    """(DRAWING_SIZE, DRAWING_SIZE) bool: a thin line along every boundary between colour regions."""
+def outline_strokes(image: torch.Tensor, threshold: float = 0.05) -> np.ndarray:
+    """(SCALE * H, SCALE * W) bool for an image (3, H, W) (DRAWING_SIZE for a Noun): a thin line along every
+    boundary between colour regions (`clean_sketch` at `threshold`)."""
     import cv2
 
     big = torch.nn.functional.interpolate(image[None].float(), scale_factor=SCALE, mode="nearest")
-    lines = clean_sketch(big)[0, 0].numpy().astype(np.uint8)
+    lines = clean_sketch(big, threshold)[0, 0].numpy().astype(np.uint8)
     return cv2.dilate(lines, np.ones((THIN_PEN, THIN_PEN), np.uint8)) > 0
 
 

@@ -38,13 +38,15 @@ class EvalSettings:
     device: str = "cpu"
     steering: dict[str, str] = field(default_factory=dict)  # {option: mode}, condiff.steering.OPTIONS; "auto" if not
     styles: tuple[str, ...] | None = None  # sketch2img's drawing styles (None: all, evaluation.drawings.STYLES)
+    data: str | None = None  # a user's own images (condiff.evaluation.own_images) instead of held-out Nouns
 
     def mode(self, option: str) -> str:
         """The steering mode the samples are made with for `option` (its default where not given)."""
         return check_modes(self.steering, OPTIONS)[option]
 
     def describe(self) -> dict:
-        return {"images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
+        data = {"data": self.data} if self.data else {}
+        return {**data, "images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
                 "palette": self.mode("palette")}
 
 

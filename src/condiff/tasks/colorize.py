@@ -30,6 +30,8 @@ class ColorizeTask(Task):
         return recombine_luminance(source, output)
 
     def evaluate(self, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
+        if settings.data:
+            return self.evaluate_own(model, settings)
         import torch
 
         from condiff.evaluation import evaluators as ev
@@ -61,7 +63,44 @@ class ColorizeTask(Task):
                       samples=outputs)
 
 
+    def evaluate_own(self, model: str, settings: EvalSettings) -> Report:
+        """On a user's own images (settings.data) that the model never trained on, given as 8-bit gray files:
+        no feature network, so measures that hold for any images, beside doing nothing and a lookup table."""
+        import torch
+
+        from condiff.evaluation import evaluators as ev
+        from condiff.evaluation import metrics
+        from condiff.evaluation.own_images import GrayLevelColours, chroma_error, own_images
+        from condiff.evaluation.report import Report, Row
+
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        ev.show_progress(pipeline, self, settings)
+        own = own_images(settings.data, model, pipeline.resolution, settings.num)
+        truth, gray = own.truth, ev.gray_file_images(own.truth)
+        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(self.condition)]
+        outputs = ev.task_outputs(self, pipeline, ev.gray_file_channels(encoder, truth), settings)
+        true_colourfulness = max(metrics.colourfulness(truth), 1e-6)
+
+        def scores(images: torch.Tensor) -> dict[str, float]:
+            return {"PSNR": metrics.psnr(images, truth), "SSIM": metrics.ssim(images, truth),
+                    "chroma err": chroma_error(images, truth),
+                    "colourful": metrics.colourfulness(images) / true_colourfulness,
+                    "luma err": metrics.luma_error(images, gray)}
+
+        rows = [Row("model", scores(outputs), model),
+                Row("true colour", scores(truth), f"ceiling (PSNR capped at {metrics.PSNR_CAP:.0f} dB)"),
+                Row("gray input", scores(gray), "baseline: the gray file itself, no colour")]
+        if len(own.training):
+            table = GrayLevelColours(own.training)
+            rows.append(Row("gray-level table", scores(table.colorize(gray)),
+                            f"baseline: the mean colour of each gray level in {len(own.training)} training images"))
+        describe = {**settings.describe(), "images": len(truth), "guidance": settings.guidance}
+        return Report("colorize", rows, describe, [f"measured on {own.what}", OWN_NOTE, LUMA_NOTE], samples=outputs)
+
+
 LUMA_NOTE = "luma err: mean |output's gray level - input's gray level| (8-bit, as gray files hold them)"
+OWN_NOTE = ("chroma err: mean distance of each pixel's colour (a, b of CIE Lab) from the truth's; colourful: "
+            "Hasler-Suesstrunk colourfulness as a share of the truth's (gray 0, the truth 1)")
 
 
 # Pixels converted to Lab at a time: skimage's conversions make float temporaries of about 100 bytes a pixel,

@@ -2,7 +2,8 @@
 
 Evaluated on drawings of held-out Nouns in each style of condiff.evaluation.drawings, read through the
 same path as a user's file: does the output have the drawn Noun's silhouette and outlines? Beside the
-real Noun (the ceiling), another Noun (chance) and the average Noun.
+real Noun (the ceiling), another Noun (chance) and the average Noun. With --data, the same on drawings of
+a user's own held-out images (condiff.evaluation.own_drawings), with measures that need no feature network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 class Sketch2ImgTask(Task):
     def evaluate(self, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
+        if settings.data:
+            return self.evaluate_own(model, settings)
         import torch
 
         from condiff.evaluation import drawings as dr
@@ -39,14 +42,9 @@ class Sketch2ImgTask(Task):
                     "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=0),
                     **space.scores(images, parts=True)}
 
-        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(self.condition)]
-        rows = []
-        for style in settings.styles or dr.STYLES:
-            drawn = dr.drawings(style, truth, masks, seed=settings.seed)
-            channels = torch.cat([encoder.encode_input(image, pipeline.resolution) for image in drawn])
-            outputs = ev.task_outputs(self, pipeline, channels, settings)
-            seen = "never in training" if style in dr.UNSEEN_STYLES else "the training sketches' style"
-            rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
+        rows, outputs = self.drawn_rows(
+            pipeline, model, settings, settings.styles or dr.STYLES, dr.UNSEEN_STYLES, scores,
+            lambda style, encoder: dr.drawings(style, truth, masks, seed=settings.seed))
         rows += [
             Row("real image", scores(truth), "ceiling: the Noun the drawing was made from"),
             Row("other Noun", scores(held_out_nouns(settings.num, OTHER_SEED, pipeline.resolution)),
@@ -58,12 +56,91 @@ class Sketch2ImgTask(Task):
                       [DRAWINGS_NOTE, SILHOUETTE_NOTE, EDGE_NOTE, ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE,
                        ev.FLAT_NOTE], samples=outputs)
 
+    def evaluate_own(self, model: str, settings: EvalSettings) -> Report:
+        """On drawings of a user's own images (settings.data) that the model never trained on, in each style of
+        condiff.evaluation.own_drawings: silhouette IoU and edge F1, beside the truth, chance and the mean image."""
+        import torch
+
+        from condiff.evaluation import drawings as dr
+        from condiff.evaluation import evaluators as ev
+        from condiff.evaluation import metrics
+        from condiff.evaluation import own_drawings as od
+        from condiff.evaluation.own_images import own_images
+        from condiff.evaluation.report import Report, Row
+
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        ev.show_progress(pipeline, self, settings)
+        own = own_images(settings.data, model, pipeline.resolution, settings.num)
+        truth = own.truth
+        plain = plain_background(truth)
+        sketches = dr.clean_sketch(truth)
+
+        def scores(images: torch.Tensor) -> dict[str, float | None]:
+            return {"silhouette IoU": dr.silhouette_iou(images[plain], truth[plain]) if plain.any() else None,
+                    "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
+
+        rows, outputs = self.drawn_rows(
+            pipeline, model, settings, settings.styles or od.STYLES, od.UNSEEN_STYLES, scores,
+            lambda style, encoder: od.own_drawings(style, truth, settings.seed, encoder.config.threshold))
+        rows += [
+            Row("truth", scores(truth), "ceiling: the image the drawing was made from"),
+            Row("chance", scores(truth.roll(1, 0)), "chance: another held-out image, which ignores the drawing"),
+            Row("mean image", scores(ev.mean_images(truth, len(truth))), "baseline: the held-out images' average"),
+        ]
+        silhouette = (f"silhouette IoU: on the {int(plain.sum())} of {len(truth)} images with a uniform background "
+                      f"(at least {PLAIN_BORDER:.0%} of the border its median colour), the output's foreground "
+                      "(what differs from its border's colour) against the truth's")
+        return Report("sketch2img", rows, {**settings.describe(), "images": len(truth), "guidance": settings.guidance,
+                                           "silhouette": settings.mode("silhouette")},
+                      [f"measured on {own.what}", OWN_DRAWINGS_NOTE, silhouette, OWN_EDGE_NOTE], samples=outputs)
+
+    def drawn_rows(self, pipeline, model: str, settings: EvalSettings, styles, unseen, scores, drawings_of):
+        """A row per drawing style: the outputs for `drawings_of(style, encoder)` (a user's drawings, PIL
+        images), read as a user's file is, and `scores` of them; returns the rows and the last outputs."""
+        import torch
+
+        from condiff.evaluation import evaluators as ev
+        from condiff.evaluation.report import Row
+
+        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(self.condition)]
+        rows, outputs = [], None
+        for style in styles:
+            drawn = drawings_of(style, encoder)
+            channels = torch.cat([encoder.encode_input(image, pipeline.resolution) for image in drawn])
+            outputs = ev.task_outputs(self, pipeline, channels, settings)
+            seen = "never in training" if style in unseen else "the training sketches' style"
+            rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
+        return rows, outputs
+
+
+PLAIN_BORDER = 0.9  # an image has a uniform background when this share of its border reads as background
+
+
+def plain_background(images):
+    """(N,) bool: which images (N, 3, H, W) stand on a uniform background (a transparent one composited on one
+    colour, or a flat one): at least PLAIN_BORDER of their border pixels read as background, where silhouettes
+    can be compared."""
+    import torch
+
+    from condiff.conditions.sketch import foreground
+    from condiff.steering.silhouette import FIGURE_CONTRAST
+
+    figure = foreground(images, FIGURE_CONTRAST)
+    border = torch.cat([figure[:, 0], figure[:, -1], figure[:, 1:-1, 0], figure[:, 1:-1, -1]], dim=1)
+    return (~border).float().mean(dim=1) >= PLAIN_BORDER
+
 
 DRAWINGS_NOTE = ("styles (condiff.evaluation.drawings): outlines = every colour region's outline, thin pen; simple = "
                  "only body, head and glasses outlines; wobbly = simple, unsteady hand, thick pen; inverted = simple, "
                  "white on black. Each drawing is 256 px, read as a user's file is")
 SILHOUETTE_NOTE = ("silhouette IoU: the output's foreground (what differs from its border's colour) against the true "
                    "Noun's")
+OWN_DRAWINGS_NOTE = ("styles (condiff.evaluation.own_drawings): outlines = every colour region's outline, thin pen; "
+                     "wobbly = the figure's outline and its strong inner edges, unsteady hand, thick pen; sparse = "
+                     "the figure's outline with gaps and half of its inner lines. Each drawing is 8x the model's size, "
+                     "read as a user's file is")
+OWN_EDGE_NOTE = ("edge F1: colour-region outlines of the output against the truth's, an edge matching within 1 px "
+                 "(chessboard)")
 EDGE_NOTE = ("edge F1: outlines of the output against the true Noun's colour-region outlines, exact pixels (Nouns are "
              "aligned, so with a 1 px tolerance any Noun scores about 0.9)")
 

@@ -23,6 +23,8 @@ class UnconditionalTask(Task):
 
         pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
         show_progress(pipeline, self, settings)
+        if settings.data:
+            return own_images_report(pipeline, settings, name=model)
         return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
 
 
@@ -41,6 +43,32 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
         rows += ev.reference_rows(space, settings)
     notes = [ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE, ev.FLAT_NOTE]
     return Report("unconditional", rows, settings.describe(), notes, samples=samples)
+
+
+def own_images_report(pipeline, settings: EvalSettings, name: str = "") -> Report:
+    """Samples against a user's own images the model never trained on (settings.data), in a feature space
+    that knows no data set (condiff.evaluation.own_images.RandomFeatureSpace): the model's training images are the
+    floor, noise and the mean image what doing nothing scores."""
+    import torch
+
+    from condiff.evaluation import evaluators as ev
+    from condiff.evaluation.own_images import FEATURE_NOTE, RandomFeatureSpace, own_images
+    from condiff.evaluation.report import Report, Row
+
+    own = own_images(settings.data, name, pipeline.resolution, settings.num)
+    space, count = RandomFeatureSpace(own.truth), len(own.truth)
+    samples = UNCONDITIONAL.run(pipeline, num=count, steps=settings.steps, seed=settings.seed,
+                                output_type="latent", **settings.steering).images
+    noise = torch.rand(own.truth.shape, generator=torch.Generator().manual_seed(settings.seed)) * 2 - 1
+    rows = [Row("model", space.scores(samples), name)]
+    if len(own.training):
+        rows.append(Row("training images", space.scores(own.training[:count]),
+                        "floor: images of the model's training data, against these"))
+    rows += [Row("noise", space.scores(noise), "baseline: uniform noise"),
+             Row("mean image", space.scores(ev.mean_images(own.truth, count)), "baseline: the average image")]
+    describe = {**settings.describe(), "images": count}
+    return Report("unconditional", rows, describe, [f"measured on {own.what}", FEATURE_NOTE, ev.KID_NOTE,
+                                                   ev.FLAT_NOTE], samples=samples)
 
 
 UNCONDITIONAL = register_task(UnconditionalTask(

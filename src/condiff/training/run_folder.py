@@ -45,18 +45,18 @@ def hold_output_dir(accelerator, folder: Path) -> Iterator[None]:
     `accelerate launch` every process stops with the same one-line error."""
     lock = OutputLock(folder)
     outcome: list = [None, ""]
-    if accelerator.is_main_process:
-        try:
-            lock.acquire()
-        except CondiffError as err:
-            outcome = [type(err).__name__, str(err)]
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
+    try:  # everything inside: a signal at any point still releases the lock
+        if accelerator.is_main_process:
+            try:
+                lock.acquire()
+            except CondiffError as err:
+                outcome = [type(err).__name__, str(err)]
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
 
-        broadcast_object_list(outcome)
-    if outcome[0] is not None:
-        raise (StorageError if outcome[0] == "StorageError" else CondiffError)(outcome[1])
-    try:
+            broadcast_object_list(outcome)
+        if outcome[0] is not None:
+            raise (StorageError if outcome[0] == "StorageError" else CondiffError)(outcome[1])
         yield
     finally:
         lock.release()
