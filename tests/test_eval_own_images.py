@@ -11,7 +11,7 @@ from PIL import Image
 from condiff.cli.main import main
 from condiff.evaluation.own_images import GrayLevelColours, RandomFeatureSpace, chroma_error, own_images
 from condiff.images import list_image_files, to_model_tensor
-from tests.conftest import one_line_error, save_untrained_models
+from tests.conftest import one_line_error, save_untrained_models, tiny_values
 
 COLOURS = [(220, 40, 40), (40, 90, 220), (250, 200, 30), (40, 170, 80), (150, 60, 170)]
 
@@ -125,3 +125,30 @@ def test_bad_input_to_data_is_one_line_and_writes_nothing(setup, tmp_path, capsy
     trained_on(model, folder, 0)
     one_line_error(capsys, ["eval", "colorize", "--model", str(model), "--data", str(folder), "--steps", "1"],
                    "trained on every image")
+
+
+def test_training_ends_with_an_evaluation_on_held_out_images_as_run_and_network_alone(setup, tmp_path, capsys):
+    folder, _ = setup
+    values = tiny_values(tmp_path / "run", max_steps=2, eval_images=10)
+    values["data"] = {"source": str(folder), "size": None, "resolution": 32, "resize": "box", "held_out_every": 4}
+    values["conditions"] = [{"name": "grayscale", "dropout": 0.1}]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(values))
+    assert main(["train", str(recipe)]) == 0
+    reports = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert [r["settings"]["measured"] for r in reports] == [
+        "as the commands run it", "the network alone (every sampling-time step off)"]
+    assert all(r["task"] == "colorize" and r["settings"]["data"] == str(folder) for r in reports)
+    assert "condiff: wrote the evaluation to" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "run")]) == 0
+    card = capsys.readouterr().out
+    evaluation = card.index("## Evaluation (`condiff eval`, at the end of training)")
+    assert evaluation < card.index("## Samples")
+    assert card.count("gray-level table") == 2 and "held-out images (every 4th" in card
+
+
+def test_too_few_evaluation_images_is_a_one_line_error(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_values(tmp_path / "run", eval_images=5)))
+    one_line_error(capsys, ["train", str(recipe)], "train.eval_images = 5")
+    assert not (tmp_path / "run").exists()

@@ -156,6 +156,10 @@ class TrainConfig:
     sample_num: int = 16
     sample_sampler: str = DEFAULT_SAMPLER  # a fast sampler for previews during training
     sample_steps: int = DEFAULT_SAMPLER_STEPS
+    # `condiff train` ends with `condiff eval` of the final model on up to this many images it never trained on
+    # (data.held_out_every's for an image source, held-out Nouns for nouns), as the commands run it and with
+    # every sampling-time step off: eval.json and the model card's "Evaluation". 0 = none.
+    eval_images: int = 0
     checkpoint_every: int = 500  # 0 = only at the end
     keep_checkpoints: int = 3
     resume: str | None = None  # "latest" or a checkpoint folder
@@ -378,6 +382,7 @@ RANGES: dict[str, Range] = {
     "train.log_every": Range(1, MANY),
     "train.sample_every": Range(0, MANY, "0 = never"),
     "train.sample_num": Range(1, 256, "previews are sampled in one batch"),
+    "train.eval_images": Range(0, 10_000, "0 = no evaluation"),
     "train.sample_steps": Range(1, 100_000, "and at most what the sampler takes for scheduler.num_train_timesteps"),
     "train.checkpoint_every": Range(0, MANY, "0 = only at the end"),
     "train.keep_checkpoints": Range(1, 1000),
@@ -496,6 +501,9 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
         raise RecipeError(f"{origin}: scheduler.beta_start and beta_end need 0 < beta_start < beta_end < 1")
     if len(recipe.data.background) != 3:
         raise RecipeError(f"{origin}: data.background must be three numbers 0..255, e.g. [255, 255, 255]")
+    if 0 < flat["train.eval_images"] < 10:
+        raise RecipeError(f"{origin}: train.eval_images = {flat['train.eval_images']}: distances need at least 10 "
+                          "images; use 0 (no evaluation) or 10 or more, e.g. 300")
     train, timesteps = recipe.train, recipe.scheduler.num_train_timesteps
     most = sampler_step_limit(train.sample_sampler, timesteps)
     if train.sample_steps > most:

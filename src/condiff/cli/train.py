@@ -38,6 +38,33 @@ def run(args: argparse.Namespace) -> None:
         return
     print(f"condiff: trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(final loss {result.final_loss:.4f}); model in {result.output_dir}")
+    if recipe.train.eval_images:
+        evaluate_trained(recipe, result.output_dir, args.device)
+
+
+def evaluate_trained(recipe, folder, device: str | None) -> None:
+    """train.eval_images: `condiff eval` of the final model on images it never trained on, as the commands run
+    it and the network alone; printed, and written to eval.json and the model card."""
+    from condiff.data.sources import describe_source
+    from condiff.device import pick_device
+    from condiff.evaluation.evaluators import EvalSettings, as_run_and_alone
+    from condiff.model_card import add_evaluation
+    from condiff.model_folder import saved_conditions
+    from condiff.tasks import task_for
+
+    stack = saved_conditions(folder)
+    task = task_for(stack.names if stack is not None else [])
+    if task is None:
+        print(f"condiff: no evaluation (train.eval_images): condiff eval has no measures for a model with the "
+              f"conditions [{', '.join(stack.names)}]")
+        return
+    data = None if describe_source(recipe.data.source) == "nouns" else recipe.data.source
+    settings = EvalSettings(num=recipe.train.eval_images, device=pick_device(device), data=data)
+    reports = as_run_and_alone(task, str(folder), settings)
+    for report in reports:
+        print(report.table(), end="\n\n", flush=True)
+    add_evaluation(folder, reports)
+    print(f"condiff: wrote the evaluation to {folder}/eval.json and its model card")
 
 
 def check_condition(spec, where: str) -> None:

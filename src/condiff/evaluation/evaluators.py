@@ -8,7 +8,7 @@ image, the mean image) is what doing nothing scores. This module knows no task: 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -48,6 +48,24 @@ class EvalSettings:
         data = {"data": self.data} if self.data else {}
         return {**data, "images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
                 "palette": self.mode("palette")}
+
+
+# Each sampling-time step off: what the network does by itself, beside what the commands give (issue 40).
+STEERING_OFF = {option.name: "off" for option in OPTIONS}
+AS_RUN, NETWORK_ALONE = "as the commands run it", "the network alone (every sampling-time step off)"
+
+
+def as_run_and_alone(task, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> list:
+    """`task.evaluate` of `model` twice: every steering step at its default, as the commands run it, then
+    every one off. Each report's settings say which."""
+    if net is None and not settings.data:
+        net = load_feature_net()  # once for both
+    reports = []
+    for label, steering in ((AS_RUN, {}), (NETWORK_ALONE, STEERING_OFF)):
+        report = task.evaluate(model, replace(settings, steering=steering), net)
+        report.settings = {"measured": label, **report.settings}
+        reports.append(report)
+    return reports
 
 
 class FeatureSpace:

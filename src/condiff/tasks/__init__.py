@@ -14,6 +14,7 @@ from condiff.tasks.base import (
            installed_models,
            list_tasks,
            register_task,
+           task_for,
 )
 
 # The built-in tasks register in this order, which the commands, the app's tabs and condiff eval keep.
@@ -25,4 +26,5 @@ from condiff.tasks.generate import GENERATE
 # isort: on
 
 __all__ = ["ANY_CONDITION", "COLORIZE", "GENERATE", "MODELS_ROOT", "SKETCH2IMG", "TASKS", "UNCONDITIONAL", "AppTab",
-           "ColorizeTask", "Task", "installed_models", "list_tasks", "recombine_luminance", "register_task"]
+           "ColorizeTask", "Task", "installed_models", "list_tasks", "recombine_luminance", "register_task",
+           "task_for"]

@@ -169,6 +169,14 @@ def register_task(task: Task) -> Task:
     return task
 
 
+def task_for(conditions: Sequence[str]) -> Task | None:
+    """The shipped task whose models have exactly these conditions (none: unconditional), or None."""
+    for task in TASKS.values():
+        if list(conditions) == ([task.condition] if task.condition else []):
+            return task
+    return None
+
+
 def list_tasks() -> list[Task]:
     return list(_REGISTRY.values())
 
