@@ -167,6 +167,35 @@ def sweep_section(rounds: list[dict], step_times: dict | None) -> list[str]:
     return lines
 
 
+SHIPPED = ROOT / "src" / "condiff" / "models"
+
+
+def shipped_models_section() -> list[str]:
+    """The shipped conditional models' own rows from their eval.json (scripts/ship_model.py): as the commands
+    run them and the network alone, every sampling-time step off (issue 40)."""
+    lines = ["Each shipped conditional model measured by its card (`scripts/ship_model.py`: `condiff eval` on 500 "
+             "held-out Nouns, DPM-Solver++ 20 steps), twice: as the commands run it (every sampling-time step on: "
+             "the palette snap, the kept lightness or silhouette) and the network alone (`--palette off "
+             "--silhouette off --lightness off`). The difference is what steering does.", ""]
+    for name, columns in (("colorize", ("PSNR", "SSIM", "luma err", "colourful", "glasses exact", "FD", "on palette")),
+                          ("sketch2img", ("silhouette IoU", "edge F1", "FD", "glasses ok", "on palette"))):
+        path = SHIPPED / name / "eval.json"
+        reports = json.loads(path.read_text()) if path.is_file() else []
+        measured = [r for r in reports if "measured" in r["settings"]]
+        if not measured:
+            lines += [f"{name}: not measured both ways yet (`python scripts/ship_model.py --reevaluate {name}`).", ""]
+            continue
+        lines += [f"**{name}**", "", "| measured | row | " + " | ".join(columns) + " |",
+                  "|---|---|" + "---:|" * len(columns)]
+        for report in measured:
+            for row in report["rows"]:
+                if row["name"].startswith("model"):
+                    cells = [f"{row[c]:.4g}" if isinstance(row.get(c), float) else "-" for c in columns]
+                    lines.append(f"| {report['settings']['measured']} | {row['name']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     notes = (RESULTS / "NOTES.md").read_text() if (RESULTS / "NOTES.md").is_file() else ""
     by_hand = RESULTS / "PALETTE_AND_CONDITIONS.md"
@@ -205,6 +234,8 @@ def main() -> None:
         "## Choosing the defaults (`benchmarks/bench_defaults_sweep.py`)", "",
         *sweep_section(rounds, load("step_times")), "",
         conditional,
+        "## The shipped models: the network alone and as the commands run it", "",
+        *shipped_models_section(),
         "## Data (`benchmarks/bench_nouns_render.py`)", "",
         "On 2 CPU cores a DataLoader's batch of 64 Nouns costs well under 1 % of one training step. On the H200 "
         "a step takes about 40 ms, and rendering the Nouns one by one (about 5.5 ms a batch) was a real cost; "

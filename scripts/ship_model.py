@@ -4,8 +4,8 @@
     python scripts/ship_model.py --reevaluate colorize [--num 500]
 
 Writes src/condiff/models/NAME/ (the diffusers pipeline folder with the UNet in fp16) and its
-README.md: the recipe, steps, wall time, and `condiff eval` run on the shipped (fp16) weights, with
-the model's palette (the default) and without it. --reevaluate measures a shipped model again and
+README.md: the recipe, steps, wall time, and `condiff eval` run on the shipped (fp16) weights as the
+commands run it and the network alone (every sampling-time step off). --reevaluate measures a shipped model again and
 replaces only its card's evaluation section and eval.json.
 """
 
@@ -19,13 +19,10 @@ from pathlib import Path
 
 import torch
 
-from condiff.evaluation.evaluators import EvalSettings
-from condiff.evaluation.features import load_feature_net
+from condiff.evaluation.evaluators import EvalSettings, as_run_and_alone
 from condiff.model_card import palette_head_note
-from condiff.model_folder import load_pipeline, save_model, saved_conditions, saved_denoiser
+from condiff.model_folder import load_pipeline, save_model, saved_denoiser
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
-from condiff.steering import OPTIONS, check_modes
-from condiff.steering.silhouette import KeepSilhouette
 from condiff.tasks import TASKS
 
 LIMIT_MB = 10
@@ -60,42 +57,23 @@ def palette_file(target: Path) -> str:
     return "denoiser/config.json" if (target / "denoiser" / "config.json").is_file() else "model_index.json"
 
 
-def steers_silhouette(target: Path) -> bool:
-    """Whether the model's conditions fix a figure that sampling keeps (condiff.steering.silhouette)."""
-    conditions = saved_conditions(target)  # the conditions only: no need to load the UNet
-    if conditions is None:
-        return False
-    resolution = 8
-    steps = conditions.steering(torch.zeros(1, conditions.channels, resolution, resolution), check_modes({}, OPTIONS))
-    return any(isinstance(step, KeepSilhouette) for step in steps)
-
-
 def evaluate(task, target: Path, num: int, steps: int) -> list:
-    """`condiff eval` of the shipped folder: with its palette (the default, when it has one) and without;
-    for a model that keeps a drawn silhouette, also with the palette and without the silhouette."""
-    settings = [{"palette": "auto"}, {"palette": "off"}] if saved_palette(target) is not None else [{"palette": "off"}]
-    if steers_silhouette(target):
-        settings.append({"palette": settings[0]["palette"], "silhouette": "off"})
-    net = load_feature_net()
-    reports = []
-    for chosen in settings:
-        report = task.evaluate(str(target.relative_to(ROOT)), EvalSettings(num=num, steps=steps, **chosen), net)
+    """`condiff eval` of the shipped folder as the commands run it (every sampling-time step at its default)
+    and the network alone (every one off)."""
+    reports = as_run_and_alone(task, str(target.relative_to(ROOT)), EvalSettings(num=num, steps=steps))
+    for report in reports:
         print(report.table(), flush=True)
-        reports.append(report)
     return reports
 
 
 def evaluation_section(reports, target: Path) -> str:
-    about, colors = "", saved_palette(target)
-    if colors:
-        about = (f"Palette: the training data's {len(colors)} colours (`palette` in {palette_file(target)}). The first "
-                 "table samples with it, as the commands do by default (`--palette auto`); the second without "
-                 "(`--palette off`).")
-        if steers_silhouette(target):
-            about += (" Both keep the drawn silhouette, as the commands do by default (`--silhouette auto`, "
-                      "condiff.steering.silhouette); the third table has the palette and not the silhouette "
-                      "(`--silhouette off`): what the model draws by itself.")
-        about += "\n\n"
+    colors = saved_palette(target)
+    palette = (f"the training data's {len(colors)} colours (`palette` in {palette_file(target)})" if colors
+               else "none")
+    about = (f"Palette: {palette}. The first table samples as the commands do by default (every sampling-time step "
+             "on: the palette snap, the silhouette a drawing fixes, the gray input's lightness, where the model has "
+             "them); the second is the network alone, every one of them off (`--palette off --silhouette off "
+             "--lightness off`).\n\n")
     tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
     return EVALUATION + "\n\n" + about + tables + "\n\n"
 
