@@ -137,7 +137,7 @@ def test_training_ends_with_an_evaluation_on_held_out_images_as_run_and_network_
     assert main(["train", str(recipe)]) == 0
     reports = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert [r["settings"]["measured"] for r in reports] == [
-        "as the commands run it", "the network alone (every sampling-time step off)"]
+        "as the commands run it", "on the network alone (every sampling-time step off)"]
     assert all(r["task"] == "colorize" and r["settings"]["data"] == str(folder) for r in reports)
     assert "condiff: wrote the evaluation to" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "run")]) == 0

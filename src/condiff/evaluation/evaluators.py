@@ -52,7 +52,7 @@ class EvalSettings:
 
 # Each sampling-time step off: what the network does by itself, beside what the commands give (issue 40).
 STEERING_OFF = {option.name: "off" for option in OPTIONS}
-AS_RUN, NETWORK_ALONE = "as the commands run it", "the network alone (every sampling-time step off)"
+AS_RUN, NETWORK_ALONE = "as the commands run it", "on the network alone (every sampling-time step off)"
 
 
 def as_run_and_alone(task, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> list:

@@ -72,12 +72,14 @@ class Sketch2ImgTask(Task):
         ev.show_progress(pipeline, self, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth = own.truth
-        plain = plain_background(truth)
+        background = torch.tensor(own.background, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1.0
+        figure = figure_on(truth, background)
+        plain = shows_background(figure)
         sketches = dr.clean_sketch(truth)
 
         def scores(images: torch.Tensor) -> dict[str, float | None]:
-            return {"silhouette IoU": dr.silhouette_iou(images[plain], truth[plain]) if plain.any() else None,
-                    "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
+            iou = dr.mask_iou(figure_on(images[plain], background), figure[plain]) if plain.any() else None
+            return {"silhouette IoU": iou, "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
 
         rows, outputs = self.drawn_rows(
             pipeline, model, settings, settings.styles or od.STYLES, od.UNSEEN_STYLES, scores,
@@ -87,9 +89,9 @@ class Sketch2ImgTask(Task):
             Row("chance", scores(truth.roll(1, 0)), "chance: another held-out image, which ignores the drawing"),
             Row("mean image", scores(ev.mean_images(truth, len(truth))), "baseline: the held-out images' average"),
         ]
-        silhouette = (f"silhouette IoU: on the {int(plain.sum())} of {len(truth)} images with a uniform background "
-                      f"(at least {PLAIN_BORDER:.0%} of the border its median colour), the output's foreground "
-                      "(what differs from its border's colour) against the truth's")
+        silhouette = (f"silhouette IoU: on the {int(plain.sum())} of {len(truth)} images whose border is at least "
+                      f"{PLAIN_BORDER:.0%} background (the colour transparency was composited on, {own.background}), "
+                      "the output's figure (what differs from that colour) against the truth's")
         return Report("sketch2img", rows, {**settings.describe(), "images": len(truth), "guidance": settings.guidance,
                                            "silhouette": settings.mode("silhouette")},
                       [f"measured on {own.what}", OWN_DRAWINGS_NOTE, silhouette, OWN_EDGE_NOTE], samples=outputs)
@@ -113,19 +115,23 @@ class Sketch2ImgTask(Task):
         return rows, outputs
 
 
-PLAIN_BORDER = 0.9  # an image has a uniform background when this share of its border reads as background
+PLAIN_BORDER = 0.25  # an image shows its background when this share of its border is background
 
 
-def plain_background(images):
-    """(N,) bool: which images (N, 3, H, W) stand on a uniform background (a transparent one composited on one
-    colour, or a flat one): at least PLAIN_BORDER of their border pixels read as background, where silhouettes
-    can be compared."""
+def figure_on(images, background):
+    """(N, H, W) bool: the pixels of images (N, 3, H, W) unlike `background` (1, 3, 1, 1), the colour their
+    transparency was composited on: their figure, as condiff.steering.silhouette reads one."""
+    from condiff.steering.silhouette import reads_as_background
+
+    return ~reads_as_background(images - background, dim=1)
+
+
+def shows_background(figure):
+    """(N,) bool: which images have a background to compare silhouettes on (a transparent one, or one of the
+    compositing colour): at least PLAIN_BORDER of their border pixels are not figure. A photograph to its
+    edges has none."""
     import torch
 
-    from condiff.conditions.sketch import foreground
-    from condiff.steering.silhouette import FIGURE_CONTRAST
-
-    figure = foreground(images, FIGURE_CONTRAST)
     border = torch.cat([figure[:, 0], figure[:, -1], figure[:, 1:-1, 0], figure[:, 1:-1, -1]], dim=1)
     return (~border).float().mean(dim=1) >= PLAIN_BORDER
 
