@@ -242,13 +242,11 @@ def write_bytes_atomic(
         staged.commit()
 
 
-def reserve_temp_file(path: str | os.PathLike, suffix: str | None = None,
-                      record: Callable[[str], None] | None = None) -> str:
+def _reserve_temp_file(path: str, suffix: str | None, record: Callable[[str], None]) -> str:
     """A new empty temporary file beside `path` (see `write_bytes_atomic`), named as `is_temp_file` knows;
     parent directories are created. `record(name)` is told each name before the file is made, so an
     interrupt at any moment (a signal can reach any of torch's threads, so it cannot be held back) never
     leaves a file its caller does not know of; a name already taken by someone else is told again as ""."""
-    path = os.fspath(path)
     if os.path.isdir(path):
         raise DataError(f"{path}: is an existing directory; choose a file name for the output")
     if suffix is None:
@@ -259,31 +257,14 @@ def reserve_temp_file(path: str | os.PathLike, suffix: str | None = None,
         while True:
             # Created with mode 0o666 so the umask applies as for any normal file (mkstemp would give 0o600).
             tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
-            if record:
-                record(tmp_path)
+            record(tmp_path)
             try:
                 os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 return tmp_path
             except FileExistsError:
-                if record:
-                    record("")  # not ours to remove
+                record("")  # not ours to remove
     except OSError as err:
         raise _write_error(path, err) from None
-
-
-def _write_or_remove(path: str, tmp_path: str, action: Callable[[], object]) -> None:
-    """`action()`, which fills `tmp_path` (and may move it to `path`); if it fails, the temporary file is
-    removed, and a failed write is a one-line StorageError naming `path`."""
-    try:
-        action()
-    except BaseException as err:  # also on KeyboardInterrupt: never leave the temporary file behind
-        try:
-            os.remove(tmp_path)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, Exception) and is_write_failure(err):
-            raise _write_error(path, err) from None
-        raise
 
 
 def _write_error(path: str, err: BaseException) -> StorageError:
@@ -311,7 +292,7 @@ def check_writable(path: str | os.PathLike) -> None:
         raise _write_error(path, err) from None
 
 
-_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.\w+)?")  # reserve_temp_file's names
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.\w+)?")  # _reserve_temp_file's names
 
 
 def is_temp_file(name: str) -> bool:
@@ -354,9 +335,18 @@ class StagedFiles:
     def write(self, path: str | os.PathLike, write: Callable[[str], None], suffix: str | None = None) -> None:
         """`write(tmp_path)` fills the temporary file that `commit` moves to `path`."""
         path = os.fspath(path)
-        self.staged.append(("", path))  # the temporary file's name goes here before the file exists
-        tmp_path = reserve_temp_file(path, suffix, record=lambda name: self.staged.__setitem__(-1, (name, path)))
-        _write_or_remove(path, tmp_path, lambda: write(tmp_path))
+        self.staged.append(("", path))
+
+        def record(name: str) -> None:  # the temporary file's name is listed before the file exists
+            self.staged[-1] = (name, path)
+
+        tmp_path = _reserve_temp_file(path, suffix, record)
+        try:
+            write(tmp_path)
+        except Exception as err:  # the file itself is removed on leaving the `with` block, as any staged one
+            if is_write_failure(err):
+                raise _write_error(path, err) from None
+            raise
 
     def save_image(self, image: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
         path = os.fspath(path)
