@@ -37,7 +37,7 @@ def main() -> None:
     pipeline = task.load(args.model, "cpu", "dpm", 20)
     unseen = own_images(args.data, args.model, pipeline.resolution, 10_000).truth
     truth = unseen[:: max(1, len(unseen) // COLUMNS)][:COLUMNS]  # spread over the file names
-    encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(task.condition)]
+    encoder = task.encoder(pipeline)
     if args.task == "colorize":
         inputs = {"gray file": ev.gray_file_images(truth)}
         channels = {"gray file": ev.gray_file_channels(encoder, truth)}

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from condiff.evaluation.evaluators import EvalSettings, as_run_and_alone
+from condiff.evaluation.report import fenced_tables, reports_json
 from condiff.model_card import palette_head_note
 from condiff.model_folder import load_pipeline, save_model, saved_denoiser
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
@@ -74,8 +75,7 @@ def evaluation_section(reports, target: Path) -> str:
              "on: the palette snap, the silhouette a drawing fixes, the gray input's lightness, where the model has "
              "them); the second is the network alone, every one of them off (`--palette off --silhouette off "
              "--lightness off`).\n\n")
-    tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
-    return EVALUATION + "\n\n" + about + tables + "\n\n"
+    return EVALUATION + "\n\n" + about + fenced_tables(reports) + "\n\n"
 
 
 def head_section(target: Path) -> str:
@@ -129,7 +129,7 @@ def main() -> None:
             raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB} MB limit for shipped models")
         reports = evaluate(task, target, args.num, args.steps)
         (target / "README.md").write_text(model_card(args.name, run, reports, size), encoding="utf-8")
-    (target / "eval.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n", encoding="utf-8")
+    (target / "eval.json").write_text(reports_json(reports), encoding="utf-8")
     print(f"wrote {target}")
 
 

@@ -134,20 +134,18 @@ def write_model_card(folder: Path, recipe: dict[str, Any], summary: dict[str, An
 EVALUATION = "## Evaluation (`condiff eval`, at the end of training)"
 
 
-def add_evaluation(folder: Path, reports: list) -> None:
-    """The tables of `reports` (condiff.evaluation.report.Report) into the folder's card, before its samples
-    (replacing an earlier evaluation), and all of them to eval.json."""
+def add_evaluation(folder: Path, tables: str, reports_json: str) -> None:
+    """An evaluation's `tables` (condiff.evaluation.report.fenced_tables) into the folder's card, before its
+    samples (replacing an earlier evaluation), and its reports (report.reports_json) to eval.json."""
     from condiff.images import write_bytes_atomic
 
-    tables = "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
     card = (Path(folder) / CARD).read_text(encoding="utf-8")
     if EVALUATION in card:
         before, rest = card.split(EVALUATION, 1)
         card = before + rest[rest.index("\n## ") + 1:]
     before, samples, after = card.partition("## Samples")
     card = f"{before}{EVALUATION}\n\n{tables}\n\n{samples}{after}"
-    text = json.dumps([report.to_dict() for report in reports], indent=2) + "\n"
-    write_bytes_atomic(Path(folder) / "eval.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_bytes_atomic(Path(folder) / "eval.json", lambda tmp: Path(tmp).write_text(reports_json, encoding="utf-8"))
     write_bytes_atomic(Path(folder) / CARD, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"))
 
 

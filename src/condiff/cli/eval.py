@@ -71,9 +71,10 @@ def run(args: argparse.Namespace) -> None:
         print(report.table(), end="\n\n", flush=True)
         reports.append(report)
     if args.json:
-        import json
         from pathlib import Path
 
-        text = json.dumps([r.to_dict() for r in reports], indent=2) + "\n"
+        from condiff.evaluation.report import reports_json
+
+        text = reports_json(reports)
         write_bytes_atomic(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         print(f"condiff: wrote {args.json}")

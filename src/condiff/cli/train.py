@@ -48,6 +48,7 @@ def evaluate_trained(recipe, folder, device: str | None) -> None:
     from condiff.data.sources import describe_source
     from condiff.device import pick_device
     from condiff.evaluation.evaluators import EvalSettings, as_run_and_alone
+    from condiff.evaluation.report import fenced_tables, reports_json
     from condiff.model_card import add_evaluation
     from condiff.model_folder import saved_conditions
     from condiff.tasks import task_for
@@ -63,7 +64,7 @@ def evaluate_trained(recipe, folder, device: str | None) -> None:
     reports = as_run_and_alone(task, str(folder), settings)
     for report in reports:
         print(report.table(), end="\n\n", flush=True)
-    add_evaluation(folder, reports)
+    add_evaluation(folder, fenced_tables(reports), reports_json(reports))
     print(f"condiff: wrote the evaluation to {folder}/eval.json and its model card")
 
 

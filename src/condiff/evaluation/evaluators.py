@@ -152,8 +152,7 @@ def conditional_samples(task, model: str, settings: EvalSettings, condition_of):
     pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
     show_progress(pipeline, task, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
-    index = pipeline.conditions.names.index(task.condition)
-    outputs = task_outputs(task, pipeline, condition_of(pipeline.conditions.encoders[index], truth), settings)
+    outputs = task_outputs(task, pipeline, condition_of(task.encoder(pipeline), truth), settings)
     return pipeline, truth, outputs
 
 

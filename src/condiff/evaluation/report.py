@@ -41,6 +41,18 @@ class Report:
         return "\n".join(out)
 
 
+def reports_json(reports: list[Report]) -> str:
+    """The reports as `--json` files and a model folder's eval.json hold them."""
+    import json
+
+    return json.dumps([report.to_dict() for report in reports], indent=2) + "\n"
+
+
+def fenced_tables(reports: list[Report]) -> str:
+    """The reports' tables, each in a Markdown code block, as model cards show them."""
+    return "\n\n".join("```\n" + report.table() + "\n```" for report in reports)
+
+
 def format_value(value: float | None) -> str:
     if value is None:
         return "-"

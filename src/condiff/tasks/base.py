@@ -100,6 +100,11 @@ class Task:
         raise CondiffError(f"{model}: this model was trained on conditions [{', '.join(names)}]; "
                            f"{self.name} needs {self.condition}; condiff generate takes any conditional model")
 
+    def encoder(self, pipeline: ConditionalDDPMPipeline):
+        """The encoder of this task's condition in the pipeline's condition stack."""
+        stack = pipeline.conditions
+        return stack.encoders[stack.names.index(self.condition)]
+
     def load(self, model: str | None, device: str, sampler: str, steps: int) -> ConditionalDDPMPipeline:
         """The model (the shipped one when `model` is None) on `device`, checked for this task, sampling
         with `sampler` in `steps` steps."""

@@ -77,8 +77,7 @@ class ColorizeTask(Task):
         ev.show_progress(pipeline, self, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth, gray = own.truth, ev.gray_file_images(own.truth)
-        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(self.condition)]
-        outputs = ev.task_outputs(self, pipeline, ev.gray_file_channels(encoder, truth), settings)
+        outputs = ev.task_outputs(self, pipeline, ev.gray_file_channels(self.encoder(pipeline), truth), settings)
         true_colourfulness = max(metrics.colourfulness(truth), 1e-6)
 
         def scores(images: torch.Tensor) -> dict[str, float]:

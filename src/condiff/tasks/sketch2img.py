@@ -104,7 +104,7 @@ class Sketch2ImgTask(Task):
         from condiff.evaluation import evaluators as ev
         from condiff.evaluation.report import Row
 
-        encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(self.condition)]
+        encoder = self.encoder(pipeline)
         rows, outputs = [], None
         for style in styles:
             drawn = drawings_of(style, encoder)
