@@ -100,3 +100,15 @@ def test_consistency_needs_a_condition_that_offers_it(tmp_path):
     with pytest.raises(CondiffError, match=r"train.consistency_weight = 0.5: no condition .* \(conditions: canny\)"):
         train_recipe(load_recipe(str(recipe)))
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_cubic_timesteps_lie_mostly_at_high_noise_and_uniform_ones_do_not():
+    from condiff.training.loss import draw_timesteps
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    torch.manual_seed(0)
+    cubic = draw_timesteps(scheduler, 20_000, "cpu", "cubic")
+    uniform = draw_timesteps(scheduler, 20_000, "cpu", "uniform")
+    assert 0 <= int(cubic.min()) and int(cubic.max()) <= 999
+    assert abs(float((cubic >= 875).float().mean()) - 0.5) < 0.02  # 1 - 0.5 ** 3 = 0.875
+    assert abs(float((uniform >= 875).float().mean()) - 0.125) < 0.02

@@ -34,9 +34,11 @@ from condiff.errors import RecipeError, cut, first_line, shown
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+DIFFUSED = ("rgb", "chroma")  # model.diffuse: the whole image, or only its chroma (condiff.denoiser)
 RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+TIMESTEP_SAMPLING = ("uniform", "cubic")  # train.timestep_sampling: see condiff.training.loss.draw_timesteps
 BAD_IMAGE_POLICIES = ("skip", "fail")
 PALETTE_CHOICES = ("auto", "off", "kmeans")  # data.palette: see condiff.palette.find_palette
 # The samplers condiff.sampling.make_sampler makes (train.sample_sampler, --scheduler, a saved folder's sampler):
@@ -107,6 +109,9 @@ class ModelConfig:
     # the same share on the palette (benchmarks/results/NOTES.md). A warm start from a head must match both.
     pixel_likelihood: bool = True
     pixel_likelihood_until: int | None = 100
+    # What is diffused: rgb, the whole image; chroma, only its chroma (BT.601 Cb, Cr), with each output's luma
+    # taken exactly from a condition that fixes it (grayscale): colorize's lightness is right on any data.
+    diffuse: str = "rgb"
 
 
 @dataclass
@@ -138,6 +143,9 @@ class TrainConfig:
     max_minutes: float | None = None
     # Min-SNR loss weighting (arxiv 2303.09556), chosen by benchmarks/bench_defaults_sweep.py; None turns it off.
     min_snr_gamma: float | None = 5.0
+    # Which timesteps training draws: uniform, or cubic, more of them at high noise where only the condition
+    # can say what the image will be (T2I-Adapter, arxiv 2302.08453).
+    timestep_sampling: str = "uniform"
     # A condition-consistency loss (ControlNet++, arxiv 2404.07987) on the predicted clean image, for
     # conditions that offer one (sketch, grayscale): its weight (0 = off) and the lowest-noise share of
     # the timesteps where it applies.
@@ -395,7 +403,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.palette": PALETTE_CHOICES,
     "scheduler.beta_schedule": BETA_SCHEDULES,
     "scheduler.prediction_type": PREDICTION_TYPES,
+    "model.diffuse": DIFFUSED,
     "train.lr_schedule": LR_SCHEDULES,
+    "train.timestep_sampling": TIMESTEP_SAMPLING,
     "train.mixed_precision": MIXED_PRECISION,
     "train.sample_sampler": SAMPLERS,
 }

@@ -1,8 +1,11 @@
 """`Denoiser`: what the UNet's input and output mean, saved with the model as its `denoiser/` component
 (k-diffusion's wrapper idea, as a diffusers `ModelMixin`/`ConfigMixin`):
 
-- the input: the noisy image, each condition's channels (`condition_channels`), then with `self_condition`
-  the model's previous estimate of the clean image (arxiv 2208.04202);
+- what is diffused: the image, or with `luma_channel` only its chroma (BT.601 Cb, Cr): that condition
+  channel is each output's luma, given exactly, and the output is that luma with the denoised chroma (as
+  regression colorizers predict colour given lightness, arxiv 1603.08511);
+- the input: the noisy image (or chroma), each condition's channels (`condition_channels`), then with
+  `self_condition` the model's previous estimate of the clean image (arxiv 2208.04202);
 - the output: the scheduler's `prediction_type`, or with `palette_head` one logit per `palette` colour
   (condiff.palette_head), with the noisy pixel's likelihood (`pixel_likelihood`, until a timestep);
 - the data's `palette` and its colours' shares (`palette_frequencies`), for steering (condiff.steering).
@@ -23,6 +26,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from condiff.conditions.stack import slices_for
 from condiff.config import RANGES
 from condiff.errors import CondiffError
+from condiff.images import chroma, from_luma_chroma
 from condiff.model import IMAGE_CHANNELS, predict_x0
 from condiff.palette import MAX_PALETTE
 from condiff.palette_head import PaletteHead
@@ -33,6 +37,7 @@ from condiff.steering.palette import palette_steps
 MAX_CONDITION_CHANNELS = 64  # channels of one condition (real ones have 1 or 2)
 MAX_CONDITIONS = 16  # conditions of one model
 MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)
+CHROMA_CHANNELS = 2
 
 # Every setting's rule: a saved folder is checked against them before anything is built from it.
 RULES = {
@@ -43,6 +48,7 @@ RULES = {
     "palette_head": one_of(False, True),  # one output per palette colour
     "pixel_likelihood": one_of(False, True),  # ... added to each noisy pixel's log-likelihood
     "pixel_likelihood_until": optional(whole(1, MAX_TIMESTEPS)),  # ... fading out by this timestep
+    "luma_channel": optional(whole(0, MAX_CONDITION_CHANNELS * MAX_CONDITIONS - 1)),  # only chroma is diffused
 }
 
 
@@ -53,19 +59,27 @@ class Denoiser(ModelMixin, ConfigMixin):
     def __init__(self, condition_channels: Sequence[int] = (), self_condition: bool = False,
                  palette: list[str] | None = None, palette_frequencies: list[float] | None = None,
                  palette_head: bool = False, pixel_likelihood: bool = False,
-                 pixel_likelihood_until: int | None = None) -> None:
+                 pixel_likelihood_until: int | None = None, luma_channel: int | None = None) -> None:
         """Every argument is checked (`RULES`, and how they fit together): a one-line CondiffError names the
         first that is wrong. `palette` is "#rrggbb" strings; `pixel_likelihood_until` counts only with
-        `pixel_likelihood` (it is recorded as None without it)."""
+        `pixel_likelihood` (it is recorded as None without it); `luma_channel` counts the condition channels
+        from 0."""
         super().__init__()
         values = {"condition_channels": list(condition_channels), "self_condition": self_condition,
                   "palette": palette, "palette_frequencies": palette_frequencies, "palette_head": palette_head,
-                  "pixel_likelihood": pixel_likelihood, "pixel_likelihood_until": pixel_likelihood_until}
+                  "pixel_likelihood": pixel_likelihood, "pixel_likelihood_until": pixel_likelihood_until,
+                  "luma_channel": luma_channel}
         problem = first_problem(values, RULES)
         if problem is None and palette_frequencies is not None and len(palette_frequencies) != len(palette or ()):
             problem = "palette_frequencies needs one share per palette colour"
         if problem is None and palette_head and not palette:
             problem = "palette_head is true but there is no palette"
+        if problem is None and luma_channel is not None:
+            channels = sum(values["condition_channels"])
+            if luma_channel >= channels:
+                problem = f"luma_channel = {luma_channel} but there are {channels} condition channels"
+            elif palette_head:
+                problem = "palette_head needs the whole image diffused, not only its chroma (luma_channel)"
         if problem is not None:
             raise CondiffError(problem)
         # Recorded as they act: no likelihood without a head, no fade without a likelihood.
@@ -77,21 +91,36 @@ class Denoiser(ModelMixin, ConfigMixin):
         if palette_head:
             self.head = PaletteHead(self.palette, self.config.pixel_likelihood, self.config.pixel_likelihood_until)
         # A component without weights writes no file; its only tensor is the input layout.
-        self.register_buffer("layout", torch.tensor([IMAGE_CHANNELS, *values["condition_channels"],
-                                                     IMAGE_CHANNELS if self_condition else 0]))
+        self.register_buffer("layout", torch.tensor([self.image_channels, *values["condition_channels"],
+                                                     self.image_channels if self_condition else 0]))
 
     # --- the layout -----------------------------------------------------------------------------
 
     @property
+    def image_channels(self) -> int:
+        """The channels that are diffused: the image's, or with `luma_channel` its chroma's."""
+        return IMAGE_CHANNELS if self.config.luma_channel is None else CHROMA_CHANNELS
+
+    @property
     def in_channels(self) -> int:
         """The UNet's input width: the image, the conditions, the self-conditioning estimate."""
-        return IMAGE_CHANNELS + sum(self.config.condition_channels) + (IMAGE_CHANNELS if self.config.self_condition
-                                                                       else 0)
+        return self.image_channels * (2 if self.config.self_condition else 1) + sum(self.config.condition_channels)
 
     @property
     def out_channels(self) -> int:
         """The UNet's output width: the image's, or one per palette colour with a palette head."""
-        return self.head.channels if self.head is not None else IMAGE_CHANNELS
+        return self.head.channels if self.head is not None else self.image_channels
+
+    def diffused(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) in [-1, 1] as they are diffused: themselves, or with `luma_channel` their chroma."""
+        return images if self.config.luma_channel is None else chroma(images)
+
+    def image(self, diffused: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """`diffused`'s inverse: images (N, 3, H, W), with `luma_channel` the `condition`'s luma with this chroma."""
+        if self.config.luma_channel is None:
+            return diffused
+        channel = self.config.luma_channel
+        return from_luma_chroma(condition[:, channel:channel + 1].to(diffused), diffused)
 
     @property
     def condition_slices(self) -> list[slice]:
@@ -116,6 +145,7 @@ class Denoiser(ModelMixin, ConfigMixin):
             return f"in_channels = {unet_config['in_channels']}, but {parts} have {self.in_channels} channels"
         if unet_config["out_channels"] != self.out_channels:
             why = ("one per colour of its palette head's palette" if self.head is not None else
+                   "the chroma's 2 (luma_channel)" if self.config.luma_channel is not None else
                    "condiff samples 3-channel images (a palette head also needs palette_head: true)")
             return f"out_channels = {unet_config['out_channels']}, but this model needs {self.out_channels}: {why}"
         return None
@@ -148,7 +178,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         output = unet(model_input, t).sample
         if self.head is None:
             return output.float()
-        return self.head.model_output(scheduler, output, model_input[:, :IMAGE_CHANNELS].float(), t)
+        return self.head.model_output(scheduler, output, model_input[:, :self.image_channels].float(), t)
 
     def guided_output(self, unet, scheduler, model_input: torch.Tensor, t, guidance: list[float]) -> torch.Tensor:
         """Classifier-free guidance with one scale per condition (Ho & Salimans 2022, arxiv 2207.12598): for
@@ -161,7 +191,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         variants = [model_input]
         for _, part in guided:
             dropped = model_input.clone()
-            dropped[:, IMAGE_CHANNELS + part.start:IMAGE_CHANNELS + part.stop] = 0
+            dropped[:, self.image_channels + part.start:self.image_channels + part.stop] = 0
             variants.append(dropped)
         outputs = self.output(unet, scheduler, torch.cat(variants), t).chunk(len(variants))
         full = outputs[0]
@@ -191,7 +221,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         the clean image the model estimates without them (a pass without gradient); zeros, "no estimate yet",
         for the other half. So the model learns both the first sampling step and every later one, where it
         is given its previous estimate. Costs one forward pass of half the batch."""
-        noisy = model_input[:, :IMAGE_CHANNELS]
+        noisy = model_input[:, :self.image_channels]
         estimates = torch.zeros_like(noisy)
         chosen = torch.rand(len(noisy), device=noisy.device) < 0.5
         if bool(chosen.any()):

@@ -179,6 +179,36 @@ def luma(images):
     return (images * weights).sum(dim=1, keepdim=True)
 
 
+# BT.601 chroma: (B - Y) / 1.772 and (R - Y) / 1.402, so that each spans [-1, 1] for images in [-1, 1].
+CHROMA_SCALES = (1.772, 1.402)
+
+
+def chroma(images):
+    """(N, 3, H, W) -> (N, 2, H, W) tensors: BT.601 chroma (Cb, Cr) of images in [-1, 1], each in [-1, 1];
+    with `luma` it is the image, exactly (`from_luma_chroma`)."""
+    import torch
+
+    y = luma(images)
+    return torch.cat([(images[:, 2:3] - y) / CHROMA_SCALES[0], (images[:, 0:1] - y) / CHROMA_SCALES[1]], dim=1)
+
+
+def from_luma_chroma(y, cbcr):
+    """(N, 1, H, W) luma and (N, 2, H, W) chroma in [-1, 1] -> (N, 3, H, W) RGB images, `luma` and `chroma`'s
+    inverse. A chroma too strong for its luma (beyond the RGB cube) is shortened until it fits, so every
+    pixel keeps exactly its luma, with less colour, rather than being clipped to another lightness."""
+    import torch
+
+    y = y.clamp(-1, 1)
+    blue = CHROMA_SCALES[0] * cbcr[:, 0:1]
+    red = CHROMA_SCALES[1] * cbcr[:, 1:2]
+    green = -(LUMA_WEIGHTS[0] * red + LUMA_WEIGHTS[2] * blue) / LUMA_WEIGHTS[1]
+    offsets = torch.cat([red, green, blue], dim=1)  # from the gray of luma y; their luma is 0
+    limit = torch.where(offsets > 0, 1 - y, -1 - y)  # how far each channel may move
+    room = torch.where(offsets.abs() > 1e-12, limit / offsets.where(offsets.abs() > 1e-12, 1.0), float("inf"))
+    share = room.amin(dim=1, keepdim=True).clamp(max=1)
+    return (y + share * offsets).clamp(-1, 1)
+
+
 def to_model_tensor(images):
     """uint8 (N, H, W, 3), numpy or torch -> float32 torch tensor (N, 3, H, W) in [-1, 1], the model's range."""
     import torch

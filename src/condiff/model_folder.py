@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
-from condiff.denoiser import MAX_CONDITIONS
+from condiff.denoiser import CHROMA_CHANNELS, MAX_CONDITIONS
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, shown, write_failure_reason
-from condiff.model import IMAGE_CHANNELS
 from condiff.palette import MAX_PALETTE
 from condiff.rules import Rule, first_problem, list_of, number, one_of, optional, whole
 from condiff.sampling import SAMPLERS
@@ -97,9 +96,9 @@ SCHEDULER_RULES: dict[str, Rule] = {
 # while the UNet is built on the meta device, and every size must match the weights file.
 UNET_RULES: dict[str, Rule] = {
     "sample_size": whole(1, MAX_SIDE),  # the side of every sampled image (condiff samples squares)
-    "in_channels": whole(IMAGE_CHANNELS, MAX_WIDTH),  # the denoiser's layout (matched below)
-    # condiff samples RGB images (no learned variances); a palette head has one per colour (matched below)
-    "out_channels": whole(IMAGE_CHANNELS, MAX_PALETTE),
+    "in_channels": whole(CHROMA_CHANNELS, MAX_WIDTH),  # the denoiser's layout (matched below)
+    # RGB images or their chroma (no learned variances); a palette head has one per colour (matched below)
+    "out_channels": whole(CHROMA_CHANNELS, MAX_PALETTE),
     "block_out_channels": list_of(whole(1, MAX_WIDTH), MAX_LEVELS),  # one width per level
     "down_block_types": list_of(one_of(*DOWN_BLOCKS), MAX_LEVELS),  # one per level (matched below)
     "up_block_types": list_of(one_of(*UP_BLOCKS), MAX_LEVELS),

@@ -4,7 +4,8 @@ Samplers are diffusers schedulers made from the training scheduler's config (`ma
 share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the model's
 `Denoiser` (what the UNet's input and output mean), the UNet and a sampler, optionally condition channels
 (given to the UNet at every step, with guidance) and steering steps (condiff.steering), applied in order to
-each step's predicted clean image. The noise has the image's 3 channels.
+each step's predicted clean image. The noise has the channels the denoiser diffuses (the image's 3, or a
+chroma's 2); steering steps and the results see RGB images (`Denoiser.image`).
 
 Importing this module is cheap (no torch).
 """
@@ -110,12 +111,12 @@ def generate(
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    from condiff.model import IMAGE_CHANNELS, output_for_x0, predict_x0
+    from condiff.model import output_for_x0, predict_x0
 
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     size = unet.config.sample_size
-    shape = (num, IMAGE_CHANNELS, size, size)
+    shape = (num, denoiser.image_channels, size, size)
     if generator is None and seed is not None:
         generator = seeded_generators(seed, num)
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
@@ -133,14 +134,15 @@ def generate(
             else:
                 model_output = denoiser.output(unet, scheduler, model_input, t)
         for step in steering:
-            steered = step.on_prediction(predict_x0(scheduler, model_output, x, t), index, context)
+            predicted = denoiser.image(predict_x0(scheduler, model_output, x, t), condition)
+            steered = step.on_prediction(predicted, index, context)
             if steered is not None:
-                model_output = output_for_x0(scheduler, steered, x, t)
+                model_output = output_for_x0(scheduler, denoiser.diffused(steered), x, t)
         estimate = denoiser.next_estimate(scheduler, model_output, x, t)
         if record:
-            result.noisy.append(x.cpu())
-            result.predicted.append(predict_x0(scheduler, model_output, x, t).cpu())
+            result.noisy.append(denoiser.image(x, condition).cpu())
+            result.predicted.append(denoiser.image(predict_x0(scheduler, model_output, x, t), condition).cpu())
             result.timesteps.append(int(t))
         x = scheduler.step(model_output, t, x, generator=generator).prev_sample
-    result.images = x.clamp(-1, 1).cpu()
+    result.images = denoiser.image(x.clamp(-1, 1), condition).cpu()
     return result

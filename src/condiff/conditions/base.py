@@ -44,6 +44,9 @@ class ConditionEncoder(ConfigMixin):
     name: ClassVar[str] = ""  # set by @register_condition
     channels: ClassVar[int] = 0  # an encoder whose count depends on its settings overrides `num_channels`
     drawn: ClassVar[bool] = False  # whether a user draws its input (the web app gives it a canvas, not an upload)
+    # The channel that is each output's luma in [-1, 1], when this condition fixes it (grayscale): a model may
+    # then diffuse only the chroma (model.diffuse: chroma, condiff.denoiser).
+    luma_channel: ClassVar[int | None] = None
 
     @property
     def num_channels(self) -> int:

@@ -34,6 +34,7 @@ class GrayscaleCondition(ConditionEncoder):
     since they are usually photos."""
 
     channels = 1
+    luma_channel = 0
 
     @register_to_config
     def __init__(self, resize: str = "bicubic", level_features: int = 0) -> None:

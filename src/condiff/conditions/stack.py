@@ -62,6 +62,12 @@ class ConditionStack(ModelMixin, ConfigMixin):
         return slices_for(self.widths)
 
     @property
+    def luma_channel(self) -> int | None:
+        """Among all condition channels, the first that is each output's luma (an encoder's `luma_channel`)."""
+        return next((part.start + e.luma_channel for e, part in zip(self.encoders, self.channel_slices, strict=True)
+                     if e.luma_channel is not None), None)
+
+    @property
     def widths(self) -> list[int]:
         """Each condition's channel count, in order."""
         return [e.num_channels for e in self.encoders]

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from condiff.denoiser import Denoiser
-from condiff.model import IMAGE_CHANNELS
 from condiff.training.loss import diffusion_target
 
 # (name, low, high) as shares of the scheduler's timesteps; with 1000 of them: t < 250, 250..749, >= 750.
@@ -34,11 +33,11 @@ class ConditionUseProbe:
             raise ValueError("the condition-use gap needs at least 2 images, to give each another's condition")
         self.denoiser, self.scheduler = denoiser, scheduler
         self.about = f"{len(clean)} {about}"  # which images, for the model card
-        self.clean, self.condition = clean, condition
+        self.clean, self.condition = denoiser.diffused(clean), condition
         self.shuffled = condition.roll(1, dims=0)  # a derangement: no image keeps its own condition
         generator = torch.Generator().manual_seed(seed)
         total = scheduler.config.num_train_timesteps
-        self.noise = torch.randn(clean.shape, generator=generator)
+        self.noise = torch.randn(self.clean.shape, generator=generator)
         self.timesteps = {}
         for name, low, high in BANDS:
             first, end = int(low * total), max(int(high * total), int(low * total) + 1)
@@ -59,7 +58,7 @@ class ConditionUseProbe:
                 noisy = self.scheduler.add_noise(clean, noise, t)
                 target = diffusion_target(self.scheduler, clean, noise, t).float()
                 model_input = self.denoiser.model_input(noisy.repeat(2, 1, 1, 1), both)
-                estimate = self.denoiser.initial_estimate(model_input[:, :IMAGE_CHANNELS])
+                estimate = self.denoiser.initial_estimate(noisy.repeat(2, 1, 1, 1))
                 if estimate is not None:
                     model_input = torch.cat([model_input, estimate], dim=1)
                 output = self.denoiser.output(unet, self.scheduler, model_input, t.repeat(2))

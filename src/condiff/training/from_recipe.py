@@ -41,7 +41,15 @@ def build_denoiser(recipe: Recipe, conditions, palette) -> Denoiser:
         note = palette.note if palette is not None else "no palette was found"
         raise RecipeError(f"model.palette_head: true needs a palette of the data, and there is none ({note}); "
                           "set data.palette: auto (or kmeans) or model.palette_head: false")
+    luma_channel = None
+    if recipe.model.diffuse == "chroma":
+        luma_channel = conditions.luma_channel
+        if luma_channel is None:
+            raise RecipeError("model.diffuse: chroma needs a condition that gives each output's luma (grayscale); "
+                              f"this recipe's conditions are {', '.join(conditions.names) or 'none'}: add one "
+                              "or set model.diffuse: rgb")
     return Denoiser.from_settings({**vars(recipe.model), "condition_channels": conditions.widths,
+                                   "luma_channel": luma_channel,
                                    **palette_config(colors, palette.frequencies if colors is not None else None)})
 
 
@@ -63,6 +71,8 @@ def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
     if unet.config.out_channels != denoiser.out_channels:
         wanted = (f"a palette head needs {denoiser.out_channels}, one per colour of this data's palette"
                   if denoiser.head is not None else
+                  f"model.diffuse: {recipe.model.diffuse} needs {denoiser.out_channels}; set it as that model has it"
+                  if unet.config.out_channels in (2, 3) else
                   "set model.palette_head: true (it keeps that model's palette), or start from another model")
         raise CondiffError(f"model.init_from {init_from}: its UNet outputs {unet.config.out_channels} channels; "
                            f"{wanted}")

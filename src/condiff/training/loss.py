@@ -49,6 +49,17 @@ def snr(scheduler, timesteps: torch.Tensor) -> torch.Tensor:
     return alpha_bar / (1 - alpha_bar)
 
 
+def draw_timesteps(scheduler, count: int, device, sampling: str = "uniform") -> torch.Tensor:
+    """`count` training timesteps: uniform, or "cubic" (T2I-Adapter, arxiv 2302.08453): t = (1 - u^3) T for
+    uniform u, so that half of them lie above 0.875 T, where the layout is decided and only the condition
+    can tell it."""
+    total = scheduler.config.num_train_timesteps
+    if sampling == "uniform":
+        return torch.randint(0, total, (count,), device=device)
+    drawn = torch.rand(count, device=device)
+    return ((1 - drawn**3) * total).long().clamp(0, total - 1)
+
+
 @dataclass
 class Consistency:
     """A condition-consistency term (ControlNet++, arxiv 2404.07987): at the lowest-noise `timesteps`
@@ -69,9 +80,11 @@ def diffusion_loss(
     min_snr_gamma: float | None = None,
     consistency: Consistency | None = None,
     ce_weight: float = 1.0,
+    timestep_sampling: str = "uniform",
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
-    optionally Min-SNR weighted, plus the consistency term when one is given with a condition. The
+    drawn as `timestep_sampling` says (`draw_timesteps`), optionally Min-SNR weighted, plus the consistency
+    term when one is given with a condition. The
     `denoiser` lays out the UNet's input and reads its output (condiff.denoiser).
 
     A palette head's prediction is the output its expected colours imply, and `ce_weight` times the
@@ -79,8 +92,9 @@ def diffusion_loss(
     at high noise the colour cannot be known (the cross-entropy alone learnt the Nouns' shapes far more
     slowly, benchmarks/results/NOTES.md); at low noise it asks for sure, exact colours, which the Min-SNR
     weighted squared error barely rewards once the odds are near one colour."""
+    images, clean = clean, denoiser.diffused(clean)
     noise = torch.randn_like(clean)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
+    timesteps = draw_timesteps(scheduler, clean.shape[0], clean.device, timestep_sampling)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     prediction, logits = denoiser.training_output(unet, scheduler, noisy, timesteps, condition)
     target = diffusion_target(scheduler, clean, noise, timesteps)
@@ -90,21 +104,21 @@ def diffusion_loss(
         per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)).mean()
     if logits is not None and ce_weight:
-        cross_entropy = denoiser.head.loss(logits, clean)
+        cross_entropy = denoiser.head.loss(logits, images)
         if min_snr_gamma is not None:
             cross_entropy = cross_entropy * snr(scheduler, timesteps).clamp(max=min_snr_gamma) / min_snr_gamma
         loss = loss + ce_weight * cross_entropy.mean()
     if consistency is not None and condition is not None:
         loss = loss + consistency.weight * consistency_term(
-            scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
+            denoiser, scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
     return loss
 
 
-def consistency_term(scheduler, consistency: Consistency, prediction: torch.Tensor, noisy: torch.Tensor,
-                     timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+def consistency_term(denoiser: Denoiser, scheduler, consistency: Consistency, prediction: torch.Tensor,
+                     noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
     """The mean consistency loss of the batch's low-noise samples (0, keeping the graph, when none is)."""
     low = timesteps < consistency.timesteps * scheduler.config.num_train_timesteps
     if not bool(low.any()):
         return prediction.sum() * 0.0
-    predicted = predict_x0(scheduler, prediction[low], noisy[low], timesteps[low])
+    predicted = denoiser.image(predict_x0(scheduler, prediction[low], noisy[low], timesteps[low]), condition[low])
     return consistency.loss(predicted, condition[low]).mean()

@@ -563,7 +563,8 @@ class Trainer:
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
             loss = diffusion_loss(self.denoiser, run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma,
-                                  self._consistency, ce_weight=cfg.palette_ce_weight)
+                                  self._consistency, ce_weight=cfg.palette_ce_weight,
+                                  timestep_sampling=cfg.timestep_sampling)
             if not self._all_finite(accelerator, loss):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
