@@ -39,6 +39,7 @@ def test_the_saved_model_diffuses_two_channels_and_reads_the_luma_from_its_condi
     denoiser = json.loads((chroma_model / "denoiser" / "config.json").read_text())
     assert denoiser["luma_channel"] == 0
     assert (unet["in_channels"], unet["out_channels"]) == (2 + 1 + 2, 2)  # chroma, gray, self-conditioning
+    assert "Chroma only" in (chroma_model / "README.md").read_text()
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])

@@ -89,6 +89,10 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
         lines += ["Self-conditioned (arxiv 2208.04202): the UNet's last 3 input channels take its previous estimate "
                   "of the clean image. Sample it with condiff (the commands, or `condiff.load_pipeline`); "
                   "diffusers' own `DDPMPipeline` loads it but cannot sample it.", ""]
+    if settings.get("luma_channel") is not None:
+        lines += ["Chroma only (`model.diffuse: chroma`): the UNet denoises the image's BT.601 chroma (2 channels), "
+                  f"and each output is condition channel {settings['luma_channel']}'s luma with it, so its "
+                  "lightness is the input's exactly.", ""]
     if settings.get("palette_head"):
         lines += [palette_head_note(settings["pixel_likelihood"], settings["pixel_likelihood_until"]), ""]
     if summary.get("condition_use"):
