@@ -75,3 +75,21 @@ def test_chroma_and_a_palette_head_are_refused(tmp_path, capsys):
     values["data"]["palette"] = "auto"
     recipe = write_recipe_text(tmp_path, json.dumps(values))
     one_line_error(capsys, ["train", str(recipe)], "palette_head needs the whole image diffused")
+
+
+def test_a_warm_start_from_a_chroma_model_keeps_its_channels_meaning(tmp_path, capsys):
+    """A chroma UNet of gray (2 + 1 input channels) is no unconditional model: a recipe whose conditions do
+    not begin with its grayscale is refused, not widened with the gray channel read as a sketch."""
+    first = tmp_path / "gray"
+    train_recipe(recipe_from_dict(chroma_values(first)))
+    capsys.readouterr()  # its progress lines
+    sketch, gray = {"name": "sketch"}, {"name": "grayscale"}
+    values = chroma_values(tmp_path / "run", conditions=[sketch, gray], init_from=str(first))
+    recipe = write_recipe_text(tmp_path, json.dumps(values))
+    one_line_error(capsys, ["train", str(recipe)], "its UNet takes 3 input channels")
+    assert not (tmp_path / "run").exists()
+
+    values = chroma_values(tmp_path / "run", conditions=[gray, sketch], init_from=str(first))
+    train_recipe(recipe_from_dict(values))  # the same grayscale first, a new condition after it: widened
+    unet = json.loads((tmp_path / "run" / "unet" / "config.json").read_text())
+    assert (unet["in_channels"], unet["out_channels"]) == (2 + 1 + 1, 2)

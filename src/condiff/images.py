@@ -204,7 +204,8 @@ def from_luma_chroma(y, cbcr):
     green = -(LUMA_WEIGHTS[0] * red + LUMA_WEIGHTS[2] * blue) / LUMA_WEIGHTS[1]
     offsets = torch.cat([red, green, blue], dim=1)  # from the gray of luma y; their luma is 0
     limit = torch.where(offsets > 0, 1 - y, -1 - y)  # how far each channel may move
-    room = torch.where(offsets.abs() > 1e-12, limit / offsets.where(offsets.abs() > 1e-12, 1.0), float("inf"))
+    moves = offsets.abs() > 1e-12
+    room = torch.where(moves, limit / offsets.where(moves, 1.0), float("inf"))
     share = room.amin(dim=1, keepdim=True).clamp(max=1)
     return (y + share * offsets).clamp(-1, 1)
 

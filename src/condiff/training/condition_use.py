@@ -55,10 +55,11 @@ class ConditionUseProbe:
             results: dict[str, float] = {}
             for name, _, _ in BANDS:
                 t = self.timesteps[name].to(device)
-                noisy = self.scheduler.add_noise(clean, noise, t)
+                # Each noisy image twice: once with the true conditions, once with the shuffled ones.
+                noisy = self.scheduler.add_noise(clean, noise, t).repeat(2, 1, 1, 1)
                 target = diffusion_target(self.scheduler, clean, noise, t).float()
-                model_input = self.denoiser.model_input(noisy.repeat(2, 1, 1, 1), both)
-                estimate = self.denoiser.initial_estimate(noisy.repeat(2, 1, 1, 1))
+                model_input = self.denoiser.model_input(noisy, both)
+                estimate = self.denoiser.initial_estimate(noisy)
                 if estimate is not None:
                     model_input = torch.cat([model_input, estimate], dim=1)
                 output = self.denoiser.output(unet, self.scheduler, model_input, t.repeat(2))

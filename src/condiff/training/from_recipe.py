@@ -56,6 +56,7 @@ def build_denoiser(recipe: Recipe, conditions, palette) -> Denoiser:
 def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
     """A fresh UNet shaped for the `denoiser`, or a pretrained one (widened with zero weights for new
     condition channels and for self-conditioning), whose outputs must already be the denoiser's."""
+    from condiff.denoiser import CHROMA_CHANNELS
     from condiff.errors import CondiffError
     from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
     from condiff.model_folder import load_unet, saved_denoiser
@@ -72,7 +73,7 @@ def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
         wanted = (f"a palette head needs {denoiser.out_channels}, one per colour of this data's palette"
                   if denoiser.head is not None else
                   f"model.diffuse: {recipe.model.diffuse} needs {denoiser.out_channels}; set it as that model has it"
-                  if unet.config.out_channels in (2, 3) else
+                  if unet.config.out_channels in (CHROMA_CHANNELS, IMAGE_CHANNELS) else
                   "set model.palette_head: true (it keeps that model's palette), or start from another model")
         raise CondiffError(f"model.init_from {init_from}: its UNet outputs {unet.config.out_channels} channels; "
                            f"{wanted}")
@@ -86,9 +87,10 @@ def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
                            "and keep the conditions it was trained with")
     if have == wanted and not self_condition:
         return unet
-    # New channels start at zero weight after the old ones: new conditions, then self-conditioning's.
-    without_estimate = IMAGE_CHANNELS + conditions.channels
-    if have == IMAGE_CHANNELS or (have <= without_estimate and _channels_extend(init_from, conditions)):
+    # New channels start at zero weight after the old ones: new conditions, then self-conditioning's. An
+    # unconditional UNet takes only what is diffused (a chroma model is never one: its luma is a condition).
+    without_estimate = denoiser.image_channels + conditions.channels
+    if have == denoiser.image_channels or (have <= without_estimate and _channels_extend(init_from, conditions)):
         return widen_unet_input(unet, wanted - have)
     raise CondiffError(f"model.init_from {init_from}: its UNet takes {have} input channels, but the image and "
                        f"conditions need {wanted}; start from an unconditional model, one trained with the "
