@@ -24,6 +24,7 @@ from pathlib import Path
 
 from machine import describe
 
+from condiff.config import DEFAULT_PRECISION, PRECISIONS
 from condiff.device import pick_device
 from condiff.evaluation import metrics
 from condiff.evaluation.evaluators import EvalSettings, FeatureSpace, reference_rows
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="disjoint sets of images per sampler")
     parser.add_argument("--samplers", nargs="+", type=sampler_row, metavar="KIND-STEPS",
                         help="only these rows, e.g. dpm-20 dpm-logsnr-20 (default: every row of SAMPLERS)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="number type the UNet computes in, as condiff sample --precision")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -65,10 +68,13 @@ def main() -> None:
     model = UNCONDITIONAL.resolve_model(args.model)
     pipeline = load_pipeline(model)
     unet, scheduler, denoiser = pipeline.unet.to(device).eval(), pipeline.scheduler, pipeline.denoiser
+    if args.precision == "bfloat16":
+        unet.bfloat16()
     palette = denoiser.palette
     net = load_feature_net()
     machine = describe(device)
-    print(f"{machine}\n{model}: {args.repeats} x {args.num} images per sampler, {args.num} in one batch")
+    print(f"{machine}\n{model}: {args.repeats} x {args.num} images per sampler, {args.num} in one batch, "
+          f"UNet in {args.precision}")
     space_images = held_out_nouns(args.num, REFERENCE_SEED, unet.config.sample_size)
     space = FeatureSpace(net, space_images)
     references = reference_rows(space, EvalSettings(num=args.num))
@@ -108,7 +114,8 @@ def main() -> None:
         print(f"fewest steps within 10 % of full DDPM's FD ({full:.2f}): {fewest['sampler']} "
               f"(FD {fewest['FD']:.2f}, {speedup:.0f}x faster)")
     if args.json:
-        summary = {"machine": machine, "device": device, "model": model, "num": args.num, "repeats": args.repeats,
+        summary = {"machine": machine, "device": device, "model": model, "precision": args.precision,
+                   "num": args.num, "repeats": args.repeats,
                    "results": results,
                    "references": {row.name: row.metrics["FD"] for row in references},
                    "held_out_flat_area_noise": real_flat_area_noise,

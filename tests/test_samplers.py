@@ -43,3 +43,31 @@ def test_dpm_leaves_an_unclamped_schedule_unclamped():
     scheduler = build_scheduler(SchedulerConfig(beta_schedule="linear", prediction_type="epsilon"))
     scheduler.register_to_config(clip_sample=False)
     assert one_step_from_noise(scheduler, "dpm").abs().max() > 10
+
+
+@pytest.mark.parametrize("task_name", ["unconditional", "colorize"])
+def test_bfloat16_samples_are_close_to_float32_ones(task_name):
+    # --precision bfloat16 computes the UNet in bfloat16; the steps between stay float32, so the images
+    # differ from float32's by rounding, not by being another model's.
+    from condiff.evaluation.held_out import held_out_nouns
+    from condiff.tasks import TASKS
+
+    task = TASKS[task_name]
+    inputs = held_out_nouns(4, 7, 32) if task.condition else None
+    images = {}
+    for precision in ("float32", "bfloat16"):
+        pipeline = task.load(None, "cpu", "dpm", 6, precision)
+        assert next(pipeline.unet.parameters()).dtype == getattr(torch, precision)
+        images[precision] = task.run(pipeline, inputs, num=4, steps=6, seed=3, output_type="pt",
+                                     palette="off", **({"lightness": "off"} if task.condition else {})).images
+    assert images["bfloat16"].dtype == torch.float32
+    levels = (images["bfloat16"] - images["float32"]).abs() * 255
+    assert 0 < levels.mean() < 4
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    from condiff.errors import CondiffError
+    from condiff.tasks import UNCONDITIONAL
+
+    with pytest.raises(CondiffError, match="--precision float16: choose one of float32, bfloat16"):
+        UNCONDITIONAL.load(None, "cpu", "dpm", 4, "float16")

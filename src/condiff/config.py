@@ -47,6 +47,11 @@ SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
 # The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 20
+# The number types the UNet may sample in (--precision): bfloat16 is about 1.4x faster on a CPU with native
+# bfloat16 arithmetic (avx512_bf16, AMX) and on GPUs; its samples are not bit-identical to float32's
+# (docs/benchmarks.md, "Sampling throughput").
+PRECISIONS = ("float32", "bfloat16")
+DEFAULT_PRECISION = "float32"
 
 
 def sampler_step_limit(kind: str, timesteps: int) -> int:

@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> None:
 
     tasks = list(TASKS.values()) if args.task == "all" else [TASKS[args.task]]
     models = {task.name: task.resolve_model(args.model) for task in tasks}  # a missing model fails before work
-    settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, seed=args.seed,
-                            guidance=args.guidance, device=pick_device(args.device),
+    settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, precision=args.precision,
+                            seed=args.seed, guidance=args.guidance, device=pick_device(args.device),
                             steering=steering_options(args), data=args.data)
     net = None if args.data else load_feature_net()
     reports = []

@@ -248,7 +248,7 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
     from condiff.images import StagedFiles, open_image
 
     task: Task = args.task
-    pipeline = task.load(args.model, pick_device(args.device), args.scheduler, args.steps)
+    pipeline = task.load(args.model, pick_device(args.device), args.scheduler, args.steps, args.precision)
     for job in jobs:
         encode(pipeline, job, {name: open_image(path) for name, path in job.files.items()})
     guidance = args.guidance[0] if len(args.guidance) == 1 else args.guidance  # the pipeline checks the count

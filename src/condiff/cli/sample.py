@@ -84,7 +84,7 @@ def sample_files(args: argparse.Namespace, out: str | None) -> list[str]:
     from condiff.tasks import UNCONDITIONAL
     from condiff.visualize import make_grid, save_gif, trajectory_frames
 
-    pipeline = UNCONDITIONAL.load(args.model, pick_device(args.device), args.scheduler, args.steps)
+    pipeline = UNCONDITIONAL.load(args.model, pick_device(args.device), args.scheduler, args.steps, args.precision)
     written = []
     with StagedFiles() as staged:
         if args.out_dir and not out and not args.gif:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from condiff.config import DEFAULT_PRECISION
 from condiff.data.nouns import PART_KINDS
 from condiff.evaluation import metrics
 from condiff.evaluation.drawings import held_out_masks
@@ -36,6 +37,7 @@ class EvalSettings:
     seed: int = 0
     guidance: float = 1.0
     device: str = "cpu"
+    precision: str = DEFAULT_PRECISION  # the number type the UNet computes in (condiff.config.PRECISIONS)
     steering: dict[str, str] = field(default_factory=dict)  # {option: mode}, condiff.steering.OPTIONS; "auto" if not
     styles: tuple[str, ...] | None = None  # sketch2img's drawing styles (None: all, evaluation.drawings.STYLES)
     data: str | None = None  # a user's own images (condiff.evaluation.own_images) instead of held-out Nouns
@@ -46,8 +48,9 @@ class EvalSettings:
 
     def describe(self) -> dict:
         data = {"data": self.data} if self.data else {}
-        return {**data, "images": self.num, "sampler": f"{self.scheduler}-{self.steps}", "seed": self.seed,
-                "palette": self.mode("palette")}
+        precision = {"precision": self.precision} if self.precision != DEFAULT_PRECISION else {}
+        return {**data, "images": self.num, "sampler": f"{self.scheduler}-{self.steps}", **precision,
+                "seed": self.seed, "palette": self.mode("palette")}
 
 
 # Each sampling-time step off: what the network does by itself, beside what the commands give (issue 40).
@@ -149,7 +152,7 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
 def conditional_samples(task, model: str, settings: EvalSettings, condition_of):
     """Held-out Nouns, and the outputs of `task` (a condiff.tasks Task) when the model is given only the
     task's condition, `condition_of(encoder, truth)`."""
-    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps)
+    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
     show_progress(pipeline, task, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
     outputs = task_outputs(task, pipeline, condition_of(task.encoder(pipeline), truth), settings)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from condiff.config import DEFAULT_PRECISION, PRECISIONS
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER_STEPS
 
@@ -105,9 +106,10 @@ class Task:
         stack = pipeline.conditions
         return stack.encoders[stack.names.index(self.condition)]
 
-    def load(self, model: str | None, device: str, sampler: str, steps: int) -> ConditionalDDPMPipeline:
+    def load(self, model: str | None, device: str, sampler: str, steps: int,
+             precision: str = DEFAULT_PRECISION) -> ConditionalDDPMPipeline:
         """The model (the shipped one when `model` is None) on `device`, checked for this task, sampling
-        with `sampler` in `steps` steps."""
+        with `sampler` in `steps` steps, its UNet computing in `precision` (condiff.config.PRECISIONS)."""
         from condiff.model_folder import load_pipeline
         from condiff.sampling import make_sampler
 
@@ -115,7 +117,12 @@ class Task:
         pipeline = load_pipeline(model)
         self.check(pipeline, model)
         pipeline.scheduler = make_sampler(pipeline.scheduler, sampler, steps)
-        return pipeline.to(device)
+        pipeline = pipeline.to(device)
+        if precision == "bfloat16":  # nn.Module's own cast: diffusers' `to(dtype)` warns about loaded weights
+            pipeline.unet.bfloat16()
+        elif precision != DEFAULT_PRECISION:
+            raise CondiffError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+        return pipeline
 
     # --- running --------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class ColorizeTask(Task):
         from condiff.evaluation.own_images import GrayLevelColours, chroma_error, own_images
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
         ev.show_progress(pipeline, self, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth, gray = own.truth, ev.gray_file_images(own.truth)

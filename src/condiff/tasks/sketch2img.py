@@ -30,7 +30,7 @@ class Sketch2ImgTask(Task):
         from condiff.evaluation.held_out import INPUT_SEED, OTHER_SEED, held_out_nouns
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
         ev.show_progress(pipeline, self, settings)
         truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
         masks = dr.held_out_masks(settings.num, INPUT_SEED)
@@ -68,7 +68,7 @@ class Sketch2ImgTask(Task):
         from condiff.evaluation.own_images import own_images
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
         ev.show_progress(pipeline, self, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth = own.truth

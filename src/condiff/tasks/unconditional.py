@@ -21,7 +21,7 @@ class UnconditionalTask(Task):
         from condiff.evaluation.evaluators import show_progress
         from condiff.evaluation.features import load_feature_net
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps)
+        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
         show_progress(pipeline, self, settings)
         if settings.data:
             return own_images_report(pipeline, settings, name=model)
