@@ -246,6 +246,41 @@ def test_fill_shapes_fills_closed_outlines_and_figures_the_frame_cuts():
     assert (fill_shapes(gappy, gap=2) == closed).all()  # closed, and the margin given back
 
 
+def test_fill_by_corners_keeps_a_figure_the_frame_cuts_on_several_sides():
+    from condiff.conditions.sketch import fill_shapes
+
+    lines = np.zeros((32, 32), bool)
+    lines[:, 4] = lines[:, 27] = True  # a figure the frame cuts at the top and the bottom (a face drawn edge to edge)
+    sides = fill_shapes(lines, gap=0)
+    corners = fill_shapes(lines, gap=0, background="corners")
+    assert not sides[:, 5:27].any()  # it reaches two sides: "sides" takes it for background
+    assert corners[:, 4:28].all()  # only what reaches a corner is background
+    assert not corners[:, :4].any() and not corners[:, 28:].any()
+
+
+def test_a_wider_fill_gap_closes_a_sketch_drawn_with_gaps():
+    image = Image.new("L", (256, 256), 255)
+    draw = ImageDraw.Draw(image)
+    for side in ((64, 64, 192, 64), (64, 192, 192, 192), (64, 64, 64, 192), (192, 64, 192, 192)):
+        x0, y0, x1, y1 = side  # a square whose every side has an 18 px gap in its middle (2.25 px at 32)
+        mx, my = (x0 + x1) // 2, (y0 + y1) // 2
+        half = (9 if x0 != x1 else 0, 9 if y0 != y1 else 0)
+        draw.line((x0, y0, mx - half[0], my - half[1]), fill=0, width=3)
+        draw.line((mx + half[0], my + half[1], x1, y1), fill=0, width=3)
+    inside = slice(10, 22)
+    default = encoder("sketch", fill=True).encode_input(image, RESOLUTION)
+    wider = encoder("sketch", fill=True, fill_gap=3.0).encode_input(image, RESOLUTION)
+    assert not (default[0, 1, inside, inside] > 0).any()  # it leaks at 2 px
+    assert (wider[0, 1, inside, inside] > 0).all()
+
+
+def test_sketch_fill_settings_are_checked():
+    with pytest.raises(ValueError, match="fill_background must be one of sides, corners, got 'edges'"):
+        encoder("sketch", fill=True, fill_background="edges")
+    with pytest.raises(ValueError, match="fill_gap must be from 0 to 32"):
+        encoder("sketch", fill=True, fill_gap=40)
+
+
 def test_sketch_fill_adds_the_filled_silhouette_as_a_second_channel(nouns):
     enc = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, fill=True)
     image = torch.full((1, 3, RESOLUTION, RESOLUTION), 0.8)

@@ -35,7 +35,11 @@ REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are give
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
 INTERIOR_SEGMENT = 8  # pixels (at 32 px) per side of a square of interior lines left out at once
 MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
-FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape
+FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape (the default)
+# What `fill` counts as background: "sides", what reaches two sides of the frame or a corner (a region that
+# touches one side is a figure the frame cuts, as a Noun's body on the bottom edge); "corners", only what
+# reaches a corner, so a figure the frame cuts on several sides (a face drawn edge to edge) stays a figure.
+FILL_BACKGROUNDS = ("sides", "corners")
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -66,12 +70,13 @@ def to_channel(lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
     return lines.to(dtype) * 2.0 - 1.0
 
 
-def fill_shapes(lines: np.ndarray, gap: int) -> np.ndarray:
+def fill_shapes(lines: np.ndarray, gap: int, background: str = "sides") -> np.ndarray:
     """(H, W) bool lines -> the shapes they draw, filled: every pixel that is not background.
 
     Background is what the frame's surroundings reach without crossing a line, gaps up to `gap` pixels
     closed. A region that touches only one side of the frame is a figure the frame cuts (a Noun's body
-    stands on the bottom edge), not background: background reaches at least two sides, or a corner.
+    stands on the bottom edge), not background: with `background` "sides" background reaches at least two
+    sides, or a corner; with "corners" only a region that reaches a corner is background.
     """
     from scipy import ndimage
 
@@ -79,22 +84,25 @@ def fill_shapes(lines: np.ndarray, gap: int) -> np.ndarray:
     margin = gap - gap // 2  # lines grow this much on each side, closing gaps up to `gap` pixels
     wall = ndimage.binary_dilation(lines, structure=four, iterations=margin) if margin else lines
     regions, _ = ndimage.label(~wall, structure=four)
-    sides = [set(np.unique(side)) - {0} for side in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
-    background = [r for r in set().union(*sides) if sum(r in side for side in sides) >= 2]
-    outside = np.isin(regions, background)
+    if background == "corners":
+        outer = list({regions[0, 0], regions[0, -1], regions[-1, 0], regions[-1, -1]} - {0})
+    else:
+        sides = [set(np.unique(side)) - {0} for side in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
+        outer = [r for r in set().union(*sides) if sum(r in side for side in sides) >= 2]
+    outside = np.isin(regions, outer)
     if margin:  # give back the margin that closing the gaps took, without crossing a drawn line
         outside = ndimage.binary_dilation(outside, structure=four, iterations=margin, mask=~lines)
     return ~outside
 
 
-def enclosed(lines: torch.Tensor, gap: int) -> torch.Tensor:
+def enclosed(lines: torch.Tensor, gap: int, background: str = "sides") -> torch.Tensor:
     """(N, 1, H, W) bool lines -> (N, 1, H, W) bool shapes filled (`fill_shapes`, per sample).
 
     Inside or outside of a closed curve is a global question that a small UNet cannot work out from thin
     lines; given as a channel, the filled shapes tell the model the silhouette the drawing asks for.
     """
     drawn = lines.cpu().numpy()[:, 0]
-    filled = np.stack([fill_shapes(line, gap) for line in drawn])
+    filled = np.stack([fill_shapes(line, gap, background) for line in drawn])
     return torch.from_numpy(filled)[:, None].to(lines.device)
 
 
@@ -246,14 +254,16 @@ def drawing_lines(strokes: np.ndarray, resolution: int) -> np.ndarray:
     return skeletonize(downsample_strokes(strokes, resolution))
 
 
-def drawing_shapes(strokes: np.ndarray, resolution: int) -> np.ndarray:
+def drawing_shapes(strokes: np.ndarray, resolution: int, gap: float = FILL_GAP,
+                   background: str = "sides") -> np.ndarray:
     """(S, S) bool ink -> (res, res) bool filled shapes. Filled at the drawing's own resolution, with each
     stroke thinned to its centre line (the edge it marks, whatever the pen's width); then a target pixel
-    is inside when most of it is, so a line that lands between two target pixels does not widen the shape."""
+    is inside when most of it is, so a line that lands between two target pixels does not widen the shape.
+    `gap` is in pixels at 32 px; `background` as in `fill_shapes`."""
     import cv2
     from skimage.morphology import skeletonize
 
-    filled = fill_shapes(skeletonize(strokes), max(1, scaled(FILL_GAP, strokes.shape[0])))
+    filled = fill_shapes(skeletonize(strokes), max(1, scaled(gap, strokes.shape[0])), background)
     return cv2.resize(filled.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA) >= 0.5
 
 
@@ -282,6 +292,10 @@ class SketchCondition(ConditionEncoder):
       at its own resolution): the silhouette the outlines enclose, which sampling then keeps
       (`figure`). Off by default (one channel, as the first two shipped models were trained);
       recipes/sketch2img-fill.yaml turns it on.
+    - `fill_gap`: gaps in the drawn outlines up to this many pixels (at 32 px) still enclose a shape.
+    - `fill_background`: "sides" (as the first fill models were trained): background is what reaches two
+      sides of the frame or a corner; "corners": only what reaches a corner, so a figure that the frame
+      cuts on several sides (an emoji's face drawn edge to edge) is still filled.
 
     `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line.
     """
@@ -298,8 +312,10 @@ class SketchCondition(ConditionEncoder):
         threshold: float = 0.05,
         interior_dropout: float = 0.0,
         fill: bool = False,
+        fill_gap: float = FILL_GAP,
+        fill_background: str = "sides",
     ) -> None:
-        for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift)):
+        for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift), ("fill_gap", fill_gap)):
             if not 0 <= pixels <= REFERENCE_SIZE:
                 raise ValueError(f"sketch {key} must be from 0 to {REFERENCE_SIZE} (pixels at {REFERENCE_SIZE} px, "
                                  f"the whole image), got {pixels}")
@@ -311,6 +327,9 @@ class SketchCondition(ConditionEncoder):
             raise ValueError(f"sketch interior_dropout must be in [0, 1], got {interior_dropout}")
         if not isinstance(fill, bool):
             raise ValueError(f"sketch fill must be true or false, got {fill!r}")
+        if fill_background not in FILL_BACKGROUNDS:
+            raise ValueError(f"sketch fill_background must be one of {', '.join(FILL_BACKGROUNDS)}, "
+                             f"got {fill_background!r}")
 
     @property
     def num_channels(self) -> int:
@@ -323,7 +342,8 @@ class SketchCondition(ConditionEncoder):
         if not self.config.fill:
             return to_channel(lines, dtype)
         if shapes is None:
-            shapes = enclosed(lines, max(1, scaled(FILL_GAP, lines.shape[-1])))
+            shapes = enclosed(lines, max(1, scaled(self.config.fill_gap, lines.shape[-1])),
+                              self.config.fill_background)
         return torch.cat([to_channel(lines, dtype), to_channel(shapes, dtype)], dim=1)
 
     def encode_training(self, images: torch.Tensor) -> torch.Tensor:
@@ -367,5 +387,8 @@ class SketchCondition(ConditionEncoder):
         strokes = drawing_strokes(image)
         lines = torch.from_numpy(drawing_lines(strokes, resolution))[None, None]
         lines = thicken(lines, input_thickness(resolution, self.config.thickness_jitter))
-        shapes = torch.from_numpy(drawing_shapes(strokes, resolution))[None, None] if self.config.fill else None
+        shapes = None
+        if self.config.fill:
+            filled = drawing_shapes(strokes, resolution, self.config.fill_gap, self.config.fill_background)
+            shapes = torch.from_numpy(filled)[None, None]
         return self.to_channels(lines, shapes=shapes)
