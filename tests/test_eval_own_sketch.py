@@ -125,7 +125,11 @@ def test_eval_on_own_images_prints_each_style_beside_truth_and_chance(sketch_mod
                  "--num", "10", "--steps", "1", "--json", str(out), *steering])
     printed = capsys.readouterr().out
     assert code == 0
-    rows = ["model, outlines", "model, wobbly", "model, sparse", "truth", "chance", "mean image"]
+    styles = ["outlines", "wobbly", "sparse"]
+    # A fill model's rows include what its fill channel alone would score: the reference for the network.
+    rows = [name for style in styles for name in (f"model, {style}", *([f"filled shapes, {style}"]
+                                                                     if model == "fill" else []))]
+    rows += ["truth", "chance", "mean image"]
     assert all(row in printed for row in rows) and "silhouette IoU" in printed and "edge F1" in printed
     (report,) = json.loads(out.read_text())
     assert [row["name"] for row in report["rows"]] == rows
@@ -136,8 +140,12 @@ def test_eval_on_own_images_prints_each_style_beside_truth_and_chance(sketch_mod
     scores = {row["name"]: row for row in report["rows"]}
     assert scores["truth"]["silhouette IoU"] == 1.0 and scores["truth"]["edge F1"] == 1.0
     assert scores["chance"]["silhouette IoU"] < 0.9 and scores["chance"]["edge F1"] < 0.9
-    for name in rows[:3]:
+    for style in styles:
+        name = f"model, {style}"
         assert 0.0 <= scores[name]["silhouette IoU"] <= 1.0 and 0.0 <= scores[name]["edge F1"] <= 1.0
+        if model == "fill":
+            shapes = scores[f"filled shapes, {style}"]
+            assert 0.3 < shapes["silhouette IoU"] <= 1.0 and shapes["edge F1"] is None
 
 
 def test_where_the_frame_cuts_the_figure_no_style_draws_the_frame():

@@ -81,9 +81,14 @@ class Sketch2ImgTask(Task):
             iou = dr.mask_iou(figure_on(images[plain], background), figure[plain]) if plain.any() else None
             return {"silhouette IoU": iou, "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
 
+        def shapes_iou(shapes: torch.Tensor) -> dict[str, float | None]:
+            return {"silhouette IoU": dr.mask_iou(shapes[plain], figure[plain]) if plain.any() else None,
+                    "edge F1": None}
+
         rows, outputs = self.drawn_rows(
             pipeline, model, settings, settings.styles or od.STYLES, od.UNSEEN_STYLES, scores,
-            lambda style, encoder: od.own_drawings(style, truth, settings.seed, encoder.config.threshold))
+            lambda style, encoder: od.own_drawings(style, truth, settings.seed, encoder.config.threshold),
+            shapes_iou)
         rows += [
             Row("truth", scores(truth), "ceiling: the image the drawing was made from"),
             Row("chance", scores(truth.roll(1, 0)), "chance: another held-out image, which ignores the drawing"),
@@ -96,9 +101,12 @@ class Sketch2ImgTask(Task):
                                            "silhouette": settings.mode("silhouette")},
                       [f"measured on {own.what}", OWN_DRAWINGS_NOTE, silhouette, OWN_EDGE_NOTE], samples=outputs)
 
-    def drawn_rows(self, pipeline, model: str, settings: EvalSettings, styles, unseen, scores, drawings_of):
+    def drawn_rows(self, pipeline, model: str, settings: EvalSettings, styles, unseen, scores, drawings_of,
+                   shapes_scores=None):
         """A row per drawing style: the outputs for `drawings_of(style, encoder)` (a user's drawings, PIL
-        images), read as a user's file is, and `scores` of them; returns the rows and the last outputs."""
+        images), read as a user's file is, and `scores` of them; returns the rows and the last outputs. With
+        `shapes_scores` and a sketch with `fill`, a reference row per style too: `shapes_scores` of the
+        drawing's filled shapes (N, H, W), what a network that copied its fill channel would score."""
         import torch
 
         from condiff.evaluation import evaluators as ev
@@ -112,6 +120,10 @@ class Sketch2ImgTask(Task):
             outputs = ev.task_outputs(self, pipeline, channels, settings)
             seen = "never in training" if style in unseen else "the training sketches' style"
             rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
+            shapes = encoder.figure(channels)
+            if shapes_scores is not None and shapes is not None:
+                rows.append(Row(f"filled shapes, {style}", shapes_scores(shapes[:, 0]),
+                                "reference: the drawing's fill channel taken as the figure"))
         return rows, outputs
 
 
