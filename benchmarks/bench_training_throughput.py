@@ -56,14 +56,14 @@ def peak_gpu_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
 
-def run_condiff(steps: int, batch: int, device: str) -> dict:
+def run_condiff(steps: int, batch: int, device: str, mixed_precision: str = "no") -> dict:
     from condiff.config import load_recipe
     from condiff.training.from_recipe import train_recipe
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"train.max_steps={steps}", f"train.batch_size={batch}", "train.sample_every=0",
                      "train.checkpoint_every=0", "train.tensorboard=false", f"train.output_dir={tmp}/run",
-                     "train.warmup_steps=1", f"data.size={steps * batch}"]
+                     "train.warmup_steps=1", f"data.size={steps * batch}", f"train.mixed_precision={mixed_precision}"]
         recipe = load_recipe(str(RECIPE), overrides)
         result = train_recipe(recipe, overwrite=True)  # on the GPU when there is one, like `condiff train`
         seconds = json.loads((Path(tmp) / "run" / "training_summary.json").read_text())["seconds"]
@@ -145,7 +145,9 @@ def child(kind: str, steps: int, batch: int, device: str) -> dict:
     if kind == "matmul":
         result = run_matmul(device)
     else:
-        result = {"condiff": run_condiff, "plain": run_plain}[kind](steps, batch, device)
+        runs = {"condiff": run_condiff, "plain": run_plain,
+                "condiff-bf16": lambda *args: run_condiff(*args, mixed_precision="bf16")}
+        result = runs[kind](steps, batch, device)
     result["peak_rss_mb"] = peak_rss_mb()
     result["peak_gpu_mb"] = peak_gpu_mb(device)
     return result
@@ -165,7 +167,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--child", choices=("condiff", "plain", "matmul"), help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true",
+                        help="also condiff with train.mixed_precision: bf16 (the plain loop stays float32)")
+    parser.add_argument("--child", choices=("condiff", "condiff-bf16", "plain", "matmul"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from machine import describe
 
@@ -178,20 +182,24 @@ def main() -> None:
 
     flops = step_flops(args.batch)
     matmul = in_subprocess("matmul", args.steps, args.batch, device)
-    results = {kind: in_subprocess(kind, args.steps, args.batch, device) for kind in ("condiff", "plain")}
+    kinds = ("condiff", "plain", "condiff-bf16") if args.bf16 else ("condiff", "plain")
+    results = {kind: in_subprocess(kind, args.steps, args.batch, device) for kind in kinds}
     machine = describe(device)
     print(f"{machine}\n{args.steps} steps of {args.batch} images, UNet of {RECIPE.name}; "
           f"one step = {flops / 1e9:.1f} GFLOP")
-    print(f"{'':10} {'img/s':>8} {'GFLOP/s':>9} {'% of matmul':>12} {'peak RSS MB':>12} {'peak GPU MB':>12}")
+    print(f"{'':12} {'img/s':>8} {'GFLOP/s':>9} {'% of matmul':>12} {'peak RSS MB':>12} {'peak GPU MB':>12}")
     for kind, result in results.items():
         result["img_per_s"] = result["images"] / result["seconds"]
         result["gflops"] = flops * args.steps / result["seconds"] / 1e9
         gpu = f"{result['peak_gpu_mb']:12.0f}" if result["peak_gpu_mb"] is not None else f"{'-':>12}"
-        print(f"{kind:10} {result['img_per_s']:8.1f} {result['gflops']:9.1f} "
+        print(f"{kind:12} {result['img_per_s']:8.1f} {result['gflops']:9.1f} "
               f"{100 * result['gflops'] / matmul['gflops']:11.0f}% {result['peak_rss_mb']:12.0f} {gpu}")
-    print(f"{'matmul':10} {'':8} {matmul['gflops']:9.1f} {'100%':>12}   (float32, {matmul['size']}²)")
+    print(f"{'matmul':12} {'':8} {matmul['gflops']:9.1f} {'100%':>12}   (float32, {matmul['size']}²)")
     ratio = results["condiff"]["img_per_s"] / results["plain"]["img_per_s"]
     print(f"condiff / plain diffusers loop: {ratio:.2f}x the images per second")
+    if args.bf16:
+        bf16_ratio = results["condiff-bf16"]["img_per_s"] / results["plain"]["img_per_s"]
+        print(f"condiff with train.mixed_precision: bf16 / plain diffusers loop (float32): {bf16_ratio:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "device": device, "steps": args.steps,
                                                "batch": args.batch, "step_gflop": flops / 1e9,
