@@ -37,15 +37,33 @@ def throughput_section(data: dict | None, command: str) -> list[str]:
              f"({data['step_gflop']:.1f} GFLOP per step, forward and backward).", "",
              "| loop | images/s | GFLOP/s | % of matmul | peak RSS | peak GPU memory |",
              "|---|---:|---:|---:|---:|---:|"]
-    for kind in ("condiff", "plain"):
+    names = {"condiff": "condiff trainer", "plain": "plain diffusers loop (datasets + PIL transforms)",
+             "condiff-bf16": "condiff trainer, `train.mixed_precision: bf16`"}
+    for kind in (kind for kind in names if kind in data):
         r = data[kind]
-        name = "condiff trainer" if kind == "condiff" else "plain diffusers loop (datasets + PIL transforms)"
+        name = names[kind]
         gpu = f"{r['peak_gpu_mb']:.0f} MB" if r.get("peak_gpu_mb") else "-"
         lines.append(f"| {name} | {r['img_per_s']:.1f} | {r['gflops']:.1f} | "
                      f"{100 * r['gflops'] / data['matmul_gflops']:.0f} % | {r['peak_rss_mb']:.0f} MB | {gpu} |")
     size = data.get("matmul_size", 2048)
     lines += [f"| float32 matmul {size}² (the ceiling) | | {data['matmul_gflops']:.1f} | 100 % | | |", "",
               f"**condiff / plain loop: {data['ratio']:.2f}×** the images per second."]
+    if "condiff-bf16" in data:
+        ratio = data["condiff-bf16"]["img_per_s"] / data["plain"]["img_per_s"]
+        lines += ["", f"**condiff with `train.mixed_precision: bf16` / plain loop (float32): {ratio:.2f}×**."]
+    return lines
+
+
+def sampling_throughput_section(data: dict | None, command: str) -> list[str]:
+    if not data:
+        return [f"Not run yet: `{command}`."]
+    lines = [f"Machine: {data['machine']}.", "",
+             f"`DDPMScheduler`, {data['steps']} steps, the UNet of `recipes/unconditional.yaml` with a 3-channel "
+             f"output; each row the median of {data['repeats']} calls, the rows taking turns.", "",
+             "| batch | sampler | images/s | × DDPMPipeline |", "|---:|---|---:|---:|"]
+    for row in data["results"]:
+        lines.append(f"| {row['batch']} | {row['row']} | {row['images_per_s']:.1f} | "
+                     f"{row['ratio_to_ddpm_pipeline']:.2f}× |")
     return lines
 
 
@@ -217,6 +235,9 @@ def main() -> None:
         "## Training throughput (`benchmarks/bench_training_throughput.py`)", "",
         "### CPU", "",
         *throughput_section(load("throughput"), "python benchmarks/bench_training_throughput.py --device cpu"), "",
+        "### CPU, batch 32", "",
+        *throughput_section(load("throughput_batch32"), "python benchmarks/bench_training_throughput.py --device cpu "
+                            "--bf16 --batch 32 --json benchmarks/results/throughput_batch32.json"), "",
         "### GPU", "",
         *throughput_section(load("gpu/throughput"), "bash benchmarks/gpu_session.sh"), "",
         "## Samplers (`benchmarks/bench_sampling.py`)", "",
@@ -227,6 +248,17 @@ def main() -> None:
         "### CPU, the default's candidates (3 × 500 images each)", "",
         *sampling_section(load("sampling_default"), "python benchmarks/bench_sampling.py --device cpu --repeats 3 "
                           "--samplers dpm-20 dpm-logsnr-20 --json benchmarks/results/sampling_default.json"), "",
+        "### CPU, the default sampler with the UNet in bfloat16 (`--precision`; 3 × 500 images each)", "",
+        "For FD only: these two ran on one thread beside training, so their times are not comparable; the "
+        "sampling throughput section below times float32 against bfloat16.", "",
+        *sampling_section(load("sampling_float32_3x500"), "python benchmarks/bench_sampling.py --device cpu "
+                          "--repeats 3 --samplers dpm-20 --json benchmarks/results/sampling_float32_3x500.json"), "",
+        *sampling_section(load("sampling_bfloat16_3x500"), "python benchmarks/bench_sampling.py --device cpu "
+                          "--repeats 3 --samplers dpm-20 --precision bfloat16 "
+                          "--json benchmarks/results/sampling_bfloat16_3x500.json"), "",
+        "## Sampling throughput (`benchmarks/bench_sampling_throughput.py`)", "",
+        *sampling_throughput_section(load("sampling_throughput"), "python benchmarks/bench_sampling_throughput.py "
+                                     "--device cpu --json benchmarks/results/sampling_throughput.json"), "",
         "## Time to quality on 2 CPU cores (`benchmarks/bench_time_to_quality.py`)", "",
         *time_to_quality_section(time_files), "",
         "## Denoising precision (`benchmarks/bench_denoising_precision.py`)", "",
