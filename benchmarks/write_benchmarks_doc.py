@@ -57,14 +57,12 @@ def throughput_section(data: dict | None, command: str) -> list[str]:
 def sampling_throughput_section(data: dict | None, command: str) -> list[str]:
     if not data:
         return [f"Not run yet: `{command}`."]
-    lines = [f"Machine: {data['machine']}.", "",
-             f"`DDPMScheduler`, {data['steps']} steps, the UNet of `recipes/unconditional.yaml` with a 3-channel "
-             f"output; each row the median of {data['repeats']} calls, the rows taking turns.", "",
-             "| batch | sampler | images/s | × DDPMPipeline |", "|---:|---|---:|---:|"]
-    for row in data["results"]:
-        lines.append(f"| {row['batch']} | {row['row']} | {row['images_per_s']:.1f} | "
-                     f"{row['ratio_to_ddpm_pipeline']:.2f}× |")
-    return lines
+    rows = [f"| {row['batch']} | {row['row']} | {row['images_per_s']:.1f} | {row['ratio_to_ddpm_pipeline']:.2f}× |"
+            for row in data["results"]]
+    what = (f"`DDPMScheduler`, {data['steps']} steps, the UNet of `recipes/unconditional.yaml` with a 3-channel "
+            f"output; each row the median of {data['repeats']} calls, the rows taking turns.")
+    return [f"Machine: {data['machine']}.", "", what, "", "| batch | sampler | images/s | × DDPMPipeline |",
+            "|---:|---|---:|---:|", *rows]
 
 
 def sampling_section(data: dict | None, command: str) -> list[str]:

@@ -16,7 +16,7 @@ NON_DEFAULT_SETTINGS = {
     "grayscale": {"resize": "lanczos", "level_features": 3},
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
     "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
-               "interior_dropout": 0.5, "fill": True},
+               "interior_dropout": 0.5, "fill": True, "fill_gap": 3.0, "fill_background": "corners"},
     "lowres": {"factor": 2},
     "inpaint": {"min_size": 0.1, "max_size": 0.3},
 }
@@ -441,7 +441,7 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # A saved stack records every encoder's resolved settings
 # ---------------------------------------------------------------------------------------------------
 
-ADDED_LATER = {"grayscale": {"level_features": 0}}  # settings newer than a shipped model, at their defaults
+ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides"}}  # settings newer than a shipped model, at their defaults
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
@@ -462,10 +462,11 @@ def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monke
     class ThickerByDefault(SketchCondition):  # a later condiff in which thickness_jitter defaults to 2
         @register_to_config
         def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
-                     threshold: float = 0.05, interior_dropout: float = 0.0, fill: bool = False) -> None:
+                     threshold: float = 0.05, interior_dropout: float = 0.0, fill: bool = False,
+                     fill_gap: float = 2.0, fill_background: str = "sides") -> None:
             super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
                              max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout,
-                             fill=fill)
+                             fill=fill, fill_gap=fill_gap, fill_background=fill_background)
 
     monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
     saved = ConditionStack.from_pretrained(tmp_path)
@@ -502,7 +503,7 @@ def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     stack = ConditionStack.from_pretrained(tmp_path)
     defaults = {"thickness_jitter": 0.0, "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05,
-                "interior_dropout": 0.0, "fill": False}
+                "interior_dropout": 0.0, "fill": False, "fill_gap": 2, "fill_background": "sides"}
     assert stack.config.conditions == [{"name": "sketch", "dropout": 0.1, "package": "condiff", **defaults}]
     assert stack.dropouts == [0.1]
 
