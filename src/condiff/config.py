@@ -47,9 +47,9 @@ SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
 # The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 20
-# The number types the UNet may sample in (--precision): bfloat16 is about 1.4x faster on a CPU with native
-# bfloat16 arithmetic (avx512_bf16, AMX) and on GPUs; its samples are not bit-identical to float32's
-# (docs/benchmarks.md, "Sampling throughput").
+# The number types the UNet may sample in (--precision): bfloat16 sampled 1.6 to 1.7 times the images per
+# second of float32 on a 2-core CPU with native bfloat16 arithmetic (avx512_bf16), with the same FD; its
+# samples are not bit-identical to float32's (docs/benchmarks.md, "Sampling throughput").
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_PRECISION = "float32"
 

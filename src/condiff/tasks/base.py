@@ -113,6 +113,8 @@ class Task:
         from condiff.model_folder import load_pipeline
         from condiff.sampling import make_sampler
 
+        if precision not in PRECISIONS:
+            raise CondiffError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
         model = self.resolve_model(model)
         pipeline = load_pipeline(model)
         self.check(pipeline, model)
@@ -120,8 +122,6 @@ class Task:
         pipeline = pipeline.to(device)
         if precision == "bfloat16":  # nn.Module's own cast: diffusers' `to(dtype)` warns about loaded weights
             pipeline.unet.bfloat16()
-        elif precision != DEFAULT_PRECISION:
-            raise CondiffError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
         return pipeline
 
     # --- running --------------------------------------------------------------------------------
