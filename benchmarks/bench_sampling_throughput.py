@@ -17,6 +17,7 @@ Whether bfloat16's samples are as good as float32's is measured separately, FD o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -38,9 +39,7 @@ def samplers(steps: int, device: str) -> dict:
     recipe = load_recipe(str(RECIPE), ["model.palette_head=false"])
     torch.manual_seed(0)
     unet = build_unet(recipe.model, recipe.data.resolution).to(device).eval()
-    unet_bf16 = build_unet(recipe.model, recipe.data.resolution).to(device).eval()
-    unet_bf16.load_state_dict(unet.state_dict())
-    unet_bf16.bfloat16()
+    unet_bf16 = copy.deepcopy(unet).bfloat16()  # what condiff's --precision bfloat16 does to a loaded UNet
     config = build_scheduler(recipe.scheduler).config
 
     def scheduler():

@@ -441,7 +441,8 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # A saved stack records every encoder's resolved settings
 # ---------------------------------------------------------------------------------------------------
 
-ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides"}}  # settings newer than a shipped model, at their defaults
+# Settings newer than a shipped model, at their defaults.
+ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides"}}
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,

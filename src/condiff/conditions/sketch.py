@@ -40,6 +40,7 @@ FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still encl
 # touches one side is a figure the frame cuts, as a Noun's body on the bottom edge); "corners", only what
 # reaches a corner, so a figure the frame cuts on several sides (a face drawn edge to edge) stays a figure.
 FILL_BACKGROUNDS = ("sides", "corners")
+FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -70,7 +71,7 @@ def to_channel(lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
     return lines.to(dtype) * 2.0 - 1.0
 
 
-def fill_shapes(lines: np.ndarray, gap: int, background: str = "sides") -> np.ndarray:
+def fill_shapes(lines: np.ndarray, gap: int, background: str = FILL_BACKGROUND) -> np.ndarray:
     """(H, W) bool lines -> the shapes they draw, filled: every pixel that is not background.
 
     Background is what the frame's surroundings reach without crossing a line, gaps up to `gap` pixels
@@ -95,7 +96,7 @@ def fill_shapes(lines: np.ndarray, gap: int, background: str = "sides") -> np.nd
     return ~outside
 
 
-def enclosed(lines: torch.Tensor, gap: int, background: str = "sides") -> torch.Tensor:
+def enclosed(lines: torch.Tensor, gap: int, background: str = FILL_BACKGROUND) -> torch.Tensor:
     """(N, 1, H, W) bool lines -> (N, 1, H, W) bool shapes filled (`fill_shapes`, per sample).
 
     Inside or outside of a closed curve is a global question that a small UNet cannot work out from thin
@@ -255,7 +256,7 @@ def drawing_lines(strokes: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def drawing_shapes(strokes: np.ndarray, resolution: int, gap: float = FILL_GAP,
-                   background: str = "sides") -> np.ndarray:
+                   background: str = FILL_BACKGROUND) -> np.ndarray:
     """(S, S) bool ink -> (res, res) bool filled shapes. Filled at the drawing's own resolution, with each
     stroke thinned to its centre line (the edge it marks, whatever the pen's width); then a target pixel
     is inside when most of it is, so a line that lands between two target pixels does not widen the shape.
@@ -313,7 +314,7 @@ class SketchCondition(ConditionEncoder):
         interior_dropout: float = 0.0,
         fill: bool = False,
         fill_gap: float = FILL_GAP,
-        fill_background: str = "sides",
+        fill_background: str = FILL_BACKGROUND,
     ) -> None:
         for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift), ("fill_gap", fill_gap)):
             if not 0 <= pixels <= REFERENCE_SIZE:

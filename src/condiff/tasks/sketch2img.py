@@ -77,13 +77,15 @@ class Sketch2ImgTask(Task):
         plain = shows_background(figure)
         sketches = dr.clean_sketch(truth)
 
+        def silhouette_iou(masks: torch.Tensor) -> float | None:
+            return dr.mask_iou(masks[plain], figure[plain]) if plain.any() else None
+
         def scores(images: torch.Tensor) -> dict[str, float | None]:
-            iou = dr.mask_iou(figure_on(images[plain], background), figure[plain]) if plain.any() else None
-            return {"silhouette IoU": iou, "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
+            return {"silhouette IoU": silhouette_iou(figure_on(images, background)),
+                    "edge F1": metrics.edge_f1(dr.clean_sketch(images), sketches, tolerance=1)}
 
         def shapes_iou(shapes: torch.Tensor) -> dict[str, float | None]:
-            return {"silhouette IoU": dr.mask_iou(shapes[plain], figure[plain]) if plain.any() else None,
-                    "edge F1": None}
+            return {"silhouette IoU": silhouette_iou(shapes), "edge F1": None}
 
         rows, outputs = self.drawn_rows(
             pipeline, model, settings, settings.styles or od.STYLES, od.UNSEEN_STYLES, scores,
@@ -120,8 +122,8 @@ class Sketch2ImgTask(Task):
             outputs = ev.task_outputs(self, pipeline, channels, settings)
             seen = "never in training" if style in unseen else "the training sketches' style"
             rows.append(Row(f"model, {style}", scores(outputs), f"{model} ({seen})"))
-            shapes = encoder.figure(channels)
-            if shapes_scores is not None and shapes is not None:
+            shapes = encoder.figure(channels) if shapes_scores is not None else None
+            if shapes is not None:
                 rows.append(Row(f"filled shapes, {style}", shapes_scores(shapes[:, 0]),
                                 "reference: the drawing's fill channel taken as the figure"))
         return rows, outputs
