@@ -54,6 +54,20 @@ def throughput_section(data: dict | None, command: str) -> list[str]:
     return lines
 
 
+def levers_section(data: dict | None, command: str) -> list[str]:
+    if not data:
+        return [f"Not run yet: `{command}`."]
+    lines = [f"Machine: {data['machine']}.", "",
+             f"One training step of {data['batch']} images (forward, backward, AdamW), mean of {data['steps']} "
+             "after two warm-up steps; `pays after` = the warm-up (compilation) it adds over its step-time saving.",
+             "", "| lever | s/step | × eager float32 | warm-up | pays after |", "|---|---:|---:|---:|---:|"]
+    for lever in ("eager", "channels_last", "compile", "bf16", "compile+bf16"):
+        r = data[lever]
+        pays = "never" if r["pays_after_steps"] is None else f"{r['pays_after_steps']:.0f} steps"
+        lines.append(f"| {lever} | {r['step_s']:.3f} | {r['speedup']:.2f}× | {r['warmup_s']:.1f} s | {pays} |")
+    return lines
+
+
 def sampling_throughput_section(data: dict | None, command: str) -> list[str]:
     if not data:
         return [f"Not run yet: `{command}`."]
@@ -238,6 +252,14 @@ def main() -> None:
                             "--bf16 --batch 32 --json benchmarks/results/throughput_batch32.json"), "",
         "### GPU", "",
         *throughput_section(load("gpu/throughput"), "bash benchmarks/gpu_session.sh"), "",
+        "### GPU, batch 256", "",
+        *throughput_section(load("gpu/throughput_batch256"), "ONLY_THROUGHPUT=1 bash benchmarks/gpu_session.sh"), "",
+        "## Training levers on the UNet step (`benchmarks/bench_training_levers.py`)", "",
+        "### CPU", "",
+        *levers_section(load("levers"), "python benchmarks/bench_training_levers.py --device cpu "
+                        "--json benchmarks/results/levers.json"), "",
+        "### GPU, batch 256", "",
+        *levers_section(load("gpu/levers_batch256"), "ONLY_THROUGHPUT=1 bash benchmarks/gpu_session.sh"), "",
         "## Samplers (`benchmarks/bench_sampling.py`)", "",
         "### GPU (3 × 1000 images: the FDs that chose the default)", "",
         *sampling_section(load("gpu/sampling"), "python benchmarks/bench_sampling.py --num 1000 --repeats 3"), "",

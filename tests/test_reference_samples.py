@@ -9,10 +9,11 @@ recipes/sketch2img-finetune.yaml; then the third, recipes/sketch2img-fill.yaml, 
 silhouette that sampling keeps; then the same three stages from the palette-head unconditional model,
 issue 14), by the code of that commit, from the same input and settings. The unconditional sample was
 written again when that model was re-shipped as a palette head (issue 14), by the code of that commit: the
-same settings, the head's own colours (`palette="off"` does not snap)."""
+same settings, the head's own colours (`palette="off"` does not snap). The colorize sample was written again
+when that model was re-shipped as the chroma model (issue 41), by the code of that commit, from the same input
+and settings."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from PIL import Image
 from condiff.cli.main import main
 from condiff.images import open_image, to_uint8
 from condiff.tasks import TASKS
+from tests.conftest import save_untrained_models
 
 ROOT = Path(__file__).parents[1]
 REFERENCE = Path(__file__).parent / "data" / "reference-samples"
@@ -58,18 +60,24 @@ def test_tasks_reproduce_the_stored_samples_of_the_shipped_models(name):
 
 
 def test_a_folder_saved_before_settings_were_recorded_still_loads_and_samples_the_same(tmp_path):
-    # Shipped folders used to record only {name, dropout} per condition; such a folder must still load.
-    folder = tmp_path / "colorize"
-    shutil.copytree(TASKS["colorize"].shipped_folder, folder)
+    # Folders used to record only {name, dropout} per condition; such a folder must still load, at the
+    # settings' defaults, and sample as the folder that records them.
+    folder = save_untrained_models(tmp_path, {"colorize": [{"name": "grayscale", "dropout": 0.1}]})["colorize"]
+    task = TASKS["colorize"]
+
+    def samples() -> np.ndarray:
+        pipeline = task.load(str(folder), "cpu", "dpm", 4)
+        result = task.run(pipeline, open_image(INPUTS["colorize"]), num=2, steps=4, guidance=2.0, seed=5,
+                          palette="off")
+        return side_by_side(result.images)
+
+    recorded = samples()
     config = folder / "conditions" / "config.json"
     values = json.loads(config.read_text())
+    assert set(values["conditions"][0]) > {"name", "dropout"}  # today's folders record every setting
     values["conditions"] = [{"name": "grayscale", "dropout": 0.1}]
     config.write_text(json.dumps(values))
-    task = TASKS["colorize"]
-    pipeline = task.load(str(folder), "cpu", "dpm", 8)
-    result = task.run(pipeline, open_image(INPUTS["colorize"]), num=2, steps=8, guidance=2.0, seed=5,
-                      palette="off")
-    assert_same_samples(side_by_side(result.images), reference("colorize"))
+    assert np.array_equal(samples(), recorded)
 
 
 def test_the_commands_write_the_stored_samples(tmp_path):
