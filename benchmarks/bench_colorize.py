@@ -77,7 +77,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; {args.num} held-out Nouns, guidance {args.guidance}")
     net = load_feature_net()
-    settings = EvalSettings(num=args.num, palette="off", guidance=args.guidance)
+    settings = EvalSettings(num=args.num, guidance=args.guidance, steering={"palette": "off"})
     labels = held_out_labels(args.num, INPUT_SEED)
     visible = visible_parts(args.num, INPUT_SEED, ("body", "glasses"))
     print("| model | snap | " + " | ".join(COLUMNS) + " |")
