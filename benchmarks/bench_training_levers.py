@@ -89,7 +89,8 @@ def main() -> None:
         saved = eager["step_s"] - result["step_s"]
         extra = result["warmup_s"] - eager["warmup_s"]
         result["pays_after_steps"] = (max(extra, 0.0) / saved) if saved > 0 else None
-        pays = "never" if result["pays_after_steps"] is None else f"{result['pays_after_steps']:.0f} steps"
+        pays = ("-" if lever == "eager" else "never" if result["pays_after_steps"] is None
+                else f"{result['pays_after_steps']:.0f} steps")
         print(f"{lever:14} {result['step_s']:8.3f} {result['speedup']:7.2f}x {result['warmup_s']:10.1f} {pays:>12}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "device": device, "batch": args.batch,

@@ -63,7 +63,8 @@ def levers_section(data: dict | None, command: str) -> list[str]:
              "", "| lever | s/step | × eager float32 | warm-up | pays after |", "|---|---:|---:|---:|---:|"]
     for lever in ("eager", "channels_last", "compile", "bf16", "compile+bf16"):
         r = data[lever]
-        pays = "never" if r["pays_after_steps"] is None else f"{r['pays_after_steps']:.0f} steps"
+        pays = ("(the baseline)" if lever == "eager" else "never" if r["pays_after_steps"] is None
+                else f"{r['pays_after_steps']:.0f} steps")
         lines.append(f"| {lever} | {r['step_s']:.3f} | {r['speedup']:.2f}× | {r['warmup_s']:.1f} s | {pays} |")
     return lines
 
