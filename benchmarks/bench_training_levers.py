@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench_training_throughput import unet_and_scheduler
+from machine import add_run_arguments
 
 LEVERS = ("eager", "channels_last", "compile", "bf16", "compile+bf16")
 
@@ -61,10 +62,7 @@ def one_lever(lever: str, batch: int, steps: int, device: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--json", help="also write the results here")
+    add_run_arguments(parser, steps=10)
     parser.add_argument("--child", choices=LEVERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from machine import describe

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import add_run_arguments
+
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "unconditional.yaml"
 
 
@@ -163,10 +165,7 @@ def in_subprocess(kind: str, steps: int, batch: int, device: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--json", help="also write the results here")
+    add_run_arguments(parser, steps=40)
     parser.add_argument("--bf16", action="store_true",
                         help="also condiff with train.mixed_precision: bf16 (the plain loop stays float32)")
     parser.add_argument("--child", choices=("condiff", "condiff-bf16", "plain", "matmul"), help=argparse.SUPPRESS)

@@ -30,3 +30,11 @@ def describe(device: str = "cpu") -> str:
     if device.startswith("cuda"):
         return f"GPU {torch.cuda.get_device_name(device)} (host: {host})"
     return f"CPU only: {host}"
+
+
+def add_run_arguments(parser, steps: int, batch: int = 64) -> None:
+    """The options every throughput benchmark takes: --steps, --batch, --device and --json."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--json", help="also write the results here")
