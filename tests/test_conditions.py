@@ -444,7 +444,7 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # Settings newer than a shipped model, at their defaults.
 ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides"}}
 SHIPPED_CONDITIONS = {
-    "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic"}],
+    "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic", "level_features": 7}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
                     "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05, "interior_dropout": 1.0, "fill": True}],
 }
