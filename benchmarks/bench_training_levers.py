@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 from bench_training_throughput import unet_and_scheduler
-from machine import add_run_arguments
+from machine import add_run_arguments, describe, synchronize
 
 LEVERS = ("eager", "channels_last", "compile", "bf16", "compile+bf16")
 
 
 def one_lever(lever: str, batch: int, steps: int, device: str) -> dict:
     import torch
-    from machine import synchronize
 
     torch.manual_seed(0)
     _, unet, _ = unet_and_scheduler()
@@ -65,8 +64,6 @@ def main() -> None:
     add_run_arguments(parser, steps=10)
     parser.add_argument("--child", choices=LEVERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from machine import describe
-
     from condiff.device import pick_device
 
     device = pick_device(args.device)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench_training_levers import LEVERS
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -61,7 +63,7 @@ def levers_section(data: dict | None, command: str) -> list[str]:
              f"One training step of {data['batch']} images (forward, backward, AdamW), mean of {data['steps']} "
              "after two warm-up steps; `pays after` = the warm-up (compilation) it adds over its step-time saving.",
              "", "| lever | s/step | × eager float32 | warm-up | pays after |", "|---|---:|---:|---:|---:|"]
-    for lever in ("eager", "channels_last", "compile", "bf16", "compile+bf16"):
+    for lever in LEVERS:
         r = data[lever]
         pays = ("(the baseline)" if lever == "eager" else "never" if r["pays_after_steps"] is None
                 else f"{r['pays_after_steps']:.0f} steps")
