@@ -1,6 +1,7 @@
 """Training throughput: condiff's trainer against a plain diffusers training loop, side by side.
 
-    python benchmarks/bench_training_throughput.py [--steps 40] [--batch 64] [--device cuda] [--json FILE]
+    python benchmarks/bench_training_throughput.py [--steps 40] [--batch 64] [--device cuda] [--bf16] [--compile]
+        [--json FILE]
 
 Both train the identical UNet (recipes/unconditional.yaml's shape) on the identical rendered Nouns with
 the same batch, optimizer (AdamW), EMA and loss. The plain loop is the diffusers tutorial's style:
@@ -9,6 +10,8 @@ Each runs in its own process (so peak RSS is its own) with torch's default threa
 achieved GFLOP/s of each (FLOPs of one step counted by torch's FlopCounterMode) against a float32
 matmul on the same machine, the ceiling for this CPU. On a GPU (the default when there is one) both
 loops run there, the matmul is an 8192² one on the GPU, and peak GPU memory is reported too.
+Every loop's first WARMUP_STEPS steps are left out of its time (a compiled loop compiles there; the
+compile's cost, beyond the uncompiled loop's warm-up, is printed, with the steps after which it is paid back).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from machine import add_run_arguments
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "unconditional.yaml"
+WARMUP_STEPS = 5  # not timed in any loop: the first steps' one-off costs (a compile) are reported apart
 
 
 def peak_rss_mb() -> float:
@@ -58,19 +62,39 @@ def peak_gpu_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 
 
-def run_condiff(steps: int, batch: int, device: str, mixed_precision: str = "no") -> dict:
+def steady(step_ends: list[float], start: float, batch: int) -> dict:
+    """Seconds of the WARMUP_STEPS first steps (from `start`: a compile happens there), and the seconds and
+    images of the steps after them, from the wall-clock times at which each step ended."""
+    return {"warmup_s": step_ends[WARMUP_STEPS - 1] - start, "seconds": step_ends[-1] - step_ends[WARMUP_STEPS - 1],
+            "images": (len(step_ends) - WARMUP_STEPS) * batch}
+
+
+def run_condiff(steps: int, batch: int, device: str, mixed_precision: str = "no", compile: bool = False) -> dict:
+    """condiff's trainer for WARMUP_STEPS + `steps` steps, each step's end taken from its bookkeeping. With
+    `compile`, into a fresh inductor cache: the cold compile a user's first run pays."""
     from condiff.config import load_recipe
+    from condiff.training import trainer
     from condiff.training.from_recipe import train_recipe
 
+    step_ends: list[float] = []
+    end_of_step = trainer.Trainer._end_of_step
+
+    def timed_end_of_step(*args, **kwargs) -> bool:
+        step_ends.append(time.perf_counter())  # the update has run: loss.item() waited for the device
+        return end_of_step(*args, **kwargs)
+
+    trainer.Trainer._end_of_step = timed_end_of_step
+    total = WARMUP_STEPS + steps
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [f"train.max_steps={steps}", f"train.batch_size={batch}", "train.sample_every=0",
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{tmp}/inductor"
+        overrides = [f"train.max_steps={total}", f"train.batch_size={batch}", "train.sample_every=0",
                      "train.checkpoint_every=0", "train.tensorboard=false", f"train.output_dir={tmp}/run",
-                     "train.warmup_steps=1", f"data.size={steps * batch}", f"train.mixed_precision={mixed_precision}"]
+                     "train.warmup_steps=1", f"data.size={total * batch}", f"train.mixed_precision={mixed_precision}",
+                     f"train.compile={str(compile).lower()}"]
         recipe = load_recipe(str(RECIPE), overrides)
-        result = train_recipe(recipe, overwrite=True)  # on the GPU when there is one, like `condiff train`
-        seconds = json.loads((Path(tmp) / "run" / "training_summary.json").read_text())["seconds"]
-    del result
-    return {"seconds": seconds, "images": steps * batch}
+        start = time.perf_counter()
+        train_recipe(recipe, overwrite=True)  # on the GPU when there is one, like `condiff train`
+    return steady(step_ends, start, batch)
 
 
 def run_plain(steps: int, batch: int, device: str) -> dict:
@@ -86,7 +110,7 @@ def run_plain(steps: int, batch: int, device: str) -> dict:
 
     torch.manual_seed(0)
     recipe, unet, scheduler = unet_and_scheduler()
-    nouns = NounsDataset(steps * batch, seed=recipe.data.seed)
+    nouns = NounsDataset((WARMUP_STEPS + steps) * batch, seed=recipe.data.seed)
     dataset = Dataset.from_dict({"image": [Image.fromarray(nouns[i]["image"]) for i in range(len(nouns))]})
     size = recipe.data.resolution
 
@@ -106,6 +130,7 @@ def run_plain(steps: int, batch: int, device: str) -> dict:
     optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.train.lr)
     ema = EMAModel(unet.parameters(), decay=recipe.train.ema_decay)
     unet.train()
+    step_ends: list[float] = []
     start = time.perf_counter()
     for step, examples in enumerate(loader):
         clean = examples["input"].to(device)
@@ -119,10 +144,16 @@ def run_plain(steps: int, batch: int, device: str) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(unet.parameters())
-        if step + 1 == steps:
+        if step + 1 in (WARMUP_STEPS, WARMUP_STEPS + steps):
+            synchronize(device)
+        step_ends.append(time.perf_counter())
+        if step + 1 == WARMUP_STEPS + steps:
             break
-    synchronize(device)
-    return {"seconds": time.perf_counter() - start, "images": steps * batch}
+    return steady(step_ends, start, batch)
+
+
+def batch_seconds(result: dict, batch: int) -> float:
+    return batch / result["img_per_s"]
 
 
 def run_matmul(device: str) -> dict:
@@ -148,7 +179,8 @@ def child(kind: str, steps: int, batch: int, device: str) -> dict:
         result = run_matmul(device)
     else:
         runs = {"condiff": run_condiff, "plain": run_plain,
-                "condiff-bf16": lambda *args: run_condiff(*args, mixed_precision="bf16")}
+                "condiff-bf16": lambda *args: run_condiff(*args, mixed_precision="bf16"),
+                "condiff-compile-bf16": lambda *args: run_condiff(*args, mixed_precision="bf16", compile=True)}
         result = runs[kind](steps, batch, device)
     result["peak_rss_mb"] = peak_rss_mb()
     result["peak_gpu_mb"] = peak_gpu_mb(device)
@@ -168,7 +200,10 @@ def main() -> None:
     add_run_arguments(parser, steps=40)
     parser.add_argument("--bf16", action="store_true",
                         help="also condiff with train.mixed_precision: bf16 (the plain loop stays float32)")
-    parser.add_argument("--child", choices=("condiff", "condiff-bf16", "plain", "matmul"), help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true",
+                        help="also condiff with train.compile and bf16 (its compile, in the warm-up steps, is printed)")
+    parser.add_argument("--child", choices=("condiff", "condiff-bf16", "condiff-compile-bf16", "plain", "matmul"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     from machine import describe
 
@@ -181,26 +216,40 @@ def main() -> None:
 
     flops = step_flops(args.batch)
     matmul = in_subprocess("matmul", args.steps, args.batch, device)
-    kinds = ("condiff", "plain", "condiff-bf16") if args.bf16 else ("condiff", "plain")
+    kinds = ("condiff", "plain") + ("condiff-bf16",) * args.bf16 + ("condiff-compile-bf16",) * args.compile
     results = {kind: in_subprocess(kind, args.steps, args.batch, device) for kind in kinds}
     machine = describe(device)
-    print(f"{machine}\n{args.steps} steps of {args.batch} images, UNet of {RECIPE.name}; "
-          f"one step = {flops / 1e9:.1f} GFLOP")
-    print(f"{'':12} {'img/s':>8} {'GFLOP/s':>9} {'% of matmul':>12} {'peak RSS MB':>12} {'peak GPU MB':>12}")
+    print(f"{machine}\n{args.steps} steps of {args.batch} images after {WARMUP_STEPS} untimed ones, UNet of "
+          f"{RECIPE.name}; one step = {flops / 1e9:.1f} GFLOP")
+    print(f"{'':20} {'img/s':>8} {'GFLOP/s':>9} {'% of matmul':>12} {'peak RSS MB':>12} {'peak GPU MB':>12}")
     for kind, result in results.items():
         result["img_per_s"] = result["images"] / result["seconds"]
         result["gflops"] = flops * args.steps / result["seconds"] / 1e9
         gpu = f"{result['peak_gpu_mb']:12.0f}" if result["peak_gpu_mb"] is not None else f"{'-':>12}"
-        print(f"{kind:12} {result['img_per_s']:8.1f} {result['gflops']:9.1f} "
+        print(f"{kind:20} {result['img_per_s']:8.1f} {result['gflops']:9.1f} "
               f"{100 * result['gflops'] / matmul['gflops']:11.0f}% {result['peak_rss_mb']:12.0f} {gpu}")
-    print(f"{'matmul':12} {'':8} {matmul['gflops']:9.1f} {'100%':>12}   (float32, {matmul['size']}²)")
+    print(f"{'matmul':20} {'':8} {matmul['gflops']:9.1f} {'100%':>12}   (float32, {matmul['size']}²)")
     ratio = results["condiff"]["img_per_s"] / results["plain"]["img_per_s"]
     print(f"condiff / plain diffusers loop: {ratio:.2f}x the images per second")
     if args.bf16:
         bf16_ratio = results["condiff-bf16"]["img_per_s"] / results["plain"]["img_per_s"]
         print(f"condiff with train.mixed_precision: bf16 / plain diffusers loop (float32): {bf16_ratio:.2f}x")
+    if args.compile:
+        compiled = results["condiff-compile-bf16"]
+        compiled_ratio = compiled["img_per_s"] / results["plain"]["img_per_s"]
+        # The compile: the warm-up steps' time beyond those of the same loop uncompiled.
+        uncompiled = results["condiff-bf16" if args.bf16 else "condiff"]
+        compiled["compile_s"] = compiled["warmup_s"] - uncompiled["warmup_s"]
+        saved_per_step = batch_seconds(results["plain"], args.batch) - batch_seconds(compiled, args.batch)
+        pays_after = compiled["compile_s"] / saved_per_step if saved_per_step > 0 else None
+        compiled["pays_after_steps"] = pays_after
+        print(f"condiff with train.compile and bf16 / plain diffusers loop (float32): {compiled_ratio:.2f}x after a "
+              f"cold compile of {compiled['compile_s']:.0f} s"
+              + (f", which pays for itself after {pays_after:.0f} steps" if pays_after is not None else
+                 ", which never pays"))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "device": device, "steps": args.steps,
+                                               "warmup_steps": WARMUP_STEPS,
                                                "batch": args.batch, "step_gflop": flops / 1e9,
                                                "matmul_gflops": matmul["gflops"], "matmul_size": matmul["size"],
                                                "ratio": ratio, **results}, indent=2) + "\n")

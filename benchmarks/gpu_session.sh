@@ -2,7 +2,7 @@
 # Every GPU number in docs/benchmarks.md, taken in one go on a lent GPU machine (about 9 minutes):
 # training throughput, samplers, and the defaults sweep trained on the GPU but counted in CPU-minutes.
 #   RESULTS=dir bash benchmarks/gpu_session.sh      (default dir: benchmarks/results/gpu)
-#   ONLY_THROUGHPUT=1 bash benchmarks/gpu_session.sh   (issue 42's GPU rows only, about 6 minutes)
+#   ONLY_THROUGHPUT=1 bash benchmarks/gpu_session.sh   (issue 42's GPU throughput rows only, about 6 minutes)
 # Each stage writes its JSON as soon as it ends, so a stage that fails or runs out of time loses only itself.
 # Round 3 of the sweep (issue 14: the wider model and the loss weighting at 60 CPU-minutes), next time a GPU is lent:
 #   VARIANTS="min-snr-5+batch-32 min-snr-5+batch-32+wide-64 batch-32+wide-64" PARALLEL=3 \
@@ -18,13 +18,14 @@ python -c "import torch, diffusers, datasets, pyarrow; print('torch', torch.__ve
   'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, torch.cuda.get_device_name())"
 
 if [ -z "${VARIANTS:-}" ]; then  # VARIANTS="a b": only the sweep, of those variants
-  echo "== throughput (issue 42: batch 64 and 256, float32 and bf16, against the plain loop)"
-  timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --batch 64 --bf16 --json "$results/throughput.json"
-  timeout 150 python benchmarks/bench_training_throughput.py --steps 200 --batch 256 --bf16 \
+  echo "== throughput (issue 42: batch 64 and 256, float32, bf16 and compiled bf16, against the plain loop)"
+  timeout 200 python benchmarks/bench_training_throughput.py --steps 200 --batch 64 --bf16 --compile \
+    --json "$results/throughput.json"
+  timeout 200 python benchmarks/bench_training_throughput.py --steps 200 --batch 256 --bf16 --compile \
     --json "$results/throughput_batch256.json"
+  [ -n "${ONLY_THROUGHPUT:-}" ] && { echo "== done in $SECONDS s"; exit 0; }
   echo "== training levers (compile, channels_last, bf16 on the UNet step)"
   timeout 240 python benchmarks/bench_training_levers.py --batch 256 --steps 50 --json "$results/levers_batch256.json"
-  [ -n "${ONLY_THROUGHPUT:-}" ] && { echo "== done in $SECONDS s"; exit 0; }
   echo "== samplers"
   timeout 240 python benchmarks/bench_sampling.py --num 1000 --repeats 3 --json "$results/sampling.json"
 fi

@@ -35,12 +35,15 @@ def throughput_section(data: dict | None, command: str) -> list[str]:
     if not data:
         return [f"Not run yet: `{command}`."]
     lines = [f"Machine: {data['machine']}.", "",
-             f"{data['steps']} steps of {data['batch']} images with the UNet of `recipes/unconditional.yaml` "
+             f"{data['steps']} steps of {data['batch']} images"
+             + (f" after {data['warmup_steps']} untimed ones" if "warmup_steps" in data else "")
+             + " with the UNet of `recipes/unconditional.yaml` "
              f"({data['step_gflop']:.1f} GFLOP per step, forward and backward).", "",
              "| loop | images/s | GFLOP/s | % of matmul | peak RSS | peak GPU memory |",
              "|---|---:|---:|---:|---:|---:|"]
     names = {"condiff": "condiff trainer", "plain": "plain diffusers loop (datasets + PIL transforms)",
-             "condiff-bf16": "condiff trainer, `train.mixed_precision: bf16`"}
+             "condiff-bf16": "condiff trainer, `train.mixed_precision: bf16`",
+             "condiff-compile-bf16": "condiff trainer, `train.compile: true`, `mixed_precision: bf16` (compiled)"}
     for kind in (kind for kind in names if kind in data):
         r = data[kind]
         name = names[kind]
@@ -53,6 +56,13 @@ def throughput_section(data: dict | None, command: str) -> list[str]:
     if "condiff-bf16" in data:
         ratio = data["condiff-bf16"]["img_per_s"] / data["plain"]["img_per_s"]
         lines += ["", f"**condiff with `train.mixed_precision: bf16` / plain loop (float32): {ratio:.2f}×**."]
+    if "condiff-compile-bf16" in data:
+        compiled = data["condiff-compile-bf16"]
+        ratio = compiled["img_per_s"] / data["plain"]["img_per_s"]
+        pays = compiled.get("pays_after_steps")
+        lines += ["", f"**condiff with `train.compile: true` and `mixed_precision: bf16` / plain loop (float32): "
+                  f"{ratio:.2f}×** once compiled; the first run's cold compile took {compiled['compile_s']:.0f} s"
+                  + (f", paid back after {pays:.0f} steps." if pays is not None else ", never paid back.")]
     return lines
 
 
@@ -249,10 +259,11 @@ def main() -> None:
         "each number was measured by the script named in its section, on the machine named with it.", "",
         "## Training throughput (`benchmarks/bench_training_throughput.py`)", "",
         "### CPU", "",
-        *throughput_section(load("throughput"), "python benchmarks/bench_training_throughput.py --device cpu"), "",
+        *throughput_section(load("throughput"), "python benchmarks/bench_training_throughput.py --device cpu "
+                            "--bf16 --compile --json benchmarks/results/throughput.json"), "",
         "### CPU, batch 32", "",
         *throughput_section(load("throughput_batch32"), "python benchmarks/bench_training_throughput.py --device cpu "
-                            "--bf16 --batch 32 --json benchmarks/results/throughput_batch32.json"), "",
+                            "--bf16 --compile --batch 32 --json benchmarks/results/throughput_batch32.json"), "",
         "### GPU", "",
         *throughput_section(load("gpu/throughput"), "bash benchmarks/gpu_session.sh"), "",
         "### GPU, batch 256", "",

@@ -1,6 +1,7 @@
 """Train -> save -> load -> sample, checkpoints and resume, on a tiny model."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from condiff.config import recipe_from_dict
 from condiff.errors import CondiffError
 from condiff.training.checkpoints import STATE_FILE, list_checkpoints, write_checksums
 from condiff.training.from_recipe import train_recipe
-from tests.conftest import tiny_values
+from tests.conftest import tiny_values, train_fails, write_tiny_recipe
 
 
 def unet_weights(folder):
@@ -73,12 +74,14 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("grad_accum, size", [(1, 32), (2, 24)])  # (2, 24): resumed mid-epoch, 2nd epoch
-def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, grad_accum, size):
+# (2, 24): resumed mid-epoch, in the 2nd epoch; compile: a torch.compile'd training step saves and resumes the
+# same weights (its first compile takes a minute on 2 CPU cores).
+@pytest.mark.parametrize("grad_accum, size, compile", [(1, 32, False), (2, 24, False), (1, 32, True)])
+def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, grad_accum, size, compile):
     import condiff.training.trainer as trainer_module
 
     def values(name, **train):
-        values = tiny_values(tmp_path / name, max_steps=4, grad_accum=grad_accum, **train)
+        values = tiny_values(tmp_path / name, max_steps=4, grad_accum=grad_accum, compile=compile, **train)
         values["data"] = {**values["data"], "size": size}
         return recipe_from_dict(values)
 
@@ -101,6 +104,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, grad_accum, 
     assert resumed_state["loss_history"] == full_state["loss_history"]
     a, b = unet_weights(full.output_dir), unet_weights(resumed.output_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not any("_orig_mod" in key for key in a)  # the plain UNet's names, loadable by diffusers
     # Optimizer moments, LR scheduler and EMA weights match too (the checkpoints' own files).
     for name in ("optimizer.bin", "scheduler.bin", "custom_checkpoint_0.pkl"):
         x = torch.load(full.output_dir / "checkpoints/step-00000004" / name, weights_only=False)
@@ -223,3 +227,12 @@ def test_max_minutes_stops_early_and_still_saves_the_model(tmp_path):
     assert summary["steps"] == 1
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000001"]
     assert (tmp_path / "run" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_compile_without_a_cpp_compiler_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    recipe, run = write_tiny_recipe(tmp_path, compile=True)
+    line = train_fails(capsys, str(recipe))
+    assert "train.compile" in line and "C++ compiler" in line
+    assert not run.exists()

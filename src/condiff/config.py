@@ -160,6 +160,10 @@ class TrainConfig:
     # at each timestep min(SNR, min_snr_gamma) / min_snr_gamma of it (condiff.training.loss).
     palette_ce_weight: float = 1.0
     mixed_precision: str = "no"
+    # torch.compile the UNet's training step (inductor; a C++ compiler on the CPU). With bf16 the 2-core CPU
+    # loop ran 1.22x the plain diffusers loop at batch 64, 1.10x at 32, after a cold compile of 88 to 101 s
+    # (docs/benchmarks.md); off by default.
+    compile: bool = False
     ema: bool = True
     ema_decay: float = 0.999
     ema_warmup: bool = True  # ramp the decay up early so EMA weights are usable after few steps

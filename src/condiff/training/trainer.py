@@ -43,7 +43,7 @@ from condiff.training.run_folder import check_output_dir_named, hold_output_dir,
 RESUME_SAFE_KEYS = {
     "train.max_steps", "train.log_every", "train.sample_every", "train.sample_num", "train.sample_sampler",
     "train.sample_steps", "train.checkpoint_every", "train.keep_checkpoints", "train.resume",
-    "train.tensorboard", "train.output_dir", "data.num_workers", "train.max_minutes",
+    "train.tensorboard", "train.output_dir", "data.num_workers", "train.max_minutes", "train.compile",
 }
 
 
@@ -120,6 +120,9 @@ class _Run:
     lr_scheduler: Any
     dataloader: DataLoader
     ema: Any  # a diffusers EMAModel, or None with train.ema: false
+    # What the loss calls: the UNet, or with train.compile its torch.compile wrapper, which shares its weights
+    # (saving, EMA and previews keep using the plain module, so folders and checkpoints are unchanged).
+    forward: Any
 
 
 class _Clock:
@@ -345,7 +348,7 @@ class Trainer:
             if device.type == "cuda" and device.index is not None:
                 torch.cuda.set_device(device)  # accelerate's single process uses the current CUDA device
             cpu = cpu or device.type == "cpu"
-        return Accelerator(
+        accelerator = Accelerator(
             cpu=cpu,
             mixed_precision=cfg.mixed_precision,
             gradient_accumulation_steps=cfg.grad_accum,
@@ -355,6 +358,12 @@ class Trainer:
             # Seeded, epoch-aware shuffling so a resumed run sees the same order.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
+        # inductor builds C++ kernels on the CPU; without a compiler it would fail at the first step, deep in torch.
+        compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
+        if cfg.compile and accelerator.device.type == "cpu" and not any(shutil.which(c) for c in compilers if c):
+            raise CondiffError("train.compile: torch.compile needs a C++ compiler on the CPU and none was found "
+                               "(g++, clang++ or $CXX); install one or set train.compile: false")
+        return accelerator
 
     def _make_dataloader(self, num_processes: int) -> DataLoader:
         cfg = self.recipe.train
@@ -431,7 +440,8 @@ class Trainer:
                            model_config=accelerator.unwrap_model(unet).config, foreach=True)
             ema.to(accelerator.device)
             accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoints
-        return _Run(accelerator, unet, optimizer, lr_scheduler, dataloader, ema)
+        forward = torch.compile(unet) if cfg.compile else unet
+        return _Run(accelerator, unet, optimizer, lr_scheduler, dataloader, ema, forward)
 
     def _start_output(self, accelerator) -> None:
         """The run's recipe first, then the tensorboard logs."""
@@ -562,7 +572,7 @@ class Trainer:
         """
         cfg, accelerator = self.recipe.train, run.accelerator
         with accelerator.accumulate(run.unet):
-            loss = diffusion_loss(self.denoiser, run.unet, self.scheduler, clean, condition, cfg.min_snr_gamma,
+            loss = diffusion_loss(self.denoiser, run.forward, self.scheduler, clean, condition, cfg.min_snr_gamma,
                                   self._consistency, ce_weight=cfg.palette_ce_weight,
                                   timestep_sampling=cfg.timestep_sampling)
             if not self._all_finite(accelerator, loss):
