@@ -2,12 +2,14 @@
 
     python benchmarks/bench_training_levers.py [--batch 64] [--steps 10] [--device cuda] [--json FILE]
 
-One training step of recipes/unconditional.yaml's UNet (forward, loss, backward, AdamW) on random data:
-eager float32, then each lever alone and combined: channels_last memory format, torch.compile (inductor,
-on the CPU too), bfloat16 autocast. Each lever runs in its own process (a compiled graph or a changed
-memory format must not leak into the next row). Prints seconds per step after two warm-up steps, the ratio
-to eager float32, the warm-up time (compilation happens there), and the steps a training must last for the
-lever to pay back its warm-up. This isolates the UNet step; bench_training_throughput.py measures whole loops.
+One training step of recipes/unconditional.yaml's UNet (forward, loss, backward, AdamW) on random data: eager
+float32, then each lever alone and combined: channels_last memory format, torch.compile (inductor, on the CPU
+too), bfloat16 autocast, and diffusers' matmul attention processor in place of torch's fused attention
+(condiff.model.use_matmul_attention, which the trainer uses on a CPU). Each lever runs in its own process (a
+compiled graph or a changed memory format must not leak into the next row). Prints seconds per step after two
+warm-up steps, the ratio to eager float32, the warm-up time (compilation happens there), and the steps a
+training must last for the lever to pay back its warm-up. This isolates the UNet step;
+bench_training_throughput.py measures whole loops.
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from pathlib import Path
 from bench_training_throughput import unet_and_scheduler
 from machine import add_run_arguments, describe, synchronize
 
-LEVERS = ("eager", "channels_last", "compile", "bf16", "compile+bf16")
+LEVERS = ("eager", "channels_last", "compile", "bf16", "compile+bf16", "channels_last+bf16",
+          "channels_last+compile+bf16", "matmul_attention", "matmul_attention+bf16", "matmul_attention+compile+bf16")
 
 
 def one_lever(lever: str, batch: int, steps: int, device: str) -> dict:
     import torch
+
+    from condiff.model import use_matmul_attention
 
     torch.manual_seed(0)
     _, unet, _ = unet_and_scheduler()
     unet.to(device)
     if "channels_last" in lever:
         unet = unet.to(memory_format=torch.channels_last)
+    if "matmul_attention" in lever:
+        use_matmul_attention(unet)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     model = torch.compile(unet) if "compile" in lever else unet
     images = torch.randn(batch, 3, unet.config.sample_size, unet.config.sample_size, device=device)

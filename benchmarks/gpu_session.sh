@@ -24,7 +24,7 @@ if [ -z "${VARIANTS:-}" ]; then  # VARIANTS="a b": only the sweep, of those vari
   timeout 200 python benchmarks/bench_training_throughput.py --steps 200 --batch 256 --bf16 --compile \
     --json "$results/throughput_batch256.json"
   [ -n "${ONLY_THROUGHPUT:-}" ] && { echo "== done in $SECONDS s"; exit 0; }
-  echo "== training levers (compile, channels_last, bf16 on the UNet step)"
+  echo "== training levers (compile, channels_last, bf16, matmul attention on the UNet step)"
   timeout 240 python benchmarks/bench_training_levers.py --batch 256 --steps 50 --json "$results/levers_batch256.json"
   echo "== samplers"
   timeout 240 python benchmarks/bench_sampling.py --num 1000 --repeats 3 --json "$results/sampling.json"

@@ -236,3 +236,27 @@ def test_compile_without_a_cpp_compiler_is_one_line_and_writes_nothing(tmp_path,
     line = train_fails(capsys, str(recipe))
     assert "train.compile" in line and "C++ compiler" in line
     assert not run.exists()
+
+
+def test_matmul_attention_computes_what_the_fused_attention_does():
+    """The CPU trainer swaps diffusers' fused attention for its matmul processor (faster to differentiate):
+    the outputs and the gradients must be the same up to float32 rounding."""
+    import copy
+
+    from condiff.config import ModelConfig
+    from condiff.model import build_unet, use_matmul_attention
+
+    torch.manual_seed(0)
+    fused = build_unet(ModelConfig(channels=[32, 32], attention=[False, True]), 16)
+    matmul = copy.deepcopy(fused)
+    use_matmul_attention(matmul)
+    images, timesteps = torch.randn(2, 3, 16, 16), torch.tensor([3, 700])
+    results = []
+    for unet in (fused, matmul):
+        output = unet(images, timesteps).sample
+        output.square().mean().backward()
+        results.append((output.detach(), [p.grad for p in unet.parameters()]))
+    (fused_out, fused_grads), (matmul_out, matmul_grads) = results
+    torch.testing.assert_close(matmul_out, fused_out, atol=1e-5, rtol=1e-4)
+    for a, b in zip(matmul_grads, fused_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)

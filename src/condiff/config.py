@@ -161,8 +161,8 @@ class TrainConfig:
     palette_ce_weight: float = 1.0
     mixed_precision: str = "no"
     # torch.compile the UNet's training step (inductor; a C++ compiler on the CPU). With bf16 the 2-core CPU
-    # loop ran 1.22x the plain diffusers loop at batch 64, 1.10x at 32, after a cold compile of 88 to 101 s
-    # (docs/benchmarks.md); off by default.
+    # loop ran 1.75x the plain diffusers loop at batch 64 and 1.48x at 32 (bf16 alone 1.58x, 1.33x), after
+    # a cold compile of 87 to 102 s (docs/benchmarks.md); off by default.
     compile: bool = False
     ema: bool = True
     ema_decay: float = 0.999

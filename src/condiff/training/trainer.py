@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from condiff.config import Recipe, flatten, inert_keys, save_recipe
 from condiff.device import pick_device
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
+from condiff.model import use_matmul_attention
 from condiff.training.checkpoints import (
     STATE_FILE,
     TrainState,
@@ -417,6 +418,8 @@ class Trainer:
         from diffusers.training_utils import EMAModel
 
         cfg = self.recipe.train
+        if accelerator.device.type == "cpu":  # torch's fused attention is slow to differentiate on a CPU
+            use_matmul_attention(self.unet)
         optimizer = torch.optim.AdamW(
             self.unet.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
             weight_decay=cfg.weight_decay,
