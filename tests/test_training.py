@@ -260,3 +260,31 @@ def test_matmul_attention_computes_what_the_fused_attention_does():
     torch.testing.assert_close(matmul_out, fused_out, atol=1e-5, rtol=1e-4)
     for a, b in zip(matmul_grads, fused_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_an_overflowing_fp16_gradient_is_skipped_and_training_goes_on(tmp_path, monkeypatch):
+    """fp16 on a GPU scales the loss; a gradient that overflows is skipped and the scale lowered, as
+    torch's GradScaler does, instead of failing at the next step. accelerate's fp16 set-up is emulated on
+    the CPU with torch's own GradScaler."""
+    import condiff.training.trainer as trainer_module
+
+    real_make = trainer_module.Trainer._make_accelerator
+
+    def with_a_loss_scaler(self):
+        accelerator = real_make(self)
+        accelerator.scaler, accelerator.native_amp = torch.amp.GradScaler("cpu"), True
+        monkeypatch.setattr(type(accelerator), "mixed_precision", property(lambda _: "fp16"))
+        return accelerator
+
+    real_loss, calls = trainer_module.diffusion_loss, {"n": 0}
+
+    def overflowing_once(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * 1e36 if calls["n"] == 2 else loss  # finite, but scaled by 65536 it is not
+
+    monkeypatch.setattr(trainer_module.Trainer, "_make_accelerator", with_a_loss_scaler)
+    monkeypatch.setattr(trainer_module, "diffusion_loss", overflowing_once)
+    result = train_recipe(recipe_from_dict(tiny_values(tmp_path / "run", max_steps=3, checkpoint_every=0)))
+    summary = json.loads((result.output_dir / "training_summary.json").read_text())
+    assert result.steps == 3 and summary["skipped_updates"] == 1

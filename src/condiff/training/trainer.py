@@ -587,6 +587,8 @@ class Trainer:
                 norm = accelerator.clip_grad_norm_(run.unet.parameters(), cfg.max_grad_norm)
                 if not self._all_finite(accelerator, norm):
                     run.optimizer.zero_grad(set_to_none=True)
+                    if accelerator.scaler is not None:  # fp16: clipping unscaled these gradients; without an
+                        accelerator.scaler.update()     # update the next step's unscale fails, and the scale drops
                     bad_updates.skip("gradient")
                     return None
             run.optimizer.step()
