@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,6 +444,9 @@ class Trainer:
                            model_config=accelerator.unwrap_model(unet).config, foreach=True)
             ema.to(accelerator.device)
             accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoints
+        if cfg.compile:  # diffusers' upsampling calls is_torch_version, cached: dynamo warns, but it is a constant
+            warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools\.lru_cache`-wrapped "
+                                    r"function at 'upsampling\.py")
         forward = torch.compile(unet) if cfg.compile else unet
         return _Run(accelerator, unet, optimizer, lr_scheduler, dataloader, ema, forward)
 
