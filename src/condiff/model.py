@@ -60,7 +60,6 @@ def widen_unet_input(unet: UNet2DModel, extra_channels: int) -> UNet2DModel:
     return unet
 
 
-
 def use_matmul_attention(unet: UNet2DModel) -> None:
     """Give the UNet's attention layers diffusers' plain matmul processor (`AttnProcessor`) for training.
 
@@ -74,6 +73,7 @@ def use_matmul_attention(unet: UNet2DModel) -> None:
     for module in unet.modules():
         if isinstance(module, Attention):
             module.set_processor(AttnProcessor())
+
 
 def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
     from diffusers import DDPMScheduler
