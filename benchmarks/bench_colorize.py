@@ -24,9 +24,9 @@ from condiff.evaluation import metrics
 from condiff.evaluation.evaluators import (
     EvalSettings,
     gray_file_channels,
+    load_measured,
     model_space,
     part_colours_exact,
-    show_progress,
     task_outputs,
     visible_parts,
 )
@@ -85,8 +85,7 @@ def main() -> None:
     shipped_spread = palette.COLOR_SPREAD
     for model in args.models:
         start = time.perf_counter()
-        pipeline = COLORIZE.load(model, settings.device, settings.scheduler, settings.steps)
-        show_progress(pipeline, COLORIZE, settings)
+        pipeline = load_measured(COLORIZE, model, settings)
         truth = held_out_nouns(args.num, INPUT_SEED, pipeline.resolution)
         encoder = pipeline.conditions.encoders[pipeline.conditions.names.index(COLORIZE.condition)]
         channels = gray_file_channels(encoder, truth)  # the gray files, as eval gives them

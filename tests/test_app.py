@@ -115,7 +115,7 @@ def test_models_go_to_their_tabs_and_missing_ones_are_explained(tab_models, tmp_
     tabs = {tab.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
     assert tabs == {"generate": [folders[0]], "colorize": [], "sketch": [folders[1]], "any": folders[1:]}
     assert list(catalog.notes) == ["colorize"] and "'grayscale' condition" in catalog.notes["colorize"]
-    assert catalog.by_label(folders[2]).channel_counts == (("canny", 1), ("lowres", 3))
+    assert catalog.by_label(folders[2]).conditions == ("canny", "lowres")
     only_unconditional = find_models(folders[:1], shipped=False)
     assert sorted(only_unconditional.notes) == ["any", "colorize", "sketch"]
     assert "none of the models given is conditional" in only_unconditional.notes["any"]
@@ -146,7 +146,7 @@ def test_the_any_model_button_runs_the_generate_task(tab_models, tmp_path):
     assert output.size == (32, 32)
     pipeline = with_sampler(catalog.by_label(label), "ddim", 3)
     inputs = {"canny": Image.open(GRAY_INPUT), "lowres": Image.open(PHOTO_INPUT)}
-    expected = GENERATE.run(pipeline, inputs, 1, 3, [1.0, 2.0], 5).images[0]
+    expected = GENERATE.run(pipeline, inputs, 1, 3, 5, guidance=[1.0, 2.0]).images[0]
     assert output.tobytes() == expected.tobytes()
 
     def message(*arguments) -> str:  # as the button calls it: a user mistake is a one-line message in the page

@@ -316,6 +316,14 @@ def test_guidance_must_be_finite_and_sensible(tmp_path, capsys, no_work, command
     assert paths_under(tmp_path) == ([Path("taken"), Path("taken/x")] if "taken" in str(tail) else [])
 
 
+def test_a_gif_of_many_samples_is_refused_before_any_work(tmp_path, capsys, no_work):
+    """--out-dir alone samples in batches of 256, but a GIF records every image at once: with --gif, --num
+    keeps the one-batch limit (it let 100 000 through into one batch)."""
+    argv = ["sample", "--out-dir", str(tmp_path / "many"), "--gif", str(tmp_path / "many.gif")]
+    one_line_error(capsys, [*argv, "--num", "257"], "--num 257: must be from 1 to 256")
+    assert paths_under(tmp_path) == []
+
+
 def test_port_out_of_range(capsys):
     for port in (0, -1, 65536, 2**70):
         one_line_error(capsys, ["app", f"--port={port}"], f"--port {port}")

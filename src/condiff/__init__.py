@@ -50,8 +50,7 @@ def __getattr__(name: str) -> Any:
 # DiffusionPipeline.from_pretrained looks the class named in model_index.json up as an attribute of the
 # diffusers module; condiff.pipeline sets that attribute when it is imported (no change to diffusers' own
 # state). Importing condiff alone loads no torch: once diffusers' pipeline module is loaded (already, or later:
-# a finder on Python's import path waits for it), condiff.pipeline is imported too. Components are found by
-# diffusers' own rule, the library and class that model_index.json records.
+# a finder on Python's import path waits for it), condiff.pipeline is imported too.
 
 _DIFFUSERS_PIPELINES = "diffusers.pipelines.pipeline_utils"  # where DiffusionPipeline lives
 

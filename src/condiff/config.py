@@ -34,13 +34,7 @@ from condiff.errors import RecipeError, cut, first_line, shown
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-DIFFUSED = ("rgb", "chroma")  # model.diffuse: the whole image, or only its chroma (condiff.denoiser)
 RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
-MIXED_PRECISION = ("no", "fp16", "bf16")
-LR_SCHEDULES = ("constant", "linear", "cosine")
-TIMESTEP_SAMPLING = ("uniform", "cubic")  # train.timestep_sampling: see condiff.training.loss.draw_timesteps
-BAD_IMAGE_POLICIES = ("skip", "fail")
-PALETTE_CHOICES = ("auto", "off", "kmeans")  # data.palette: see condiff.palette.find_palette
 # The samplers condiff.sampling.make_sampler makes (train.sample_sampler, --scheduler, a saved folder's sampler):
 # dpm = DPM-Solver++ on "trailing" timesteps; dpm-logsnr = DPM-Solver++ with steps uniform in log-SNR.
 SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
@@ -223,7 +217,12 @@ class ConditionSpec:
                 hint = _did_you_mean(_key_text(key), known) if known else " (it has no settings)"
                 raise RecipeError(f"{where}: unknown setting {shown(key)} for condition {shown(self.name)}{hint}")
         settings = _typed_settings(encoder, self.settings, where)
-        _check_setting_numbers(settings, where)
+        for key, value in settings.items():  # their ranges are the encoder's own checks
+            for path, number in _numbers(value, f"{where}.{key}"):
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise RecipeError(f"{path} = {shown(number)} must be a finite number")
+                if isinstance(number, int) and not -(2**63) <= number < 2**63:
+                    raise RecipeError(f"{path} = {shown(number)} is too large (torch takes 64-bit integers)")
         return settings
 
 
@@ -247,17 +246,6 @@ def _numbers(value: Any, where: str, depth: int = 0, budget: list[int] | None = 
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _numbers(item, f"{where}.{_key_text(key)}", depth + 1, budget)
-
-
-def _check_setting_numbers(settings: dict[str, Any], where: str) -> None:
-    """An encoder's numbers are finite and fit torch's 64-bit integers; their ranges are the encoder's own
-    checks (a ValueError from its __init__)."""
-    for key, value in settings.items():
-        for path, number in _numbers(value, f"{where}.{key}"):
-            if isinstance(number, float) and not math.isfinite(number):
-                raise RecipeError(f"{path} = {shown(number)} must be a finite number")
-            if isinstance(number, int) and not -(2**63) <= number < 2**63:
-                raise RecipeError(f"{path} = {shown(number)} is too large (torch takes 64-bit integers)")
 
 
 def _typed_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -349,9 +337,6 @@ def _number_text(number: float) -> str:
 
 
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit (accelerate's set_seed seeds numpy too); also every --seed
-# Classifier-free guidance scales (--guidance, the app): 0 ignores the condition, 1 follows it as trained;
-# far beyond 10 images only saturate, and a non-finite scale makes every pixel NaN (a black image).
-GUIDANCE_RANGE = Range(0.0, 50.0, "0 ignores the condition, 1 follows it as trained")
 MANY = 10**9  # steps and intervals: more is a typo (and LR schedules multiply them)
 _SEED = Range(0, SEED_MAX, "numpy takes 32-bit seeds")
 _BETA = Range(0, 1, "torch's AdamW needs 0 <= beta < 1", high_open=True)
@@ -408,14 +393,14 @@ RANGES: dict[str, Range] = {
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.resize": RESIZE_FILTERS,
-    "data.bad_images": BAD_IMAGE_POLICIES,
-    "data.palette": PALETTE_CHOICES,
+    "data.bad_images": ("skip", "fail"),
+    "data.palette": ("auto", "off", "kmeans"),  # condiff.palette.find_palette
     "scheduler.beta_schedule": BETA_SCHEDULES,
     "scheduler.prediction_type": PREDICTION_TYPES,
-    "model.diffuse": DIFFUSED,
-    "train.lr_schedule": LR_SCHEDULES,
-    "train.timestep_sampling": TIMESTEP_SAMPLING,
-    "train.mixed_precision": MIXED_PRECISION,
+    "model.diffuse": ("rgb", "chroma"),  # condiff.denoiser
+    "train.lr_schedule": ("constant", "linear", "cosine"),
+    "train.timestep_sampling": ("uniform", "cubic"),  # condiff.training.loss.draw_timesteps
+    "train.mixed_precision": ("no", "fp16", "bf16"),
     "train.sample_sampler": SAMPLERS,
 }
 # Strings that name something and cannot be empty, with an example of a good value.
@@ -523,7 +508,7 @@ def _validate_values(recipe: Recipe, origin: str) -> None:
     if 0 < flat["train.eval_images"] < 10:
         raise RecipeError(f"{origin}: train.eval_images = {flat['train.eval_images']}: distances need at least 10 "
                           "images; use 0 (no evaluation) or 10 or more, e.g. 300")
-    train, timesteps = recipe.train, recipe.scheduler.num_train_timesteps
+    train = recipe.train
     most = sampler_step_limit(train.sample_sampler, timesteps)
     if train.sample_steps > most:
         fix = f"use at most {most}" if most else "choose another train.sample_sampler"
@@ -554,12 +539,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted for floats. Raise on mismatch."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in typing.get_args(tp):
             try:
                 return _coerce(value, arg, where)
             except _WrongType:
@@ -568,16 +548,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, list | tuple):
             (item_type,) = typing.get_args(tp)
             return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
     elif tp is float:
         return _coerce_float(value, where)
-    elif tp is str:
-        if isinstance(value, str):
+    elif tp in (bool, int, str, type(None)):
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
     raise _WrongType(f"{where} = {shown(value)} has the wrong type: expected {_type_name(tp)}")
 

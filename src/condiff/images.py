@@ -98,7 +98,9 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
             with Image.open(path) as lazy:
                 width, height = lazy.size  # from the header: nothing is decoded yet
                 if width * height > max_pixels:
-                    raise DataError(_too_large(path, width, height, max_pixels))
+                    raise DataError(f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit "
+                                    f"of {max_pixels:,}; downscale it, or allow it with the environment variable "
+                                    f"{MAX_PIXELS_VARIABLE}={width * height} (memory and time grow with the pixels)")
                 lazy.load()  # decode everything now, so truncation is reported here and not later
                 return ImageOps.exif_transpose(lazy)  # a loaded copy that outlives the closed file
     except Image.DecompressionBombError as err:
@@ -109,14 +111,6 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise DataError(f"{path}: not an image Pillow can read; convert it to PNG or remove it") from err
     except _DECODE_ERRORS as err:
         raise DataError(f"{path}: truncated or corrupt image ({first_line(err)}); re-export or remove it") from err
-
-
-def _too_large(path: str, width: int, height: int, max_pixels: int) -> str:
-    return (
-        f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-        f"{max_pixels:,}; downscale it, or allow it with the environment variable "
-        f"{MAX_PIXELS_VARIABLE}={width * height} (memory and time grow with the pixels)"
-    )
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -136,7 +130,8 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
         return _grey_to_rgb(values * 255.0 if values.max(initial=0.0) <= 1.0 else values)
     if has_transparency(image):
-        return _composite_over(image.convert("RGBA"), background)
+        canvas = Image.new("RGBA", image.size, (*background, 255))
+        return Image.alpha_composite(canvas, image.convert("RGBA")).convert("RGB")
     try:
         return image.convert("RGB")
     except ValueError as err:
@@ -153,11 +148,6 @@ def has_transparency(image: Image.Image) -> bool:
 def _grey_to_rgb(values: np.ndarray) -> Image.Image:
     grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return Image.fromarray(np.stack([grey, grey, grey], axis=-1))
-
-
-def _composite_over(rgba: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    canvas = Image.new("RGBA", rgba.size, (*background, 255))
-    return Image.alpha_composite(canvas, rgba).convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,16 +327,9 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs
 
     The format comes from the extension of `path` unless `format=` is given.
     """
-    path = os.fspath(path)
-    write_bytes_atomic(path, *_image_writer(image, path, save_kwargs))
-
-
-def _image_writer(image: Image.Image, path: str, save_kwargs: dict) -> tuple[Callable[[str], None], str]:
-    """(write, suffix) for the writers: `image.save` into the temporary file, in the format `path` names."""
-    extension = os.path.splitext(path)[1].lower()
-    if "format" not in save_kwargs and extension not in Image.registered_extensions():
-        raise DataError(f"{path}: unknown image extension {extension!r}; use e.g. .png")
-    return (lambda tmp_path: image.save(tmp_path, **save_kwargs)), extension
+    with StagedFiles() as staged:
+        staged.save_image(image, path, **save_kwargs)
+        staged.commit()
 
 
 class StagedFiles:
@@ -380,8 +363,12 @@ class StagedFiles:
             raise
 
     def save_image(self, image: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+        """`image.save` into the temporary file, in the format `path` names (or `format=`)."""
         path = os.fspath(path)
-        self.write(path, *_image_writer(image, path, save_kwargs))
+        extension = os.path.splitext(path)[1].lower()
+        if "format" not in save_kwargs and extension not in Image.registered_extensions():
+            raise DataError(f"{path}: unknown image extension {extension!r}; use e.g. .png")
+        self.write(path, lambda tmp_path: image.save(tmp_path, **save_kwargs), extension)
 
     def commit(self) -> None:
         """Move every file into place, in the order written."""

@@ -7,9 +7,12 @@ and the packages that provide them, the final sample grid and the resolved recip
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from condiff.errors import CondiffError
 
 if TYPE_CHECKING:
     from condiff.denoiser import Denoiser
@@ -19,6 +22,8 @@ CARD = "README.md"
 
 def metadata(recipe: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
     """Hugging Face card metadata for a model trained with `recipe` (a resolved recipe as a dict)."""
+    from condiff.data.sources import describe_source
+
     source, init_from = recipe["data"]["source"], recipe["model"]["init_from"]
     tags = ["condiff", "diffusers", "pixel-space diffusion", *(c["name"] for c in conditions)]
     if source == "nouns":
@@ -32,22 +37,10 @@ def metadata(recipe: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[s
     }
     if init_from:
         meta["base_model"] = init_from
-    if _is_hub_dataset(source):
-        meta["datasets"] = [source]
+    with contextlib.suppress(CondiffError):
+        if describe_source(source) == "hub":
+            meta["datasets"] = [source]
     return meta
-
-
-def _is_hub_dataset(source: str) -> bool:
-    from condiff.data.sources import describe_source
-    from condiff.errors import CondiffError
-
-    try:
-        return describe_source(source) == "hub"
-    except CondiffError:
-        return False
-
-
-PALETTE_DOC = "saved in denoiser/config.json, see docs/sample.md"
 
 
 def palette_head_note(pixel_likelihood: bool, until: int | None = None) -> str:
@@ -83,7 +76,7 @@ def model_card(recipe: dict[str, Any], summary: dict[str, Any], conditions: list
              f"{summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}"
              f"{', EMA weights' if summary.get('ema') else ''}.", ""]
     if summary.get("palette"):
-        lines += [f"Palette ({PALETTE_DOC}): {summary['palette']}."
+        lines += [f"Palette (saved in denoiser/config.json, see docs/sample.md): {summary['palette']}."
                   + (" Sampling uses it unless told `--palette off`." if palette_saved else ""), ""]
     if settings.get("self_condition"):
         lines += ["Self-conditioned (arxiv 2208.04202): the UNet's last 3 input channels take its previous estimate "
@@ -155,8 +148,6 @@ def add_evaluation(folder: Path, tables: str, reports_json: str) -> None:
 
 def describe(folder: str | Path) -> str:
     """`condiff info`: the folder's model card, or for a folder without one what its configs say."""
-    from condiff.errors import CondiffError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise CondiffError(f"{folder}: no such model folder; give a folder written by condiff train")

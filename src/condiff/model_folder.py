@@ -29,18 +29,25 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from diffusers import DDPMScheduler
+from diffusers.utils import logging as diffusers_logging
+from safetensors import SafetensorError, safe_open
+
+from condiff.conditions.registry import list_conditions
+from condiff.conditions.stack import ConditionStack
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
-from condiff.denoiser import CHROMA_CHANNELS, MAX_CONDITIONS
+from condiff.denoiser import CHROMA_CHANNELS, MAX_CONDITIONS, Denoiser
+from condiff.denoiser import RULES as DENOISER_RULES
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, shown, write_failure_reason
+from condiff.images import write_bytes_atomic
 from condiff.palette import MAX_PALETTE
 from condiff.rules import Rule, first_problem, list_of, number, one_of, optional, whole
-from condiff.sampling import SAMPLERS
+from condiff.sampling import SAMPLERS, make_sampler
 
-if TYPE_CHECKING:
-    from diffusers import DDPMScheduler, UNet2DModel
+if TYPE_CHECKING:  # imported where used: UNet2DModel and the pipelines load most of diffusers (about a second)
+    from diffusers import UNet2DModel
 
-    from condiff.conditions.stack import ConditionStack
-    from condiff.denoiser import Denoiser
     from condiff.pipeline import ConditionalDDPMPipeline
 
 CONDITIONAL, UNCONDITIONAL = "conditional", "unconditional"
@@ -48,6 +55,8 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 FIX = "copy the model folder again, or train it again (condiff train)"
 # The weight types a UNet may hold: the shipped models are float16, training writes float32.
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
+# What diffusers raises for a folder it cannot load (safetensors' error is not an OSError).
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError)
 PLUGIN_FIX = "install the condition plugin this model was trained with (condiff conditions list shows those installed)"
 
 # --- what a folder may hold ---------------------------------------------------------------------
@@ -135,9 +144,7 @@ def saved_denoiser(folder: str | Path | None) -> Denoiser | None:
     path = Path(folder).expanduser() if folder else None
     if path is None or not (path / "model_index.json").is_file():
         return None
-    index = _read_index(path)
-    conditions = _condition_stack(path) if _kind(index) == CONDITIONAL else None
-    return _denoiser(path, index, conditions)
+    return _conditions_and_denoiser(path, _read_index(path))[1]
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -147,7 +154,6 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     """Any local model folder as a `ConditionalDDPMPipeline` in float32 (safetensors only); an
     unconditional folder (a diffusers `DDPMPipeline` or a bare UNet) gets an empty condition stack. A folder
     saved before the denoiser component had its settings in model_index.json; they are read from there."""
-    from condiff.conditions.stack import ConditionStack
     from condiff.pipeline import ConditionalDDPMPipeline
 
     path = _local_folder(source)
@@ -157,8 +163,7 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     _refuse_pickled_weights(path if conditional else path / (subfolder or ""))
     scheduler = _load_local_scheduler(path)  # before the UNet: its checks need the timesteps
     timesteps = scheduler.config.num_train_timesteps
-    conditions = _condition_stack(path) if conditional else ConditionStack()
-    denoiser = _denoiser(path, index, conditions)
+    conditions, denoiser = _conditions_and_denoiser(path, index)
     if not conditional:
         unet = _load_local_unet(path, timesteps=timesteps, denoiser=denoiser)
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, denoiser=denoiser)
@@ -182,8 +187,6 @@ def load_unet(source: str) -> UNet2DModel:
 
 
 def load_scheduler(source: str) -> DDPMScheduler:
-    from diffusers import DDPMScheduler
-
     if os.path.lexists(Path(source).expanduser()):
         return _load_local_scheduler(_local_folder(source))
     try:  # not a local folder: diffusers looks it up on the Hub
@@ -208,18 +211,18 @@ def _load_conditional(path: Path, index: dict, timesteps: int, conditions: Condi
                                                                denoiser=denoiser)
     except CondiffError as err:
         raise CondiffError(f"{path}: {err}") from None
-    except _load_errors() as err:
+    except LOAD_ERRORS as err:
         raise CondiffError(f"{path}: could not load the model ({first_line(err)}); {FIX}") from None
     _check_loaded(path, pipeline.unet, stored_in)
     return as_float32(pipeline)
 
 
-def _denoiser(path: Path, index: dict, conditions: ConditionStack | None) -> Denoiser:
-    """The folder's Denoiser, checked: its `denoiser/` component, or in a folder saved before there was one,
-    the settings its model_index.json holds (none: a plain UNet)."""
-    from condiff.denoiser import Denoiser
-
-    widths = conditions.widths if conditions is not None else []
+def _conditions_and_denoiser(path: Path, index: dict) -> tuple[ConditionStack, Denoiser]:
+    """The folder's conditions (none for an unconditional folder) and its Denoiser, checked: its `denoiser/`
+    component, or in a folder saved before there was one, the settings its model_index.json holds (none: a
+    plain UNet)."""
+    conditions = _condition_stack(path) if _kind(index) == CONDITIONAL else ConditionStack()
+    widths = conditions.widths
     file = path / "denoiser" / "config.json" if "denoiser" in index else path / "model_index.json"
     settings = _read_config(path, file) if "denoiser" in index else {**index, "condition_channels": widths}
     try:
@@ -229,7 +232,7 @@ def _denoiser(path: Path, index: dict, conditions: ConditionStack | None) -> Den
     if list(denoiser.config.condition_channels) != widths:
         raise _damaged(path, file, f"condition_channels = {list(denoiser.config.condition_channels)}, but the "
                        f"conditions have {widths}")
-    return denoiser
+    return conditions, denoiser
 
 
 def _load_local_unet(path: Path, timesteps: int | None = None, denoiser: Denoiser | None = None):
@@ -244,15 +247,13 @@ def _load_local_unet(path: Path, timesteps: int | None = None, denoiser: Denoise
     try:
         with quiet_diffusers():
             unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
-    except _load_errors() as err:
+    except LOAD_ERRORS as err:
         raise CondiffError(f"{path}: could not load the UNet ({first_line(err)}); {FIX}") from None
     _check_loaded(path, unet, stored_in)
     return as_float32(unet)
 
 
 def _load_local_scheduler(path: Path) -> DDPMScheduler:
-    from diffusers import DDPMScheduler
-
     folder = path / "scheduler" if (path / "scheduler").is_dir() else path
     file = folder / "scheduler_config.json"
     _check_scheduler_config(path, file)
@@ -263,13 +264,6 @@ def _load_local_scheduler(path: Path) -> DDPMScheduler:
         raise CondiffError(f"{path}: could not read the scheduler config ({first_line(err)}); {FIX}") from None
     _try_samplers(path, file, scheduler)
     return scheduler
-
-
-def _load_errors() -> tuple[type[Exception], ...]:
-    """What diffusers raises for a folder it cannot load (safetensors' error is not an OSError)."""
-    from safetensors import SafetensorError
-
-    return OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError
 
 
 def _refuse_pickled_weights(folder: Path) -> None:
@@ -300,16 +294,14 @@ def _unet_subfolder(path: Path) -> str | None:
 def _local_folder(source: str | Path) -> Path:
     path = Path(source).expanduser()
     try:
-        is_folder = stat.S_ISDIR(path.stat().st_mode)
-    except FileNotFoundError:
-        is_folder, what = False, "no such model folder"
-    except OSError as err:  # a symlink loop, a folder we may not enter
-        is_folder, what = False, f"cannot open the model folder ({err.strerror or first_line(err)})"
-    else:
+        if stat.S_ISDIR(path.stat().st_mode):
+            return path
         what = "a model must be a folder (diffusers format), not a file"
-    if not is_folder:
-        raise CondiffError(f"{source}: {what}; train one (condiff train recipes/quickstart.yaml) or pass --model")
-    return path
+    except FileNotFoundError:
+        what = "no such model folder"
+    except OSError as err:  # a symlink loop, a folder we may not enter
+        what = f"cannot open the model folder ({err.strerror or first_line(err)})"
+    raise CondiffError(f"{source}: {what}; train one (condiff train recipes/quickstart.yaml) or pass --model")
 
 
 def _damaged(folder: Path, file: Path, problem: str, fix: str = FIX) -> CondiffError:
@@ -377,8 +369,6 @@ def _read_index(folder: Path) -> dict[str, Any]:
 
 
 def _check_scheduler_config(folder: Path, file: Path) -> None:
-    from diffusers import DDPMScheduler
-
     config = {**_defaults(DDPMScheduler), **_read_config(folder, file)}
     _check_rules(folder, file, config, SCHEDULER_RULES)
     betas, timesteps = config["trained_betas"], config["num_train_timesteps"]
@@ -389,8 +379,6 @@ def _check_scheduler_config(folder: Path, file: Path) -> None:
 
 def _try_samplers(folder: Path, file: Path, scheduler) -> None:
     """Every sampler the commands offer is made from the schedule now, not halfway through a command."""
-    from condiff.sampling import make_sampler
-
     for kind in SAMPLERS:
         try:
             with quiet_diffusers():
@@ -401,8 +389,6 @@ def _try_samplers(folder: Path, file: Path, scheduler) -> None:
 
 def _condition_stack(folder: Path) -> ConditionStack:
     """The conditions a conditional folder names, built (they are small) to count their channels."""
-    from condiff.conditions.stack import ConditionStack
-
     file = folder / "conditions" / "config.json"
     specs = _read_config(folder, file).get("conditions")
     if not isinstance(specs, list) or not 1 <= len(specs) <= MAX_CONDITIONS or not all(
@@ -412,19 +398,9 @@ def _condition_stack(folder: Path) -> ConditionStack:
     try:
         return ConditionStack(conditions=specs)
     except CondiffError as err:
-        names = [spec.get("name") for spec in specs if isinstance(spec.get("name"), str)]
-        fix = FIX if all(_is_registered(name) for name in names) else PLUGIN_FIX
+        names = {spec.get("name") for spec in specs if isinstance(spec.get("name"), str)}
+        fix = FIX if names <= set(list_conditions()) else PLUGIN_FIX
         raise _damaged(folder, file, str(err), fix) from None
-
-
-def _is_registered(condition: str) -> bool:
-    from condiff.conditions.registry import get_condition
-
-    try:
-        get_condition(condition)
-    except CondiffError:
-        return False
-    return True
 
 
 def _check_unet(folder: Path, component: Path, denoiser: Denoiser | None,
@@ -480,8 +456,6 @@ def _time_embedding_problem(config: dict[str, Any], timesteps: int | None) -> st
 
 def _meta_shapes(folder: Path, file: Path, cls: type, values: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """The shape of every weight of the model a config describes, built on the meta device (no memory)."""
-    import torch
-
     try:
         with torch.device("meta"), quiet_diffusers():
             model = cls.from_config(values)
@@ -515,8 +489,6 @@ def _weight_files(folder: Path, component: Path) -> list[Path]:
 def _check_weights(folder: Path, component: Path, needed: dict[str, tuple[int, ...]]) -> dict[str, Path]:
     """The weights file's header (shapes and types only; no weight is read) against the shapes `needed`;
     returns the file that holds each weight."""
-    from safetensors import SafetensorError, safe_open
-
     stored: dict[str, tuple[int, ...]] = {}
     stored_in: dict[str, Path] = {}
     files = _weight_files(folder, component)
@@ -554,8 +526,6 @@ def _type_name(code: str) -> str:
 def _check_loaded(folder: Path, model, stored_in: dict[str, Path]) -> None:
     """Every weight loaded and finite (`stored_in`: the file that holds each). diffusers leaves a weight the
     file lacks on the meta device, to fail at the first step; one NaN or Inf makes every image black."""
-    import torch
-
     weights = model.state_dict()
     missing = [name for name, tensor in weights.items() if tensor.is_meta]
     if missing:
@@ -570,24 +540,20 @@ def _check_loaded(folder: Path, model, stored_in: dict[str, Path]) -> None:
 @contextlib.contextmanager
 def quiet_diffusers():
     """No progress bars or notices from diffusers while loading: an error after them must stay one line."""
-    from diffusers.utils import logging
-
-    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
     try:
         yield
     finally:
-        logging.set_verbosity(level)
+        diffusers_logging.set_verbosity(level)
         if bars:
-            logging.enable_progress_bar()
+            diffusers_logging.enable_progress_bar()
 
 
 def as_float32(model):
     """Shipped weights are fp16 to stay small; compute in float32 (fp16 is slow or missing on CPUs).
     diffusers warns on any `.to(dtype)` of a model; these models have no modules that must stay fp32."""
-    import torch
-
     with quiet_diffusers():
         return model.to(torch.float32)
 
@@ -607,8 +573,6 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
     (`model_index.json` last), so a failed write (full disk, read-only folder) leaves an earlier model
     in `folder` untouched; it raises a one-line CondiffError naming the folder.
     """
-    from condiff.denoiser import Denoiser
-
     conditional = conditions is not None and conditions.channels
     if denoiser is None:
         denoiser = Denoiser(condition_channels=conditions.widths if conditional else [])
@@ -645,31 +609,25 @@ def save_model(folder: str | Path, unet: UNet2DModel, scheduler: DDPMScheduler, 
                            "writable folder", reason) from None
 
 
-
 def upgrade_folder(folder: str | Path) -> bool:
     """Rewrite a model folder saved before the denoiser component so that its settings live in `denoiser/`
     (what diffusers' own `from_pretrained` loads); its weights are not touched and it samples as before.
     False when the folder has a denoiser already. The component is written first and model_index.json is
     replaced last, atomically, so a failure leaves the folder as it was (readable either way)."""
-    from condiff.conditions.stack import ConditionStack
-    from condiff.denoiser import RULES
-    from condiff.images import write_bytes_atomic
-
     path = _local_folder(folder)
     index = _read_index(path)
     if not index:
         raise CondiffError(f"{folder}: not a pipeline folder (no model_index.json); nothing to upgrade")
     if "denoiser" in index:
         return False
-    conditions = _condition_stack(path) if _kind(index) == CONDITIONAL else ConditionStack()
-    denoiser = _denoiser(path, index, conditions)
+    denoiser = _conditions_and_denoiser(path, index)[1]
     partial = path / ".partial-denoiser"
     try:
         shutil.rmtree(partial, ignore_errors=True)
         denoiser.save_pretrained(partial, safe_serialization=True)
         shutil.rmtree(path / "denoiser", ignore_errors=True)
         os.replace(partial, path / "denoiser")
-        upgraded = {key: value for key, value in index.items() if key not in RULES}
+        upgraded = {key: value for key, value in index.items() if key not in DENOISER_RULES}
         upgraded["denoiser"] = [type(denoiser).__module__, type(denoiser).__name__]
         text = json.dumps(upgraded, indent=2, sort_keys=True) + "\n"
         write_bytes_atomic(path / "model_index.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

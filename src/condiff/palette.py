@@ -3,12 +3,9 @@
 Every pixel of a real Noun (or of most sprites and icons) is one of a few hundred colours on flat areas.
 A diffusion model gets the shapes right and leaves each pixel a little off; here is what brings it back.
 
-- Finding, at training start: `find_palette` takes the exact colour set of a sample of the data when
-  it has at most `size` colours; otherwise none, or a k-means palette of `size` colours if asked; and
-  how often each colour occurs. `save_model` writes both into model_index.json (`palette`, a list of
-  "#rrggbb" strings, and `palette_frequencies`, each colour's share of the pixels).
+- Finding, at training start: `find_palette`, and `palette_config`, the settings the model's Denoiser saves.
 - Sampling: snapping to the nearest palette colours (`nearest_colors`, `snap_to_palette`), which the palette
-  steering step uses (condiff.steering.palette: the modes auto, off, snap, project).
+  steering step uses (condiff.steering.palette).
 - Lightness fixed by a condition (colorize): only colours of that 8-bit gray level compete, and among them
   the choice weighs the model's colour against how common each colour is (`nearest_colors`): on
   Nouns, a gray level alone nearly names its colour, and the frequencies say which.
@@ -97,7 +94,7 @@ def kmeans_palette(pixels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 
 
 def palette_config(colors: np.ndarray | None, frequencies=None) -> dict:
-    """The model_index.json keys of a palette: `palette` ("#rrggbb" strings) and `palette_frequencies`
+    """A palette's saved settings (condiff.denoiser): `palette` ("#rrggbb" strings) and `palette_frequencies`
     (each colour's share of the pixels), None where absent."""
     return {"palette": None if colors is None else to_hex(colors),
             "palette_frequencies": None if frequencies is None else [round(float(share), 8) for share in frequencies]}
@@ -159,9 +156,7 @@ def nearest_colors(images: torch.Tensor, palette: torch.Tensor, luma_target: tor
     flat = images.permute(0, 2, 3, 1).reshape(-1, 3)
     targets = None if luma_target is None else gray_levels(luma_target.permute(0, 2, 3, 1).reshape(-1).to(images))
     palette_levels = color_gray_levels(palette)
-    prior = None
-    if targets is not None and frequencies is not None:
-        prior = frequencies.to(images).clamp(min=1e-12).log()
+    prior = None if targets is None or frequencies is None else frequencies.to(images).clamp(min=1e-12).log()
     chosen = torch.empty(len(flat), dtype=torch.long, device=images.device)
     for start in range(0, len(flat), _CHUNK):
         cost = torch.cdist(flat[start:start + _CHUNK], palette).square()

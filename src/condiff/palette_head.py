@@ -40,14 +40,6 @@ class PaletteHead:
         self.pixel_likelihood = pixel_likelihood
         self.likelihood_until = likelihood_until
 
-    def likelihood_weight(self, timesteps, count: int, device) -> torch.Tensor:
-        """The pixel likelihood's weight (count, 1, 1): 1 at every timestep, or with `likelihood_until`
-        falling linearly from 1 at t = 0 to 0 at that timestep."""
-        t = torch.as_tensor(timesteps, device=device).float().reshape(-1, 1, 1).expand(count, 1, 1)
-        if self.likelihood_until is None:
-            return torch.ones_like(t)
-        return (1 - t / self.likelihood_until).clamp(min=0)
-
     @property
     def channels(self) -> int:
         return len(self.palette)
@@ -56,7 +48,8 @@ class PaletteHead:
         """The colour logits (N, P, H, W) of the UNet's `output` at the noisy image x_t (N, 3, H, W), one
         timestep for the batch or (N,) per sample: the output plus, with `pixel_likelihood`, the Gaussian
         log-likelihood of each pixel of x_t under each colour (up to a constant per pixel, which softmax
-        ignores): (2 sqrt(a) x_t . c - a |c|^2) / (2 (1 - a)), a = alpha_bar, times `likelihood_weight`."""
+        ignores): (2 sqrt(a) x_t . c - a |c|^2) / (2 (1 - a)), a = alpha_bar; with `likelihood_until` times
+        a weight falling linearly from 1 at t = 0 to 0 at that timestep."""
         if not self.pixel_likelihood:
             return output.float()
         noisy = noisy.float()
@@ -65,7 +58,9 @@ class PaletteHead:
         # One batched product: [x_t, 1] . [2 sqrt(a) c, -a |c|^2] / (2 (1 - a)) per image and colour.
         weights = torch.cat([2 * alpha_bar.sqrt() * palette, -alpha_bar * palette.square().sum(dim=1, keepdim=True)],
                             dim=2) / (2 * (1 - alpha_bar))
-        weights = weights * self.likelihood_weight(timesteps, len(noisy), noisy.device)
+        if self.likelihood_until is not None:
+            t = torch.as_tensor(timesteps, device=noisy.device).float().reshape(-1, 1, 1)
+            weights = weights * (1 - t / self.likelihood_until).clamp(min=0)
         pixels = torch.cat([noisy, torch.ones_like(noisy[:, :1])], dim=1)
         return output.float() + torch.einsum("nkhw,npk->nphw", pixels, weights)
 

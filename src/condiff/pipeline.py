@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from condiff.conditions.stack import ConditionStack
-from condiff.config import GUIDANCE_RANGE
+from condiff.config import Range
 from condiff.denoiser import Denoiser
 from condiff.errors import CondiffError
 from condiff.images import to_pil_images
@@ -36,6 +37,9 @@ Inputs = OneInput | Mapping[str, OneInput]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
+# Classifier-free guidance scales: 0 ignores the condition, 1 follows it as trained; far beyond 10 images
+# only saturate, and a non-finite scale makes every pixel NaN (a black image).
+GUIDANCE_RANGE = Range(0.0, 50.0, "0 ignores the condition, 1 follows it as trained")
 
 
 @dataclass
@@ -46,16 +50,9 @@ class ConditionalPipelineOutput(BaseOutput):
     trajectory: Samples | None = None
 
 
-def check_output_type(output_type: str) -> None:
-    """Before sampling, so a misspelt output type costs nothing."""
-    if output_type not in OUTPUT_TYPES:
-        raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
-
-
 def postprocess(images: torch.Tensor, output_type: str) -> Any:
     """Samples in the model's range [-1, 1] as diffusers' output types: "pil" (a list of RGB images),
     "np" (N, H, W, 3) floats in [0, 1], "pt" (N, 3, H, W) in [0, 1], or "latent" (unchanged, [-1, 1])."""
-    check_output_type(output_type)
     if output_type == "pil":
         return to_pil_images(images)
     if output_type == "latent":
@@ -92,18 +89,13 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         return self.unet.config.sample_size
 
     def guidance_scales(self, guidance: float | Sequence[float]) -> list[float]:
-        """One scale per condition: a single number applies to every condition. Checked here, so the
-        commands, the app and Python callers all refuse NaN, infinities and absurd scales."""
+        """One scale per condition: a single number applies to every condition."""
         count = len(self.conditions.encoders)
-        scales = [float(guidance)] * count if isinstance(guidance, int | float) else [float(g) for g in guidance]
+        scales = [guidance] * count if isinstance(guidance, int | float) else list(guidance)
         if len(scales) != count:
             raise CondiffError(f"--guidance: this model has {count} condition(s) ({', '.join(self.conditions.names)}) "
                                f"but {len(scales)} scales were given; give one, or one per condition")
-        for scale in scales:
-            if not GUIDANCE_RANGE.low <= scale <= GUIDANCE_RANGE.high:  # False for NaN too
-                raise CondiffError(f"--guidance {scale}: give a number from {GUIDANCE_RANGE.low:g} to "
-                                   f"{GUIDANCE_RANGE.high:g} ({GUIDANCE_RANGE.why})")
-        return scales
+        return [float(scale) for scale in check_guidance(scales)]
 
     def encode(self, images: Inputs) -> torch.Tensor:
         """The condition channels for input images: PIL images of any size and mode, or a tensor of RGB
@@ -146,7 +138,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         figure where the conditions fix one (sketch `fill`), "off" lets the model draw freely; `lightness`
         "auto" keeps the lightness a condition fixes (grayscale), "off" leaves the model's own.
         """
-        check_output_type(output_type)
+        if output_type not in OUTPUT_TYPES:  # before sampling, so a misspelt output type costs nothing
+            raise CondiffError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
         modes = check_modes(steering, OPTIONS)
         scheduler, steps = self._sampler(num_inference_steps)
         condition = self._condition(images, condition_channels)
@@ -161,8 +154,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if condition is None:
             samples = generate(self.denoiser, self.unet, scheduler, batch_size, steps, **run)
         else:
+            guided = partial(self.denoiser.guided_output, guidance=self.guidance_scales(guidance))
             samples = generate(self.denoiser, self.unet, scheduler, len(condition), steps, condition=condition,
-                               guidance=self.guidance_scales(guidance), **run)
+                               network=guided, **run)
         samples.images = finished(steps_of_call, samples.images, context)
         output = postprocess(samples.images, output_type)
         if not return_dict:
@@ -193,6 +187,16 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             names = ", ".join(self.conditions.names)
             raise CondiffError(f"this model needs an input image for its conditions ({names})")
         return self.encode(images)
+
+
+def check_guidance(guidance: float | Sequence[float]) -> float | Sequence[float]:
+    """`guidance` (one scale, or one per condition), each scale checked against GUIDANCE_RANGE: the pipeline
+    checks every call's, and the commands call this before any work."""
+    for scale in [guidance] if isinstance(guidance, int | float) else guidance:
+        if not GUIDANCE_RANGE.low <= scale <= GUIDANCE_RANGE.high:  # False for NaN too
+            raise CondiffError(f"--guidance {scale}: give a number from {GUIDANCE_RANGE.low:g} to "
+                               f"{GUIDANCE_RANGE.high:g} ({GUIDANCE_RANGE.why})")
+    return guidance
 
 
 def _as_pil_list(images: OneInput) -> list[Image.Image]:

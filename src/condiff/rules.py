@@ -4,7 +4,6 @@ from a model folder's configs; the tables stand beside what they guard (model_fo
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -15,17 +14,15 @@ Rule = Callable[[Any], "str | None"]  # a config value -> what is wrong with it,
 HEX_COLOR = re.compile(r"^#[0-9a-f]{6}$")  # how a saved palette writes a colour
 
 
-def is_number(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
-
-
 def whole(low: int, high: int) -> Rule:
     """A whole number in [low, high]: not a bool, and not 1e9 (a float in JSON)."""
     return lambda v: None if type(v) is int and low <= v <= high else f"must be a whole number from {low} to {high}"
 
 
 def number(low: float, high: float) -> Rule:
-    return lambda v: None if is_number(v) and low <= v <= high else f"must be a number from {low:g} to {high:g}"
+    """An int or float in [low, high] (finite bounds: NaN and infinities fall outside)."""
+    wanted = f"must be a number from {low:g} to {high:g}"
+    return lambda v: None if type(v) in (int, float) and low <= v <= high else wanted
 
 
 def one_of(*choices: Any) -> Rule:

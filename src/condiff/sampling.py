@@ -3,7 +3,7 @@
 Samplers are diffusers schedulers made from the training scheduler's config (`make_sampler`), so they
 share its noise schedule. `generate` is a plain function (k-diffusion style): it is handed the model's
 `Denoiser` (what the UNet's input and output mean), the UNet and a sampler, optionally condition channels
-(given to the UNet at every step, with guidance) and steering steps (condiff.steering), applied in order to
+(given to the UNet at every step) and steering steps (condiff.steering), applied in order to
 each step's predicted clean image. The noise has the channels the denoiser diffuses (the image's 3, or a
 chroma's 2); steering steps and the results see RGB images (`Denoiser.image`).
 
@@ -94,14 +94,15 @@ def generate(
     seed: int | None = 0,
     condition: torch.Tensor | None = None,
     record: bool = False,
-    guidance: list[float] | None = None,
+    network: Callable[..., torch.Tensor] | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     steering: list[Step] = (),
     context: SteeringContext | None = None,
 ) -> Samples:
-    """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given
-    (with classifier-free guidance: one scale per condition in `guidance`).
+    """Sample `num` images in `steps` denoising steps, conditioned on `condition` channels if given.
+    `network(unet, scheduler, model_input, t)` is what the sampler reads as the model's output at each step
+    (default `denoiser.output`; the pipeline hands in its guided output).
 
     The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
     `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
@@ -129,10 +130,7 @@ def generate(
     for index, t in enumerate((progress or iter)(scheduler.timesteps)):
         model_input = denoiser.model_input(scheduler.scale_model_input(x, t), condition, estimate).to(dtype)
         with torch.no_grad():
-            if guidance is not None and condition is not None:
-                model_output = denoiser.guided_output(unet, scheduler, model_input, t, guidance)
-            else:
-                model_output = denoiser.output(unet, scheduler, model_input, t)
+            model_output = (network or denoiser.output)(unet, scheduler, model_input, t)
         for step in steering:
             predicted = denoiser.image(predict_x0(scheduler, model_output, x, t), condition)
             steered = step.on_prediction(predicted, index, context)

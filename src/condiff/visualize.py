@@ -18,12 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from condiff.config import RANGES, shown
+from condiff.config import BETA_SCHEDULES, RANGES, shown
 from condiff.errors import CondiffError
 from condiff.images import to_model_tensor, to_uint8, write_bytes_atomic
-
-# diffusers DDPMScheduler `beta_schedule` names worth comparing.
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 MAX_GRID_PIXELS = 2**28  # 268M pixels, 800 MB of RGB: a larger grid is a mistake, not a picture
 LABEL_FONT_SIZE = 14
@@ -72,8 +69,8 @@ def make_grid(
 
 
 @cache
-def _font(size: int = LABEL_FONT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=LABEL_FONT_SIZE)
 
 
 def _text_width(text: str) -> int:
@@ -152,15 +149,11 @@ def denoising_gif_frames(
     noisy: Sequence[Any],
     predicted: Sequence[Any],
     scale: int = 4,
-    ncols: int | None = None,
     timesteps: Sequence[int] | None = None,
 ) -> list[Image.Image]:
     """One frame per reverse step: the grid of noisy x_t on the left, the predicted clean x_0 on the
-    right. `noisy[i]` and `predicted[i]` are the batches at step i; `timesteps[i]`, if given, labels it."""
-    if len(noisy) != len(predicted):
-        raise ValueError(f"got {len(noisy)} noisy batches but {len(predicted)} predicted ones")
-    if timesteps is not None and len(timesteps) != len(noisy):
-        raise ValueError(f"got {len(timesteps)} timesteps for {len(noisy)} steps")
+    right. `noisy[i]` and `predicted[i]` are the batches at step i; `timesteps[i]`, if given, labels it.
+    Lists of different lengths raise ValueError (a strict zip)."""
     if timesteps is None:
         noisy_labels = ["x_t"] * len(noisy)
     else:
@@ -170,8 +163,8 @@ def denoising_gif_frames(
     frames = []
     for x_t, x_0, noisy_label in zip(noisy, predicted, noisy_labels, strict=True):
         panels = [
-            (noisy_label, make_grid(x_t, ncols=ncols, scale=scale)),
-            (predicted_label, make_grid(x_0, ncols=ncols, scale=scale)),
+            (noisy_label, make_grid(x_t, scale=scale)),
+            (predicted_label, make_grid(x_0, scale=scale)),
         ]
         frames.append(_side_by_side(panels, label_widths))
     return frames
@@ -203,12 +196,8 @@ def save_gif(
     frame_ms = 1000.0 / fps
     durations = [round(frame_ms)] * (len(frames) - 1) + [round(max(frame_ms, 1000.0 * hold_last))]
     first, *rest = [frame.convert("RGB") for frame in frames]
-
-    def write(tmp_path: str) -> None:
-        first.save(tmp_path, format="GIF", save_all=True, append_images=rest, duration=durations, loop=0,
-                   optimize=True)
-
-    write_bytes_atomic(path, write, suffix=".gif")
+    write_bytes_atomic(path, lambda tmp_path: first.save(tmp_path, format="GIF", save_all=True, append_images=rest,
+                                                         duration=durations, loop=0, optimize=True), suffix=".gif")
     return len(frames)
 
 
@@ -305,14 +294,18 @@ def plot_schedules(
     write_bytes_atomic(path, lambda tmp_path: figure.savefig(tmp_path, dpi=120))
 
 
+def _whole_in(value: Any, limits: Any) -> bool:
+    """Whether `value` is an integer (int, numpy or 0-d torch integer) in `limits`."""
+    try:
+        return operator.index(value) in limits
+    except TypeError:
+        return False
+
+
 def _check_num_train_timesteps(num_train_timesteps: int) -> None:
     """A whole number of timesteps within the recipes' range (the schedule holds one beta per timestep)."""
     limits = RANGES["scheduler.num_train_timesteps"]
-    try:
-        valid = operator.index(num_train_timesteps) in limits
-    except TypeError:
-        valid = False
-    if not valid:
+    if not _whole_in(num_train_timesteps, limits):
         raise CondiffError(f"num_train_timesteps must be a whole number {limits}, got {shown(num_train_timesteps)}")
 
 
@@ -322,11 +315,7 @@ def _check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> None
     if len(timesteps) == 0:
         raise CondiffError(f"no timesteps given; {valid}")
     for step in timesteps:
-        try:
-            in_range = 0 <= operator.index(step) < num_train_timesteps  # ints, numpy and 0-d torch integers
-        except TypeError:
-            in_range = False
-        if not in_range:
+        if not _whole_in(step, range(num_train_timesteps)):
             raise CondiffError(f"timestep {shown(step)} is out of range; {valid}")
 
 

@@ -2,9 +2,8 @@
 
 Each tab is one registered task of `condiff.tasks` that has an `app` tab: Generate is `unconditional`,
 Colorize `colorize`, Sketch `sketch2img`, Any model `generate` (every conditional model, one input per
-condition). A model appears
-in every tab whose task accepts it (a model trained on several conditions in each of theirs), and runs
-through the same `Task.run` as the CLI commands.
+condition). A model appears in every tab whose task accepts it (a model trained on several conditions in
+each of theirs), and runs through the same `Task.run` as the CLI commands.
 """
 
 from __future__ import annotations
@@ -56,11 +55,6 @@ class AppModel:
     def conditions(self) -> tuple[str, ...]:
         return tuple(self.pipeline.conditions.names)
 
-    @property
-    def channel_counts(self) -> tuple[tuple[str, int], ...]:
-        """(condition name, its channels), in the model's order: one input each."""
-        return tuple((encoder.name, encoder.num_channels) for encoder in self.pipeline.conditions.encoders)
-
     def fits(self, tab: Tab) -> bool:
         return tab.task.accepts(self.conditions)
 
@@ -86,29 +80,22 @@ def load_model(folder: str | Path, label: str, device: str) -> AppModel:
     """Load one model folder (errors are one-line `CondiffError`s naming the folder)."""
     from condiff.model_folder import load_pipeline
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CondiffError(f"--model {folder}: no such model folder; give a folder written by `condiff train`")
     pipeline = load_pipeline(folder).to(device)
     pipeline.set_progress_bar_config(disable=True)
-    return AppModel(label, folder, pipeline, pipeline.scheduler)
+    return AppModel(label, Path(folder), pipeline, pipeline.scheduler)
 
 
 def find_models(extra: Sequence[str] = (), device: str = "cpu", shipped: bool = True) -> Catalog:
     """The shipped models that are installed (when `shipped`), then every folder in `extra`."""
     from condiff.tasks import installed_models
 
-    models: list[AppModel] = []
-    seen: set[Path] = set()
     installed = installed_models() if shipped else {}
-    for name, folder in installed.items():
-        models.append(load_model(folder, f"{name} (shipped)", device))
-        seen.add(folder.resolve())
-    for folder in extra:
-        if Path(folder).resolve() not in seen:
-            models.append(load_model(folder, str(folder), device))
-            seen.add(Path(folder).resolve())
-    catalog = Catalog(models, {})
+    wanted = [(folder, f"{name} (shipped)") for name, folder in installed.items()]
+    wanted += [(folder, str(folder)) for folder in extra]
+    by_folder: dict[Path, tuple] = {}
+    for folder, label in wanted:
+        by_folder.setdefault(Path(folder).resolve(), (folder, label))  # a folder given twice is loaded once
+    catalog = Catalog([load_model(folder, label, device) for folder, label in by_folder.values()], {})
     for tab in TABS:
         if not catalog.for_tab(tab):
             catalog.notes[tab.key] = missing_note(tab.task, shipped and tab.task.name not in installed)
@@ -163,10 +150,12 @@ def with_sampler(model: AppModel, kind: str, steps: int):
 
 def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: str, scale: int = 4,
                   steering: dict[str, str] | None = None):
-    """(grid image, denoising animation frames), as `condiff sample --gif` writes them; `steering`:
-    {option: mode} as the command's steering options (condiff.steering), "auto" where left out."""
+    """(grid image, denoising animation frames), as `condiff sample --gif` writes them; the numbers as a request
+    sent them (see request_numbers); `steering`: {option: mode} as the command's steering options
+    (condiff.steering), "auto" where left out."""
     from condiff.visualize import make_grid, trajectory_frames
 
+    steps, seed, num = request_numbers(steps, seed, num)
     result = UNCONDITIONAL.run(with_sampler(model, scheduler, steps), num=num, steps=steps, seed=seed, record=True,
                                output_type="latent", **(steering or {}))
     return make_grid(result.images, scale=scale), trajectory_frames(result.trajectory, scale=scale)
@@ -179,16 +168,16 @@ def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str
     `condiff sketch2img` / `condiff generate` write them. `image` is a PIL image of any size and mode,
     or {condition name: image} (the Any-model tab, which also gives one guidance scale per condition).
     `steering` as in generate_grid."""
+    steps, seed, _ = request_numbers(steps, seed)
     pipeline = with_sampler(model, scheduler, steps)
-    output = tab.task.run(pipeline, image, 1, steps, guidance, seed,
-                          **(steering or {})).images[0]
+    output = tab.task.run(pipeline, image, 1, steps, seed, guidance=guidance, **(steering or {})).images[0]
     return output, tab.task.full_resolution(image, output) if full_res else None
 
 
-def open_upload(path: str | os.PathLike, max_pixels: int = MAX_UPLOAD_PIXELS):
+def open_upload(path: str | os.PathLike):
     """An uploaded image, checked like every input of the CLI; errors name the file, not the temp folder."""
     path = os.fspath(path)
     try:
-        return open_image(path, max_pixels=max_pixels)
+        return open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except DataError as err:
         raise DataError(str(err).replace(path, Path(path).name)) from None

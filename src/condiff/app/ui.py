@@ -11,13 +11,13 @@ import functools
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from condiff.app.models import (
     MAX_FILE_SIZE,
+    MAX_IMAGES,
     MAX_UPLOAD_PIXELS,
     TABS,
     AppModel,
@@ -26,7 +26,6 @@ from condiff.app.models import (
     apply_condition,
     generate_grid,
     open_upload,
-    request_numbers,
 )
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
@@ -94,6 +93,16 @@ def model_choice(catalog: Catalog, tab: Tab) -> gr.Dropdown:
     return gr.Dropdown(labels, value=labels[0], label="Model", elem_id=f"{tab.key}-model")
 
 
+def guidance_slider(label: str = "Guidance scale (1 = none)", elem_id: str | None = None) -> gr.Slider:
+    return gr.Slider(0, 5, value=1.0, step=0.1, label=label, elem_id=elem_id)
+
+
+def output_image(label: str, elem_id: str, height: int = VIEW, visible: bool = True) -> gr.Image:
+    """An output of the page: PIL images go to the browser as PNG, and small ones are enlarged pixel-sharp."""
+    return gr.Image(label=label, type="pil", format="png", height=height, interactive=False, visible=visible,
+                    elem_id=elem_id, elem_classes="pixelated")
+
+
 def sketch_brush(size: int) -> gr.Brush:
     return gr.Brush(default_size=int(size), colors=["#000000"], color_mode="fixed")
 
@@ -114,15 +123,22 @@ def drawn_image(drawing, what: str = "the canvas"):
     return image
 
 
-def sampling_options(tab: Tab, steps: int) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
-    steps_slider = gr.Slider(1, 200, value=steps, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
+def sampling_options(tab: Tab) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
+    steps = gr.Slider(1, 200, value=DEFAULT_SAMPLER_STEPS, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
     scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm = DPM-Solver++)",
                          elem_id=f"{tab.key}-scheduler")
     seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
     palette = gr.Radio(list(PALETTE_MODES), value="auto", elem_id=f"{tab.key}-palette",
                        label=f"Palette (auto = {DEFAULT_PALETTE_MODE} when the model has one; "
                              "off = the model's own colours)")
-    return steps_slider, scheduler, seed, palette
+    return steps, scheduler, seed, palette
+
+
+def sampling_and_button(tab: Tab) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio, gr.Button]:
+    """The sampling options, folded away, and the run button: the end of every conditional tab's inputs."""
+    with gr.Accordion("Sampling", open=False):
+        options = sampling_options(tab)
+    return *options, gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,20 +151,18 @@ def samples_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            num = gr.Slider(1, 16, value=4, step=1, label="Number of images")
+            steps, scheduler, seed, palette = sampling_options(tab)
+            num = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Number of images")
             button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
         with gr.Column(scale=2):
-            grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, height=VIEW + 64,
-                            elem_id=f"{tab.key}-grid", elem_classes="pixelated")
-            gif = gr.Image(label="Denoising (x_t beside the predicted x_0)", type="filepath", interactive=False,
-                           height=VIEW + 64, elem_id=f"{tab.key}-gif", elem_classes="pixelated")
+            grid = output_image("Samples", f"{tab.key}-grid", height=VIEW + 64)
+            gif = output_image("Denoising (x_t beside the predicted x_0)", f"{tab.key}-gif", height=VIEW + 64)
 
     @user_errors
     def run(label, steps, scheduler, seed, num, palette):
         from condiff.visualize import save_gif
 
-        image, frames = generate_grid(catalog.by_label(label), *request_numbers(steps, seed, num), scheduler,
+        image, frames = generate_grid(catalog.by_label(label), steps, seed, num, scheduler,
                                       steering={"palette": palette})
         for old in gif_folder.glob("*.gif"):
             if time.time() - old.stat().st_mtime > KEEP_FILES:
@@ -170,16 +184,12 @@ def upload_tab(catalog: Catalog, tab: Tab) -> None:
             preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id=f"{tab.key}-preview",
                                elem_classes="pixelated")
             model = model_choice(catalog, tab)
-            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
+            guidance = guidance_slider()
             full_res = gr.Checkbox(label=app.full_res_label, visible=bool(app.full_res_label))
-            with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            button = gr.Button(app.button, variant="primary", elem_id=f"{tab.key}-run")
+            steps, scheduler, seed, palette, button = sampling_and_button(tab)
         with gr.Column(scale=1):
-            result = gr.Image(label=f"{app.output} (the model's resolution)", type="pil", format="png", height=VIEW,
-                              interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
-            full = gr.Image(label=f"{app.output}, full resolution", type="pil", format="png", height=VIEW,
-                            interactive=False, visible=False, elem_id=f"{tab.key}-fullres", elem_classes="pixelated")
+            result = output_image(f"{app.output} (the model's resolution)", f"{tab.key}-output")
+            full = output_image(f"{app.output}, full resolution", f"{tab.key}-fullres", visible=False)
 
     @user_errors
     def show(path):
@@ -195,7 +205,6 @@ def upload_tab(catalog: Catalog, tab: Tab) -> None:
     def run(path, label, guidance, full_res, steps, scheduler, seed, palette):
         if path is None:
             raise CondiffError("no image yet: upload one first")
-        steps, seed, _ = request_numbers(steps, seed)
         output, big = apply_condition(catalog.by_label(label), tab, open_upload(path), steps, scheduler,
                                       float(guidance), seed, full_res=full_res, steering={"palette": palette})
         return output, gr.Image(value=big, visible=big is not None)
@@ -214,16 +223,12 @@ def canvas_tab(catalog: Catalog, tab: Tab) -> None:
                 clear = gr.Button("Clear", elem_id=f"{tab.key}-clear")
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance scale (1 = none)")
-            with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
-            result = gr.Image(label=f"{tab.app.output} (the model's resolution)", type="pil", format="png",
-                              height=VIEW, interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
+            guidance = guidance_slider()
+            steps, scheduler, seed, palette, button = sampling_and_button(tab)
+            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.key}-output")
 
     @user_errors
     def run(drawing, label, guidance, steps, scheduler, seed, palette):
-        steps, seed, _ = request_numbers(steps, seed)
         output, _ = apply_condition(catalog.by_label(label), tab, drawn_image(drawing), steps, scheduler,
                                     float(guidance), seed, steering={"palette": palette})
         return output
@@ -234,17 +239,10 @@ def canvas_tab(catalog: Catalog, tab: Tab) -> None:
     button.click(run, [canvas, model, guidance, steps, scheduler, seed, palette], result, **RUN)
 
 
-@dataclass
-class ConditionForm:
-    """One model's inputs in the Any-model tab: per condition an upload or a canvas, and a guidance scale."""
-
-    column: gr.Column
-    inputs: list[gr.File | gr.Sketchpad]
-    scales: list[gr.Slider]
-
-
-def condition_form(tab: Tab, index: int, model: AppModel, visible: bool) -> ConditionForm:
-    with gr.Column(visible=visible, elem_id=f"{tab.key}-form-{index}") as column:
+def condition_form(tab: Tab, index: int, model: AppModel) -> tuple[gr.Column, list[gr.File | gr.Sketchpad | gr.Slider]]:
+    """One model's inputs in the Any-model tab (only the first model's shown): per condition an upload or a
+    canvas, then per condition a guidance scale."""
+    with gr.Column(visible=index == 0, elem_id=f"{tab.key}-form-{index}") as column:
         inputs = []
         for encoder in model.pipeline.conditions.encoders:
             name, channels = encoder.name, encoder.num_channels
@@ -255,9 +253,9 @@ def condition_form(tab: Tab, index: int, model: AppModel, visible: bool) -> Cond
             else:
                 inputs.append(gr.File(label=f"{label}: an image (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
                                       file_types=["image"], type="filepath", elem_id=elem_id))
-        scales = [gr.Slider(0, 5, value=1.0, step=0.1, label=f"Guidance for {name} (1 = none)",
-                            elem_id=f"{tab.key}-{index}-guidance-{name}") for name in model.conditions]
-    return ConditionForm(column, inputs, scales)
+        scales = [guidance_slider(f"Guidance for {name} (1 = none)", f"{tab.key}-{index}-guidance-{name}")
+                  for name in model.conditions]
+    return column, inputs + scales
 
 
 def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scales: Sequence[float], steps: int,
@@ -279,7 +277,6 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
                                f"condition: {', '.join(names)})")
         else:
             images[name] = open_upload(value)
-    steps, seed, _ = request_numbers(steps, seed)
     output, _ = apply_condition(model, tab, images, steps, scheduler, [float(scale) for scale in scales], seed,
                                 steering={"palette": palette})
     return output
@@ -293,27 +290,24 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
-            forms = [condition_form(tab, index, chosen, index == 0) for index, chosen in enumerate(models)]
-            with gr.Accordion("Sampling", open=False):
-                steps, scheduler, seed, palette = sampling_options(tab, DEFAULT_SAMPLER_STEPS)
-            button = gr.Button("Generate", variant="primary", elem_id=f"{tab.key}-run")
+            columns, fields = zip(*(condition_form(tab, index, chosen) for index, chosen in enumerate(models)),
+                                  strict=True)
+            steps, scheduler, seed, palette, button = sampling_and_button(tab)
         with gr.Column(scale=1):
-            result = gr.Image(label="Generated (the model's resolution)", type="pil", format="png", height=VIEW,
-                              interactive=False, elem_id=f"{tab.key}-output", elem_classes="pixelated")
-    fields = [[*form.inputs, *form.scales] for form in forms]  # every form's values, in this order
-    starts = [sum(len(own) for own in fields[:index]) for index in range(len(fields))]
+            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.key}-output")
 
     @user_errors
-    def run(label, steps, scheduler, seed, palette, *values):
+    def run(label, steps, scheduler, seed, palette, *values):  # `values`: every form's fields, in order
         index = [chosen.label for chosen in models].index(label)
-        count = len(forms[index].inputs)
-        own = values[starts[index]:starts[index] + 2 * count]
+        start = sum(len(own) for own in fields[:index])
+        own = values[start:start + len(fields[index])]
+        count = len(models[index].conditions)  # inputs, then as many guidance scales
         return generate_any(catalog, tab, label, own[:count], own[count:], steps, scheduler, seed, palette)
 
     def show(label):  # the chosen model's form, and no output of another model
         return *(gr.Column(visible=chosen.label == label) for chosen in models), None
 
-    model.change(show, model, [*(form.column for form in forms), result]).then(None, js=PICK_BRUSH[tab.key])
+    model.change(show, model, [*columns, result]).then(None, js=PICK_BRUSH[tab.key])
     inputs = [model, steps, scheduler, seed, palette, *(field for own in fields for field in own)]
     button.click(run, inputs, result, **RUN)
 

@@ -27,7 +27,6 @@ def add_parsers(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import os
     import shutil
-    import signal
     import tempfile
     from pathlib import Path
 
@@ -36,14 +35,12 @@ def run(args: argparse.Namespace) -> None:
     check_range("--port", args.port, 1, 65535, "a TCP port")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app: nothing sent anywhere
     # Everything the app writes (its GIFs, Gradio's copies of uploads and results) goes into one folder
-    # that is removed on every exit: Ctrl-C, SIGTERM (turned into Ctrl-C), an error.
+    # that is removed on every exit: Ctrl-C, SIGTERM (which condiff.cli.main turns into Ctrl-C), an error.
     work = Path(tempfile.mkdtemp(prefix="condiff-app-"))
     os.environ.setdefault("GRADIO_TEMP_DIR", str(work / "gradio"))  # read when gradio is imported
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         serve_models(args, work)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -16,7 +16,6 @@ from condiff.config import (
     DEFAULT_PRECISION,
     DEFAULT_SAMPLER,
     DEFAULT_SAMPLER_STEPS,
-    GUIDANCE_RANGE,
     PRECISIONS,
     RANGES,
     SAMPLERS,
@@ -33,8 +32,11 @@ MAX_SCALE = 16  # nearest-neighbour enlargement
 MAX_PICTURE_SIDE = 16_384  # pixels per side of a written grid or picture
 
 
-def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """--steps and --scheduler, with the defaults the sampler benchmark chose."""
+def add_sampling_options(parser: argparse.ArgumentParser, conditional: bool = True, per_condition: bool = True) -> None:
+    """--steps, --scheduler and --precision, with the defaults the sampler benchmark chose; a conditional
+    model's command also takes --guidance (one scale, or with `per_condition` one per condition). Then one
+    option per sampling-time steering option (condiff.steering.OPTIONS), e.g. --palette, --silhouette: an
+    unconditional model's command takes only those its model gives (no condition gives it any)."""
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLER_STEPS,
                         help=f"denoising steps (default: {DEFAULT_SAMPLER_STEPS})")
     parser.add_argument("--scheduler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
@@ -44,20 +46,26 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         help=f"number type the network computes in (default: {DEFAULT_PRECISION}); bfloat16 is "
                              "faster on CPUs with native bfloat16 and on GPUs, with samples close to but not "
                              "identical to float32's")
-
-
-def add_steering_options(parser: argparse.ArgumentParser, conditional: bool = True) -> None:
-    """One option per sampling-time steering option (condiff.steering.OPTIONS), e.g. --palette, --silhouette;
-    an unconditional model's command takes only those its model gives (no condition gives it any)."""
+    if conditional:
+        parser.add_argument("--guidance", type=float, nargs="+" if per_condition else None, default=1.0,
+                            metavar="SCALE", help="classifier-free guidance: one scale" +
+                            (", or one per condition" if per_condition else " for every condition") + " (default: 1)")
     for option in OPTIONS:
         if conditional or option.given_by == "model":
             parser.add_argument(option.flag, dest=option.name, choices=option.modes, default=option.default,
                                 help=f"{option.help} (default: {option.default})")
 
 
-def steering_options(args: argparse.Namespace) -> dict[str, str]:
-    """The steering modes the command line gave ({option name: mode}), for the pipeline's call."""
-    return {option.name: getattr(args, option.name) for option in OPTIONS if hasattr(args, option.name)}
+def call_options(args: argparse.Namespace) -> dict:
+    """The pipeline call's options the command line gave, checked before any work: each steering mode
+    ({option name: mode}) and, where the command takes it, the guidance (one scale, or one per condition)."""
+    options = {option.name: getattr(args, option.name) for option in OPTIONS if hasattr(args, option.name)}
+    if hasattr(args, "guidance"):
+        from condiff.pipeline import check_guidance
+
+        scales = args.guidance if isinstance(args.guidance, list) else [args.guidance]
+        options["guidance"] = check_guidance(scales[0] if len(scales) == 1 else scales)
+    return options
 
 
 def check_range(option: str, value: float, low: float, high: float, why: str = "") -> None:
@@ -79,12 +87,6 @@ def check_seed(value: int, option: str = "--seed") -> None:
 
 def check_steps(value: int) -> None:
     check_range("--steps", value, 1, MAX_STEPS, "the model's own limit is checked when it is loaded")
-
-
-def check_guidance(scales: list[float]) -> None:
-    """One guidance scale, or one per condition: each finite and in GUIDANCE_RANGE."""
-    for scale in scales:
-        check_range("--guidance", scale, GUIDANCE_RANGE.low, GUIDANCE_RANGE.high, GUIDANCE_RANGE.why)
 
 
 def check_grid(num: int, resolution: int, scale: int) -> None:

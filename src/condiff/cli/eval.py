@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from condiff.cli.common import add_sampler_options, add_steering_options, steering_options
+from condiff.cli.common import add_sampling_options, call_options
 from condiff.tasks import TASKS
 
 
@@ -23,10 +23,8 @@ def add_parsers(subparsers) -> None:
                         help="measure on your own images instead of Nouns: a folder (or any data.source); the "
                              "images the model never trained on (its recipe's data.held_out_every split)")
     parser.add_argument("--num", type=int, default=500, help="images per set (default: 500)")
-    add_sampler_options(parser)
-    parser.add_argument("--guidance", type=float, default=1.0, help="guidance scale for conditional models")
+    add_sampling_options(parser, per_condition=False)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    add_steering_options(parser)
     parser.add_argument("--inception", action="store_true",
                         help="also FD on Inception features (needs torch-fidelity and its weights)")
     parser.add_argument("--json", help="also write the reports to this JSON file")
@@ -35,14 +33,14 @@ def add_parsers(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import check_guidance, check_output_path, check_range, check_seed, check_steps
+    from condiff.cli.common import check_output_path, check_range, check_seed, check_steps
     from condiff.device import pick_device
     from condiff.errors import CondiffError
 
     check_range("--num", args.num, 10, 10_000, "distances need at least 10 images per set; 500 is the default")
     check_steps(args.steps)
     check_seed(args.seed)
-    check_guidance([args.guidance])
+    options = call_options(args)
     if args.task == "all" and (args.model or args.data):
         option = "--model" if args.model else "--data"
         raise CondiffError(f"{option} needs a task: condiff eval unconditional|colorize|sketch2img --model DIR")
@@ -58,8 +56,8 @@ def run(args: argparse.Namespace) -> None:
     tasks = list(TASKS.values()) if args.task == "all" else [TASKS[args.task]]
     models = {task.name: task.resolve_model(args.model) for task in tasks}  # a missing model fails before work
     settings = EvalSettings(num=args.num, steps=args.steps, scheduler=args.scheduler, precision=args.precision,
-                            seed=args.seed, guidance=args.guidance, device=pick_device(args.device),
-                            steering=steering_options(args), data=args.data)
+                            seed=args.seed, guidance=options.pop("guidance"), device=pick_device(args.device),
+                            steering=options, data=args.data)
     net = None if args.data else load_feature_net()
     reports = []
     for task in tasks:

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from condiff.cli.common import add_sampler_options, add_steering_options, steering_options
+from condiff.cli.common import add_sampling_options, call_options
 from condiff.errors import CondiffError
 from condiff.tasks import Task, list_tasks
 
@@ -69,11 +69,8 @@ def add_output_options(parser: argparse.ArgumentParser, task: Task) -> None:
     parser.add_argument("--out", help=f"PNG to write for one input (default: INPUT-{task.output_suffix}.png beside "
                                       "the input); with --num N > 1, OUT-0.png ... OUT-(N-1).png")
     parser.add_argument("--num", type=int, default=1, help="outputs for each input (default: 1)")
-    add_sampler_options(parser)
-    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], metavar="SCALE",
-                        help="classifier-free guidance: one scale, or one per condition (default: 1)")
+    add_sampling_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="output i uses seed + i (default: 0)")
-    add_steering_options(parser)
     parser.add_argument("--gif", action="store_true", help="also write the denoising animation (OUT.gif)")
     parser.add_argument("--full-res", action="store_true",
                         help="also write OUT-fullres.png at the input's size" + task.full_res_help)
@@ -208,23 +205,21 @@ def hold_folders(args: argparse.Namespace, jobs: list[Job], held: contextlib.Exi
     from condiff.folder_lock import hold_folder
 
     folders = {job.folder.resolve(): job.folder for job in jobs if job.folder is not None}  # each locked once
+    fix = "choose another --out-dir" if args.out_dir else "write into another folder with --out-dir"
     for folder in folders.values():
-        if args.out_dir:
-            held.enter_context(hold_folder(folder, f"--out-dir {folder}", fix="choose another --out-dir"))
-        else:
-            held.enter_context(hold_folder(folder, str(folder), fix="write into another folder with --out-dir"))
+        held.enter_context(hold_folder(folder, f"--out-dir {folder}" if args.out_dir else str(folder), fix=fix))
 
 
 # --- the command --------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> None:
-    from condiff.cli.common import MAX_BATCH, check_guidance, check_range, check_seed, check_steps, printable
+    from condiff.cli.common import MAX_BATCH, check_range, check_seed, check_steps, printable
 
     check_range("--num", args.num, 1, MAX_BATCH, "sampled in one batch")
     check_steps(args.steps)
     check_seed(args.seed)
-    check_guidance(args.guidance)
+    options = call_options(args)
     jobs = input_jobs(args)
     check_outputs(args, jobs)
 
@@ -236,14 +231,15 @@ def run(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as held:
         hold_folders(args, jobs, held)
         check_nothing_replaced(args, jobs)
-        written = run_jobs(args, jobs)
+        written = run_jobs(args, jobs, options)
     for line in written:
         print(f"condiff: wrote {printable(line)}")
 
 
-def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
+def run_jobs(args: argparse.Namespace, jobs: list[Job], options: dict) -> list[str]:
     """Every job's outputs, moved into place together at the end: a failed or interrupted run writes none.
-    Every input is encoded first, so one that its conditions refuse stops the run before any sampling."""
+    Every input is encoded first, so one that its conditions refuse stops the run before any sampling.
+    `options`: the pipeline call's (`call_options`)."""
     from condiff.device import pick_device
     from condiff.images import StagedFiles, open_image
 
@@ -251,11 +247,10 @@ def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> list[str]:
     pipeline = task.load(args.model, pick_device(args.device), args.scheduler, args.steps, args.precision)
     for job in jobs:
         encode(pipeline, job, {name: open_image(path) for name, path in job.files.items()})
-    guidance = args.guidance[0] if len(args.guidance) == 1 else args.guidance  # the pipeline checks the count
     written: list[str] = []
     with StagedFiles() as staged:
         for job in jobs:
-            written += run_one(args, pipeline, guidance, job, staged)
+            written += run_one(args, pipeline, options, job, staged)
         staged.commit()
     return written
 
@@ -272,7 +267,7 @@ def encode(pipeline, job: Job, images: dict):
         raise
 
 
-def run_one(args: argparse.Namespace, pipeline, guidance, job: Job, staged) -> list[str]:
+def run_one(args: argparse.Namespace, pipeline, options: dict, job: Job, staged) -> list[str]:
     """One job's outputs, staged; what each will be, for the messages."""
     from condiff.images import open_image
     from condiff.visualize import save_gif, trajectory_frames
@@ -280,8 +275,8 @@ def run_one(args: argparse.Namespace, pipeline, guidance, job: Job, staged) -> l
     task: Task = args.task
     images = {name: open_image(path) for name, path in job.files.items()}
     outputs, full, gif = output_plan(job.out, args.num, args.full_res, args.gif)
-    result = task.run(pipeline, None, args.num, args.steps, guidance, args.seed, record=args.gif,
-                      condition_channels=encode(pipeline, job, images), **steering_options(args))
+    result = task.run(pipeline, None, args.num, args.steps, args.seed, record=args.gif,
+                      condition_channels=encode(pipeline, job, images), **options)
     source = next(iter(images.values()))
     written = []
     for index, (path, output) in enumerate(zip(outputs, result.images, strict=True)):

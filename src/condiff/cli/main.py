@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    # Commands with their own SIGTERM handling (training's stop after a step, the app) set and restore theirs.
+    # Commands with their own SIGTERM handling (training's stop after a step) set and restore theirs.
     main_thread = threading.current_thread() is threading.main_thread()  # where signals can be handled
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+from condiff.config import BETA_SCHEDULES
 
 
 def add_parsers(subparsers) -> None:
@@ -16,7 +16,7 @@ def add_parsers(subparsers) -> None:
     parser.add_argument("image", help="input image (any size and mode)")
     parser.add_argument("--t", dest="timesteps", type=int, nargs="+", default=[0, 250, 500, 750, 999],
                         help="timesteps to show (default: 0 250 500 750 999)")
-    parser.add_argument("--schedule", dest="schedules", choices=SCHEDULES, action="append",
+    parser.add_argument("--schedule", dest="schedules", choices=BETA_SCHEDULES, action="append",
                         help="beta schedule to show (repeatable; default: all three)")
     parser.add_argument("--num-train-timesteps", type=int, default=1000,
                         help="T of the schedules (default: 1000, as models are trained)")
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> None:
     from condiff.visualize import noise_strip
 
     image = prepare_image(open_image(args.image), args.size)
-    strip = noise_strip(image, args.schedules or SCHEDULES, args.timesteps,
+    strip = noise_strip(image, args.schedules or BETA_SCHEDULES, args.timesteps,
                         num_train_timesteps=args.num_train_timesteps, seed=args.seed,
                         scale=max(1, 128 // args.size))
     save_image_atomic(strip, args.out)

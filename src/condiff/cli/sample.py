@@ -11,15 +11,14 @@ from pathlib import Path
 from condiff.cli.common import (
     MAX_BATCH,
     MAX_SCALE,
-    add_sampler_options,
-    add_steering_options,
+    add_sampling_options,
+    call_options,
     check_distinct,
     check_output_path,
     check_range,
     check_seed,
     check_steps,
     printable,
-    steering_options,
 )
 
 MAX_FILES = 100_000  # images one --out-dir run may write
@@ -33,9 +32,8 @@ def add_parsers(subparsers) -> None:
     )
     parser.add_argument("--model", help="model folder written by `condiff train` (default: the shipped Nouns model)")
     parser.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
-    add_sampler_options(parser)
+    add_sampling_options(parser, conditional=False)
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default: 0)")
-    add_steering_options(parser, conditional=False)
     parser.add_argument("--out", help="grid PNG to write (default: samples.png, unless --out-dir is given)")
     parser.add_argument("--out-dir", help="also or instead: one PNG per image at the model's resolution, "
                                           "00000.png, 00001.png, ... in this new folder (what FID tools read); "
@@ -49,8 +47,8 @@ def add_parsers(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import contextlib
 
-    check_range("--num", args.num, 1, MAX_FILES if args.out_dir and not args.out else MAX_BATCH,
-                "one batch for a grid; --out-dir alone samples in batches")
+    check_range("--num", args.num, 1, MAX_FILES if args.out_dir and not args.out and not args.gif else MAX_BATCH,
+                "one batch for a grid or a GIF; --out-dir alone samples in batches")
     check_steps(args.steps)
     check_seed(args.seed)
     check_range("--scale", args.scale, 1, MAX_SCALE)
@@ -91,7 +89,7 @@ def sample_files(args: argparse.Namespace, out: str | None) -> list[str]:
             written.append(write_files(staged, pipeline, args))
         else:
             result = UNCONDITIONAL.run(pipeline, num=args.num, steps=args.steps, seed=args.seed,
-                                       record=bool(args.gif), **steering_options(args), output_type="latent")
+                                       record=bool(args.gif), **call_options(args), output_type="latent")
             if out:
                 staged.save_image(make_grid(result.images, scale=args.scale), out)
                 written.append(f"wrote {args.num} samples to {out}")
@@ -139,7 +137,7 @@ def write_files(staged, pipeline, args: argparse.Namespace, images=None) -> str:
         count = min(MAX_BATCH, args.num - start)
         batch = images[start:start + count] if images is not None else UNCONDITIONAL.run(
             pipeline, num=count, steps=args.steps, seed=args.seed + start, output_type="latent",
-            **steering_options(args)).images
+            **call_options(args)).images
         for path, picture in zip(paths[start:start + count], to_pil_images(batch), strict=True):
             staged.save_image(picture, path)
     return f"wrote {args.num} images to {Path(args.out_dir)}/"

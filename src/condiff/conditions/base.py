@@ -10,9 +10,6 @@ output carrying information.
 
 Settings are recorded with diffusers' `register_to_config`, so a saved model knows exactly which
 encoders, with which parameters, it was trained on.
-
-The helpers below are shared by the encoders: the check of a `resize` setting, and the
-normalisation of a user's image to the model's square RGB input.
 """
 
 from __future__ import annotations

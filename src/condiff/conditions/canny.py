@@ -19,16 +19,12 @@ from condiff.images import luma, to_uint8
 MAX_GRADIENT = 2040  # OpenCV's Canny thresholds an L1 gradient of 8-bit luma: at most 2 * 4 * 255
 
 
-def luma_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W) uint8 luma, the input OpenCV's Canny wants."""
-    return to_uint8(luma(images.detach().float().cpu()))[..., 0]
-
-
 def canny_edges(images: torch.Tensor, low_threshold: int, high_threshold: int) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> (N, 1, H, W): +1 on edges, -1 elsewhere, on the input's device."""
     import cv2
 
-    edges = np.stack([cv2.Canny(gray, low_threshold, high_threshold) for gray in luma_uint8(images)])
+    grays = to_uint8(luma(images.detach().float().cpu()))[..., 0]  # (N, H, W) uint8, what OpenCV's Canny takes
+    edges = np.stack([cv2.Canny(gray, low_threshold, high_threshold) for gray in grays])
     mask = torch.from_numpy(edges > 0)[:, None].to(images.device)
     return mask.to(images.dtype) * 2.0 - 1.0
 

@@ -12,10 +12,10 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
-from condiff.conditions.base import ConditionEncoder
+from condiff.conditions.base import ConditionEncoder, prepare_input
 from condiff.conditions.registry import register_condition
 from condiff.data.preprocess import prepare_image
-from condiff.images import has_transparency, to_model_tensor
+from condiff.images import has_transparency
 
 OPAQUE_ENOUGH = 128  # alpha below this (out of 255) makes a pixel part of the hole
 
@@ -76,5 +76,4 @@ class InpaintCondition(ConditionEncoder):
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         """Transparent pixels (alpha < 128) of the user's image are the hole; an image without
         transparency has no hole. Resized with nearest, so hole edges stay sharp."""
-        pixels = to_model_tensor(prepare_image(image, resolution, resize="nearest", center_crop=True)[None])
-        return mask_and_masked(pixels, transparent_pixels(image, resolution))
+        return mask_and_masked(prepare_input(image, resolution, "nearest"), transparent_pixels(image, resolution))

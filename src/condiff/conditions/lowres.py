@@ -26,10 +26,6 @@ def low_size(size: int, factor: int) -> int:
     return math.ceil(size / factor)
 
 
-def blow_up(small: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(small, size=size, mode="nearest")
-
-
 @register_condition("lowres")
 class LowResCondition(ConditionEncoder):
     """The RGB image downsampled by `factor` (area) and upsampled back (nearest), in [-1, 1]."""
@@ -46,9 +42,9 @@ class LowResCondition(ConditionEncoder):
         height, width = images.shape[-2:]
         factor = self.config.factor
         small = F.interpolate(images, size=(low_size(height, factor), low_size(width, factor)), mode="area")
-        return blow_up(small, (height, width))
+        return F.interpolate(small, size=(height, width), mode="nearest")
 
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         # "box" is PIL's area filter, the same averaging the training images get.
         small = prepare_input(image, low_size(resolution, self.config.factor), "box")
-        return blow_up(small, (resolution, resolution))
+        return F.interpolate(small, size=(resolution, resolution), mode="nearest")

@@ -10,9 +10,7 @@ Entry points are loaded lazily, once, the first time a name is not found (or whe
 that fails to load (any exception, `sys.exit` included), or whose entry point is not a ConditionEncoder
 class, is left out with a warning on stderr naming it and its package; condiff goes on without it.
 
-`build_encoder` turns a recipe's condition (`condiff.config.ConditionSpec`) into its encoder, checking
-its name here, its settings against the encoder's arguments (`ConditionSpec.checked_settings`) and their
-values by the encoder's own __init__: each mistake is a RecipeError naming the file and the entry. It is
+`build_encoder` turns a recipe's condition (`condiff.config.ConditionSpec`) into its encoder, checked: it is
 the `check_condition` that callers hand `condiff.config.load_recipe`.
 """
 
@@ -115,9 +113,7 @@ def list_conditions() -> list[str]:
     return sorted(_REGISTRY)
 
 
-@functools.cache
-def _distributions() -> dict[str, list[str]]:
-    return packages_distributions()
+_distributions = functools.cache(packages_distributions)  # {top-level module: its distributions}, slow to build
 
 
 def provider(encoder_class: type) -> str:

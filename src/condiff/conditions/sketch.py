@@ -36,10 +36,7 @@ DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped 
 INTERIOR_SEGMENT = 8  # pixels (at 32 px) per side of a square of interior lines left out at once
 MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
 FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape (the default)
-# What `fill` counts as background: "sides", what reaches two sides of the frame or a corner (a region that
-# touches one side is a figure the frame cuts, as a Noun's body on the bottom edge); "corners", only what
-# reaches a corner, so a figure the frame cuts on several sides (a face drawn edge to edge) stays a figure.
-FILL_BACKGROUNDS = ("sides", "corners")
+FILL_BACKGROUNDS = ("sides", "corners")  # what `fill` counts as background (`fill_shapes`)
 FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
 
 
@@ -60,11 +57,6 @@ def thicken(lines: torch.Tensor, extra: int) -> torch.Tensor:
     before, after = extra // 2, extra - extra // 2
     padded = F.pad(lines.float(), (before, after, before, after))
     return F.max_pool2d(padded, kernel_size=extra + 1, stride=1) > 0
-
-
-def input_thickness(size: int, thickness_jitter: float) -> int:
-    """Extra width for a user's thinned lines: the middle of the widths seen in training."""
-    return scaled(thickness_jitter, size) // 2
 
 
 def to_channel(lines: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -94,17 +86,6 @@ def fill_shapes(lines: np.ndarray, gap: int, background: str = FILL_BACKGROUND) 
     if margin:  # give back the margin that closing the gaps took, without crossing a drawn line
         outside = ndimage.binary_dilation(outside, structure=four, iterations=margin, mask=~lines)
     return ~outside
-
-
-def enclosed(lines: torch.Tensor, gap: int, background: str = FILL_BACKGROUND) -> torch.Tensor:
-    """(N, 1, H, W) bool lines -> (N, 1, H, W) bool shapes filled (`fill_shapes`, per sample).
-
-    Inside or outside of a closed curve is a global question that a small UNet cannot work out from thin
-    lines; given as a channel, the filled shapes tell the model the silhouette the drawing asks for.
-    """
-    drawn = lines.cpu().numpy()[:, 0]
-    filled = np.stack([fill_shapes(line, gap, background) for line in drawn])
-    return torch.from_numpy(filled)[:, None].to(lines.device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -243,18 +224,6 @@ def downsample_strokes(mask: np.ndarray, resolution: int) -> np.ndarray:
     return coverage >= 0.5 / max(scale, 1.0)
 
 
-def drawing_strokes(image: Image.Image) -> np.ndarray:
-    """A user's drawing -> (S, S) bool ink, its centre square at its own resolution."""
-    return center_square(stroke_mask(drawing_to_gray(image)))
-
-
-def drawing_lines(strokes: np.ndarray, resolution: int) -> np.ndarray:
-    """(S, S) bool ink -> (res, res) bool lines one pixel wide."""
-    from skimage.morphology import skeletonize
-
-    return skeletonize(downsample_strokes(strokes, resolution))
-
-
 def drawing_shapes(strokes: np.ndarray, resolution: int, gap: float = FILL_GAP,
                    background: str = FILL_BACKGROUND) -> np.ndarray:
     """(S, S) bool ink -> (res, res) bool filled shapes. Filled at the drawing's own resolution, with each
@@ -289,7 +258,7 @@ class SketchCondition(ConditionEncoder):
       probability drawn in [0, this]; the outline against the background always stays. 0 (the default,
       as the first shipped model was trained) keeps every line; 1.0 (recipes/sketch2img-finetune.yaml)
       teaches the model to follow the sparse drawings people make (the outlines of the main shapes).
-    - `fill`: a second channel gives the drawn shapes filled in (`enclosed`; a user's drawing is filled
+    - `fill`: a second channel gives the drawn shapes filled in (`fill_shapes`; a user's drawing is filled
       at its own resolution): the silhouette the outlines enclose, which sampling then keeps
       (`figure`). Off by default (one channel, as the first two shipped models were trained);
       recipes/sketch2img-fill.yaml turns it on.
@@ -320,10 +289,9 @@ class SketchCondition(ConditionEncoder):
             if not 0 <= pixels <= REFERENCE_SIZE:
                 raise ValueError(f"sketch {key} must be from 0 to {REFERENCE_SIZE} (pixels at {REFERENCE_SIZE} px, "
                                  f"the whole image), got {pixels}")
-        if not 0.0 <= stroke_dropout < 1.0:
-            raise ValueError(f"sketch stroke_dropout must be in [0, 1), got {stroke_dropout}")
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"sketch threshold must be in [0, 1), got {threshold}")
+        for key, share in (("stroke_dropout", stroke_dropout), ("threshold", threshold)):
+            if not 0.0 <= share < 1.0:
+                raise ValueError(f"sketch {key} must be in [0, 1), got {share}")
         if not 0.0 <= interior_dropout <= 1.0:
             raise ValueError(f"sketch interior_dropout must be in [0, 1], got {interior_dropout}")
         if not isinstance(fill, bool):
@@ -343,8 +311,9 @@ class SketchCondition(ConditionEncoder):
         if not self.config.fill:
             return to_channel(lines, dtype)
         if shapes is None:
-            shapes = enclosed(lines, max(1, scaled(self.config.fill_gap, lines.shape[-1])),
-                              self.config.fill_background)
+            gap = max(1, scaled(self.config.fill_gap, lines.shape[-1]))
+            filled = [fill_shapes(line, gap, self.config.fill_background) for line in lines.cpu().numpy()[:, 0]]
+            shapes = torch.from_numpy(np.stack(filled))[:, None].to(lines.device)
         return torch.cat([to_channel(lines, dtype), to_channel(shapes, dtype)], dim=1)
 
     def encode_training(self, images: torch.Tensor) -> torch.Tensor:
@@ -384,10 +353,12 @@ class SketchCondition(ConditionEncoder):
 
     def encode_input(self, image: Image.Image, resolution: int) -> torch.Tensor:
         """A person's drawing: black on white or white on black, any size and mode (transparent pixels
-        are background). Lines are thinned to one pixel, then widened to a typical training width."""
-        strokes = drawing_strokes(image)
-        lines = torch.from_numpy(drawing_lines(strokes, resolution))[None, None]
-        lines = thicken(lines, input_thickness(resolution, self.config.thickness_jitter))
+        are background). Lines are thinned to one pixel, then widened to the middle of the training widths."""
+        from skimage.morphology import skeletonize
+
+        strokes = center_square(stroke_mask(drawing_to_gray(image)))  # ink at the drawing's own resolution
+        lines = torch.from_numpy(skeletonize(downsample_strokes(strokes, resolution)))[None, None]
+        lines = thicken(lines, scaled(self.config.thickness_jitter, resolution) // 2)
         shapes = None
         if self.config.fill:
             filled = drawing_shapes(strokes, resolution, self.config.fill_gap, self.config.fill_background)

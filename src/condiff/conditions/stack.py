@@ -13,6 +13,7 @@ This module path is public API: it is recorded in saved `model_index.json` files
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,7 +47,7 @@ class ConditionStack(ModelMixin, ConfigMixin):
         resolved = [ConditionSpec(e.name, s.dropout, e.settings, provider(type(e)))
                     for e, s in zip(self.encoders, specs, strict=True)]
         self.register_to_config(conditions=[spec.to_dict() for spec in resolved])
-        self.register_buffer("channel_counts", torch.tensor([e.num_channels for e in self.encoders] or [0]))
+        self.register_buffer("channel_counts", torch.tensor(self.widths or [0]))
 
     @property
     def names(self) -> list[str]:
@@ -55,7 +56,7 @@ class ConditionStack(ModelMixin, ConfigMixin):
     @property
     def channels(self) -> int:
         """Condition channels added to the UNet input, all encoders together."""
-        return sum(e.num_channels for e in self.encoders)
+        return sum(self.widths)
 
     @property
     def channel_slices(self) -> list[slice]:
@@ -127,7 +128,8 @@ class ConditionStack(ModelMixin, ConfigMixin):
             return [images] * len(self.encoders)
         names = self.names
         if len(set(names)) < len(names):
-            raise CondiffError(f"this model has the condition {_repeated(names)!r} twice; inputs by name cannot "
+            twice = next(name for name in names if names.count(name) > 1)
+            raise CondiffError(f"this model has the condition {twice!r} twice; inputs by name cannot "
                                "tell them apart: give one image for all conditions")
         unknown = [name for name in images if name not in names]
         missing = [name for name in names if name not in images]
@@ -167,8 +169,6 @@ def check_layout(encoder: ConditionEncoder, channels: Any, shape: tuple[int, int
 def check_values(encoders: Sequence[ConditionEncoder], parts: Sequence[torch.Tensor], call: str) -> None:
     """Every encoder's channels are finite and at most CHANNEL_LIMIT in magnitude, or a one-line CondiffError
     naming the first that is not. One read of one number per encoder, in a single transfer."""
-    if not parts:
-        return
     peaks = [part.detach().abs().amax() if part.numel() else part.new_zeros(()) for part in parts]
     values = torch.stack([peak.to(parts[0].device, torch.float32) for peak in peaks]).tolist()
     for encoder, peak in zip(encoders, values, strict=True):
@@ -196,12 +196,5 @@ def _encoder_error(encoder: ConditionEncoder, call: str, problem: str) -> Condif
 
 def slices_for(widths: Sequence[int]) -> list[slice]:
     """Where each of consecutive channel groups `widths` wide lies: [2, 1] -> [slice(0, 2), slice(2, 3)]."""
-    start, slices = 0, []
-    for width in widths:
-        slices.append(slice(start, start + width))
-        start += width
-    return slices
-
-
-def _repeated(names: list[str]) -> str:
-    return next(name for name in names if names.count(name) > 1)
+    ends = itertools.accumulate(widths)
+    return [slice(end - width, end) for width, end in zip(widths, ends, strict=True)]

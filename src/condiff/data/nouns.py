@@ -59,10 +59,7 @@ def decode_part(rle: str) -> np.ndarray:
     top, right, bottom, left = (int(b) for b in raw[:4])
     pixels = np.repeat(raw[5::2], raw[4::2])
     # The source's bottom bound is inclusive and its right bound is not.
-    height, width = bottom - top + 1, right - left
-    if pixels.size != height * width:
-        raise ValueError(f"run lengths add up to {pixels.size} pixels, but the bounds hold {height * width}")
-    layer[top : bottom + 1, left:right] = pixels.reshape(height, width)
+    layer[top : bottom + 1, left:right] = pixels.reshape(bottom - top + 1, right - left)
     return layer
 
 

@@ -11,14 +11,6 @@ from PIL import Image
 
 from condiff.images import to_rgb
 
-_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
 
 def prepare_image(
     image: Image.Image,
@@ -33,7 +25,7 @@ def prepare_image(
     ratio kept); without it the image is squeezed to a square.
     """
     image = to_rgb(image, background=tuple(background))
-    resample = _FILTERS[resize]
+    resample = Image.Resampling[resize.upper()]  # the filters of config.RESIZE_FILTERS are PIL's, by name
     width, height = image.size
     if center_crop:
         scale = resolution / min(width, height)
@@ -52,7 +44,7 @@ def resize_array(images: np.ndarray, resolution: int, resize: str = "nearest") -
     """Resize a (N, H, W, 3) uint8 batch of square images to `resolution`."""
     if images.shape[1] == resolution:
         return images
-    resample = _FILTERS[resize]
+    resample = Image.Resampling[resize.upper()]
     return np.stack(
         [np.asarray(Image.fromarray(img).resize((resolution, resolution), resample=resample)) for img in images]
     )

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from condiff.config import DataConfig
+from condiff.data.preprocess import prepare_image, resize_array
 from condiff.errors import DataError, first_line
-from condiff.images import IMAGE_SUFFIXES, list_image_files
+from condiff.images import IMAGE_SUFFIXES, list_image_files, open_image
 
 # Training folders may hold camera photos: decoded one at a time and made small at once, they may be larger
 # than what a command takes (condiff.images.pixel_limit, 16 MP).
@@ -57,8 +58,6 @@ class ResizedDataset:
         return len(self.inner)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from condiff.data.preprocess import resize_array
-
         item = dict(self.inner[index])
         item["image"] = resize_array(item["image"][None], self.resolution, self.resize)[0]
         return item
@@ -116,7 +115,6 @@ def unseen_images(config: DataConfig, dataset: Any, num: int) -> tuple[np.ndarra
     held-out images; without any (data.held_out_every: 0), the first training images, said so."""
     if describe_source(config.source) == "nouns":
         from condiff.data.nouns import NounsDataset
-        from condiff.data.preprocess import resize_array
 
         nouns = NounsDataset(num, seed=config.seed + 1)
         images = np.stack([nouns[i]["image"] for i in range(num)])
@@ -141,9 +139,6 @@ def _nouns_dataset(config: DataConfig) -> Any:
 
 
 def _folder_dataset(config: DataConfig) -> ArrayDataset:
-    from condiff.data.preprocess import prepare_image
-    from condiff.images import open_image
-
     folder = Path(config.source).expanduser()
     files = list_image_files(folder)
     if not files:
@@ -185,8 +180,6 @@ def quiet_hub():
 
 def _hf_dataset(config: DataConfig, kind: str) -> ArrayDataset:
     import datasets
-
-    from condiff.data.preprocess import prepare_image
 
     try:
         with quiet_hub():

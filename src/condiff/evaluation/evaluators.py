@@ -46,11 +46,13 @@ class EvalSettings:
         """The steering mode the samples are made with for `option` (its default where not given)."""
         return check_modes(self.steering, OPTIONS)[option]
 
-    def describe(self) -> dict:
+    def describe(self, conditional: bool = False) -> dict:
+        """The settings a report records; a conditional model's include its guidance."""
         data = {"data": self.data} if self.data else {}
         precision = {"precision": self.precision} if self.precision != DEFAULT_PRECISION else {}
+        guidance = {"guidance": self.guidance} if conditional else {}
         return {**data, "images": self.num, "sampler": f"{self.scheduler}-{self.steps}", **precision,
-                "seed": self.seed, "palette": self.mode("palette")}
+                "seed": self.seed, "palette": self.mode("palette"), **guidance}
 
 
 # Each sampling-time step off: what the network does by itself, beside what the commands give (issue 40).
@@ -119,9 +121,12 @@ EXACT_NOTE = (f"body exact, glasses exact: share of outputs whose visible body (
               f"exact colours, at least {EXACT_SHARE:.0%} of them")
 
 
-def show_progress(pipeline, task, settings: EvalSettings) -> None:
-    """Sampling is most of an evaluation's time: a progress bar over its denoising steps."""
+def load_measured(task, model: str, settings: EvalSettings):
+    """`model` loaded for `task` (a condiff.tasks Task) to sample as `settings` say, with a progress bar over its
+    denoising steps: sampling is most of an evaluation's time."""
+    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
     pipeline.set_progress_bar_config(desc=f"eval {task.name}: sampling {settings.num} images", leave=False)
+    return pipeline
 
 
 def mean_images(reference: torch.Tensor, num: int) -> torch.Tensor:
@@ -152,8 +157,7 @@ def reference_rows(space: FeatureSpace, settings: EvalSettings) -> list[Row]:
 def conditional_samples(task, model: str, settings: EvalSettings, condition_of):
     """Held-out Nouns, and the outputs of `task` (a condiff.tasks Task) when the model is given only the
     task's condition, `condition_of(encoder, truth)`."""
-    pipeline = task.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
-    show_progress(pipeline, task, settings)
+    pipeline = load_measured(task, model, settings)
     truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
     outputs = task_outputs(task, pipeline, condition_of(task.encoder(pipeline), truth), settings)
     return pipeline, truth, outputs

@@ -67,8 +67,7 @@ def extract(net: NounsFeatureNet, images: torch.Tensor,
         if batch.shape[-1] != resolution:
             batch = torch.nn.functional.interpolate(batch, size=(resolution, resolution), mode="nearest-exact")
         batch_features, logits = net(batch.to(net.device))
-        probabilities = [part.softmax(dim=1) for part in logits]
-        best = [p.max(dim=1) for p in probabilities]
+        best = [part.softmax(dim=1).max(dim=1) for part in logits]
         features.append(batch_features.cpu())
         labels.append(torch.stack([b.indices for b in best], dim=1).cpu())
         confidences.append(torch.stack([b.values for b in best], dim=1).cpu())

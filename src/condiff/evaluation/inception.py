@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from condiff.errors import first_line
 from condiff.evaluation import metrics
+from condiff.evaluation.held_out import INPUT_SEED, REFERENCE_SEED, held_out_nouns
 from condiff.evaluation.report import Report
 from condiff.images import to_uint8
 
@@ -28,7 +30,7 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
         extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).eval()
     except Exception as err:  # a failed download surfaces as many exception types
         raise InceptionUnavailable(f"its weights could not be loaded ({type(err).__name__}: "
-                                   f"{str(err).splitlines()[0] if str(err) else ''})") from None
+                                   f"{first_line(err)})") from None
     as_uint8 = torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2)
     with torch.no_grad():
         return torch.cat([extractor(batch)[0] for batch in as_uint8.split(batch_size)])
@@ -36,8 +38,6 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
 
 def add_inception_distance(report: Report, model: str, settings) -> None:
     """Adds an 'Inception FD' column to the model and real-vs-real rows, or a note why it could not."""
-    from condiff.evaluation.held_out import INPUT_SEED, REFERENCE_SEED, held_out_nouns
-
     try:
         reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))
         other_real = inception_features(held_out_nouns(settings.num, INPUT_SEED))
@@ -46,5 +46,4 @@ def add_inception_distance(report: Report, model: str, settings) -> None:
         return
     report.rows[0].metrics["Inception FD"] = metrics.frechet_distance(
         inception_features(report.samples), reference)
-    for row in report.rows[1:2]:
-        row.metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)
+    report.rows[1].metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)

@@ -12,6 +12,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from condiff.images import to_uint8
+from condiff.palette import color_gray_levels
+
 PSNR_CAP = 100.0  # dB; identical images would give infinity, which JSON cannot hold
 
 
@@ -80,7 +83,6 @@ def luma_error(outputs, references) -> float:
     """Mean absolute difference of 8-bit gray levels, each the level a gray file of the image holds
     (PIL's "L" conversion, condiff.palette.color_gray_levels): does the output, turned gray, give back
     the gray input?"""
-    from condiff.palette import color_gray_levels
 
     def levels(images) -> torch.Tensor:
         return color_gray_levels(torch.as_tensor(_array(images)))
@@ -109,8 +111,6 @@ def flat_area_noise(images) -> float | None:
     Edges do not count, so pixel art scores near 0 and a speck on a flat background scores its contrast.
     FD hardly sees a few levels of grain; a pixel artist sees it at once. None where no area is flat
     (uniform noise): there is nothing to measure, and 0 would read as perfect."""
-    from condiff.images import to_uint8
-
     pixels = np.pad(to_uint8(torch.as_tensor(_array(images))).astype(float), ((0, 0), (1, 1), (1, 1), (0, 0)),
                     mode="edge")
     height, width = pixels.shape[1] - 2, pixels.shape[2] - 2
@@ -124,15 +124,14 @@ def flat_area_noise(images) -> float | None:
 def edge_f1(predicted: torch.Tensor, target: torch.Tensor, tolerance: int = 1) -> float:
     """Mean F1 of boolean edge maps (N, 1, H, W): an edge counts as matched when the other map has one
     within `tolerance` pixels (chessboard distance). An image pair with no edges on either side scores 1."""
-    predicted, target = predicted.bool().float(), target.bool().float()
-    size = 2 * tolerance + 1
+    predicted, target = predicted.bool(), target.bool()
 
     def widen(edges: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.max_pool2d(edges, size, stride=1, padding=tolerance) > 0
+        return torch.nn.functional.max_pool2d(edges.float(), 2 * tolerance + 1, stride=1, padding=tolerance) > 0
 
     dims = (1, 2, 3)
-    matched_predicted = (predicted.bool() & widen(target)).sum(dims).double()
-    matched_target = (target.bool() & widen(predicted)).sum(dims).double()
+    matched_predicted = (predicted & widen(target)).sum(dims).double()
+    matched_target = (target & widen(predicted)).sum(dims).double()
     precision = matched_predicted / predicted.sum(dims).clamp(min=1)
     recall = matched_target / target.sum(dims).clamp(min=1)
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)

@@ -14,6 +14,7 @@ distances (`RandomFeatureSpace`), colour in CIE Lab (`chroma_error`), and a per-
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import torch
 from condiff.config import DataConfig, load_recipe
 from condiff.data.sources import build_dataset, describe_source
 from condiff.errors import DataError
+from condiff.evaluation import metrics
 from condiff.images import list_image_files, to_model_tensor, to_uint8
+from condiff.palette import color_gray_levels
 
 TABLE_IMAGES = 2000  # at most this many training images build a table (Nouns are drawn, not read)
 
@@ -140,8 +143,6 @@ class RandomFeatureSpace:
         return torch.cat(summary, dim=1)
 
     def scores(self, images: torch.Tensor) -> dict[str, float | None]:
-        from condiff.evaluation import metrics
-
         features = self.features(images)
         return {"FD": metrics.frechet_distance(features, self.reference),
                 "KID": metrics.kernel_inception_distance(features, self.reference)[0],
@@ -169,8 +170,6 @@ class GrayLevelColours:
     up a pixel's gray. Levels the data never shows take the nearest level's colour."""
 
     def __init__(self, images: torch.Tensor) -> None:
-        from condiff.palette import color_gray_levels
-
         levels = color_gray_levels(images).flatten().numpy().astype(np.int64)
         chroma = lab(images)[..., 1:].reshape(-1, 2)
         counts = np.bincount(levels, minlength=256)
@@ -181,11 +180,7 @@ class GrayLevelColours:
 
     def colorize(self, gray: torch.Tensor) -> torch.Tensor:
         """Gray images (N, 3, H, W) in [-1, 1] with each pixel's colour looked up, their lightness kept."""
-        import warnings
-
         from skimage.color import lab2rgb
-
-        from condiff.palette import color_gray_levels
 
         picture = lab(gray)
         picture[..., 1:] = self.table[color_gray_levels(gray).numpy().astype(np.int64)]

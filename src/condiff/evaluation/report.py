@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +44,6 @@ class Report:
 
 def reports_json(reports: list[Report]) -> str:
     """The reports as `--json` files and a model folder's eval.json hold them."""
-    import json
-
     return json.dumps([report.to_dict() for report in reports], indent=2) + "\n"
 
 

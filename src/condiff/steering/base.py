@@ -53,13 +53,12 @@ class Step:
 @dataclass
 class SteeringContext:
     """What the steps of one call share: their number of sampler steps, the lightness a step fixes, the
-    samples as the sampler left them, and the palette (and its colours' shares) a step snapped them to."""
+    samples as the sampler left them, and the palette a step snapped them to."""
 
     steps: int
     lightness: torch.Tensor | None = None
     sampled: torch.Tensor | None = None
     palette: torch.Tensor | None = None
-    frequencies: torch.Tensor | None = None
 
 
 def context_for(steps: list[Step], sampler_steps: int) -> SteeringContext:

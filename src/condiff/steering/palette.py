@@ -1,7 +1,5 @@
-"""Palette steering: outputs on the colours of the training data (condiff.palette finds them). "snap" puts
-each finished pixel on its nearest palette colour; "project" also pulls the last PROJECT_FRACTION of the
-steps' predicted clean images toward the palette; "auto" is DEFAULT_PALETTE_MODE with a palette, else "off".
-Where a step fixes the lightness (colorize), only colours of that gray level compete. Cheap to import.
+"""Palette steering: outputs on the colours of the training data (condiff.palette finds them), in the modes
+of `OPTION`. Where a step fixes the lightness (colorize), only colours of that gray level compete. Cheap to import.
 """
 
 from __future__ import annotations
@@ -25,22 +23,14 @@ DEFAULT_PALETTE_MODE = "snap"
 PROJECT_FRACTION = 0.15  # the share of the sampler's steps, at the end, pulled toward the palette (the best tried)
 
 
-def resolve_mode(mode: str, has_palette: bool, where: str = "palette") -> str:
-    """"off", "snap" or "project": what a call with `mode` does for a model with or without a palette."""
-    if mode not in PALETTE_MODES:
-        raise CondiffError(f"{where} {mode!r}: choose one of {', '.join(PALETTE_MODES)}")
-    if mode == "auto":
-        return DEFAULT_PALETTE_MODE if has_palette else "off"
-    if mode != "off" and not has_palette:
-        raise CondiffError(f"{where} {mode}: this model has no palette (its data had too many colours, or "
-                           "data.palette was off); use --palette off")
-    return mode
-
-
 def palette_steps(mode: str, palette: torch.Tensor | None, frequencies: torch.Tensor | None) -> list[Step]:
-    """The steps of a call's palette `mode` for a model with `palette` (P, 3) in [-1, 1] (or None) and each
-    colour's share of the data (`frequencies`, (P,) or None)."""
-    mode = resolve_mode(mode, palette is not None)
+    """The steps of a call's palette `mode` (checked by `check_modes`) for a model with `palette` (P, 3) in
+    [-1, 1] (or None) and each colour's share of the data (`frequencies`, (P,) or None)."""
+    if mode == "auto":
+        mode = DEFAULT_PALETTE_MODE if palette is not None else "off"
+    elif mode != "off" and palette is None:
+        raise CondiffError(f"palette {mode}: this model has no palette (its data had too many colours, or "
+                           "data.palette was off); use --palette off")
     return [] if mode == "off" else [PaletteSteps(palette, frequencies, project=mode == "project")]
 
 
@@ -69,7 +59,5 @@ class PaletteSteps(Step):
     def on_output(self, images: torch.Tensor, context: SteeringContext) -> torch.Tensor:
         from condiff.palette import snap_to_palette
 
-        palette = self.palette.cpu()
-        lightness = None if context.lightness is None else context.lightness.cpu()
-        context.palette, context.frequencies = palette, self.frequencies
-        return snap_to_palette(images, palette, lightness, frequencies=self.frequencies)
+        context.palette = self.palette  # snap_to_palette moves the palette and the lightness to the images
+        return snap_to_palette(images, self.palette, context.lightness, frequencies=self.frequencies)

@@ -3,13 +3,9 @@
 Some conditions fix where the figure is (sketch with `fill`: the shapes the drawing's outlines enclose) and
 hand the pipeline a `KeepSilhouette` step. A small model reads thin lines only loosely and falls back on the
 figures it knows best, so the step projects each step's predicted clean image onto images with that
-silhouette (`keep_silhouette`), much as the palette step pulls it toward the palette: outside the figure
-every pixel takes the background colour (the prediction's median there); inside, a pixel as close to
-the background as FIGURE_CONTRAST (where it would read as background) moves PUSH times that far from it,
-so that snapping to the palette keeps it unlike the background. The sampler's own update carries the
-projection to the next step, so the model paints the figure it is given in its own colours and details.
-The final snap to the palette keeps the silhouette too (`snap_keeping_silhouette`): a figure pixel whose
-nearest palette colour reads as background takes the nearest colour that does not.
+silhouette (`keep_silhouette`), much as the palette step pulls it toward the palette. The sampler's own
+update carries the projection to the next step, so the model paints the figure it is given in its own
+colours and details. The final snap to the palette keeps the silhouette too (`snap_keeping_silhouette`).
 """
 
 from __future__ import annotations
@@ -40,10 +36,11 @@ def reads_as_background(offset: torch.Tensor, contrast: float = FIGURE_CONTRAST,
 
 
 def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
-    """(N, 3, H, W) images in [-1, 1] made to have the silhouette `figure` (N, 1, H, W) bool: background
-    outside it; inside it, a pixel whose largest channel difference to the background is at most
-    `contrast` (a fraction of the range) moves along its own direction to PUSH times `contrast` from it.
-    Samples whose figure is empty or everything are returned unchanged."""
+    """(N, 3, H, W) images in [-1, 1] made to have the silhouette `figure` (N, 1, H, W) bool: outside it,
+    the background colour (the median there); inside it, a pixel whose largest channel difference to the
+    background is at most `contrast` (a fraction of the range) moves along its own direction to PUSH times
+    `contrast` from it, so that a palette snap keeps it unlike the background. Samples whose figure is
+    empty or everything are returned unchanged."""
     import torch
 
     result = images.clone()
@@ -71,9 +68,7 @@ def keep_silhouette(images: torch.Tensor, figure: torch.Tensor, contrast: float 
 
 
 class KeepSilhouette(Step):
-    """Each step's predicted clean image is projected onto images with the silhouette `figure` (N, 1, H, W)
-    bool (`keep_silhouette`); once the finished samples are snapped to a palette, no figure pixel is left
-    with the background's colour (`snap_keeping_silhouette`)."""
+    """The step of the module's docstring for the silhouette `figure` (N, 1, H, W) bool."""
 
     def __init__(self, figure: torch.Tensor) -> None:
         self.figure = figure

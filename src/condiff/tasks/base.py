@@ -132,22 +132,21 @@ class Task:
         inputs: Any = None,
         num: int = 1,
         steps: int = DEFAULT_SAMPLER_STEPS,
-        guidance: float | Sequence[float] = 1.0,
         seed: int = 0,
         record: bool = False,
         output_type: str = "pil",
         condition_channels: torch.Tensor | None = None,
-        **steering: str,
+        **options: Any,
     ) -> ConditionalPipelineOutput:
         """`num` outputs (for each input image of a conditional task).
 
         `inputs` is what the pipeline takes: PIL images or a tensor of images in [-1, 1]; or give the
-        model's `condition_channels` directly (eval does). Image i uses seed + i. `steering` is the
-        pipeline's sampling-time steering modes by option name (condiff.steering.OPTIONS: palette,
-        silhouette, lightness), "auto" where left out."""
+        model's `condition_channels` directly (eval does). Image i uses seed + i. `options` are the
+        pipeline call's other keywords, as the commands' `call_options` gives them: `guidance` and the
+        sampling-time steering modes by option name (condiff.steering.OPTIONS), "auto" where left out."""
         count = {"num_images_per_input": num} if self.condition else {"batch_size": num}
-        return pipeline(images=inputs, condition_channels=condition_channels, num_inference_steps=steps,
-                        guidance=guidance, seed=seed, record=record, output_type=output_type, **count, **steering)
+        return pipeline(images=inputs, condition_channels=condition_channels, num_inference_steps=steps, seed=seed,
+                        record=record, output_type=output_type, **count, **options)
 
     def full_resolution(self, source: Image.Image, output: Image.Image) -> Image.Image:
         """An output at the input's own size (nearest-neighbour enlarged)."""

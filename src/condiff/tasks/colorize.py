@@ -58,7 +58,7 @@ class ColorizeTask(Task):
             Row("gray output", scores(gray), "baseline: the input's gray file as RGB"),
             Row("mean colour", scores(ev.mean_images(truth, settings.num)), "baseline: the average Noun"),
         ]
-        return Report("colorize", rows, {**settings.describe(), "guidance": settings.guidance},
+        return Report("colorize", rows, settings.describe(conditional=True),
                       [LUMA_NOTE, ev.EXACT_NOTE, ev.KID_NOTE, ev.RIGHT_NOTE, ev.PALETTE_NOTE, ev.FLAT_NOTE],
                       samples=outputs)
 
@@ -73,8 +73,7 @@ class ColorizeTask(Task):
         from condiff.evaluation.own_images import GrayLevelColours, chroma_error, own_images
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
-        ev.show_progress(pipeline, self, settings)
+        pipeline = ev.load_measured(self, model, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth, gray = own.truth, ev.gray_file_images(own.truth)
         outputs = ev.task_outputs(self, pipeline, ev.gray_file_channels(self.encoder(pipeline), truth), settings)
@@ -93,7 +92,7 @@ class ColorizeTask(Task):
             table = GrayLevelColours(own.training)
             rows.append(Row("gray-level table", scores(table.colorize(gray)),
                             f"baseline: the mean colour of each gray level in {len(own.training)} training images"))
-        describe = {**settings.describe(), "images": len(truth), "guidance": settings.guidance}
+        describe = {**settings.describe(conditional=True), "images": len(truth)}
         return Report("colorize", rows, describe, [f"measured on {own.what}", OWN_NOTE, LUMA_NOTE], samples=outputs)
 
 

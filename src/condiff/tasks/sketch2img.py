@@ -30,8 +30,7 @@ class Sketch2ImgTask(Task):
         from condiff.evaluation.held_out import INPUT_SEED, OTHER_SEED, held_out_nouns
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
-        ev.show_progress(pipeline, self, settings)
+        pipeline = ev.load_measured(self, model, settings)
         truth = held_out_nouns(settings.num, INPUT_SEED, pipeline.resolution)
         masks = dr.held_out_masks(settings.num, INPUT_SEED)
         space = ev.model_space(pipeline, settings, net)
@@ -51,7 +50,7 @@ class Sketch2ImgTask(Task):
                 "chance: a real Noun that ignores the drawing"),
             Row("mean image", scores(ev.mean_images(truth, settings.num)), "baseline: the average Noun"),
         ]
-        return Report("sketch2img", rows, {**settings.describe(), "guidance": settings.guidance,
+        return Report("sketch2img", rows, {**settings.describe(conditional=True),
                                            "silhouette": settings.mode("silhouette")},
                       [DRAWINGS_NOTE, SILHOUETTE_NOTE, EDGE_NOTE, ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE,
                        ev.FLAT_NOTE], samples=outputs)
@@ -68,8 +67,7 @@ class Sketch2ImgTask(Task):
         from condiff.evaluation.own_images import own_images
         from condiff.evaluation.report import Report, Row
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
-        ev.show_progress(pipeline, self, settings)
+        pipeline = ev.load_measured(self, model, settings)
         own = own_images(settings.data, model, pipeline.resolution, settings.num)
         truth = own.truth
         background = torch.tensor(own.background, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1.0
@@ -99,7 +97,7 @@ class Sketch2ImgTask(Task):
         silhouette = (f"silhouette IoU: on the {int(plain.sum())} of {len(truth)} images whose border is at least "
                       f"{PLAIN_BORDER:.0%} background (the colour transparency was composited on, {own.background}), "
                       "the output's figure (what differs from that colour) against the truth's")
-        return Report("sketch2img", rows, {**settings.describe(), "images": len(truth), "guidance": settings.guidance,
+        return Report("sketch2img", rows, {**settings.describe(conditional=True), "images": len(truth),
                                            "silhouette": settings.mode("silhouette")},
                       [f"measured on {own.what}", OWN_DRAWINGS_NOTE, silhouette, OWN_EDGE_NOTE], samples=outputs)
 

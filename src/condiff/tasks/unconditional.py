@@ -18,11 +18,10 @@ if TYPE_CHECKING:
 
 class UnconditionalTask(Task):
     def evaluate(self, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> Report:
-        from condiff.evaluation.evaluators import show_progress
+        from condiff.evaluation.evaluators import load_measured
         from condiff.evaluation.features import load_feature_net
 
-        pipeline = self.load(model, settings.device, settings.scheduler, settings.steps, settings.precision)
-        show_progress(pipeline, self, settings)
+        pipeline = load_measured(self, model, settings)
         if settings.data:
             return own_images_report(pipeline, settings, name=model)
         return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)

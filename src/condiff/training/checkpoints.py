@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
+
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, write_failure_reason
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
@@ -137,8 +140,8 @@ def _latest_intact(output_dir: str | Path, say: Callable[[str], Any]) -> Path:
             f"train.resume: latest: no checkpoint in {checkpoints_root(output_dir)}; "
             "remove train.resume to start a fresh run"
         )
-    checkpoint = found.pop()
     while True:
+        checkpoint = found.pop()
         try:
             verified = verify_checkpoint(checkpoint)
             break
@@ -147,7 +150,6 @@ def _latest_intact(output_dir: str | Path, say: Callable[[str], Any]) -> Path:
                 raise CondiffError(f"train.resume: latest: {err}, and no earlier checkpoint is intact; start a "
                                    "fresh run with --overwrite (without train.resume)") from None
             say(f"condiff: {err}; resuming from the previous checkpoint {found[-1]} instead")
-            checkpoint = found.pop()
     _say_if_unverified(checkpoint, verified, say)
     return checkpoint
 
@@ -202,17 +204,10 @@ def _check_checksums(checkpoint: Path) -> bool:
 def read_checked(path: Path) -> Any:
     """One checkpoint file, loaded without running code: JSON, safetensors, or a torch pickle that may
     hold only tensors and plain data (with the numpy arrays of accelerate's random states)."""
-    import torch
-
-    if not hasattr(torch.serialization, "safe_globals"):
-        raise CondiffError(f"train.resume: torch {torch.__version__} cannot load {path} without the risk of running "
-                           "code in it; resuming needs torch 2.5 or newer")
     try:
         if path.suffix == ".json":
             return json.loads(path.read_text(encoding="utf-8"))
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         from accelerate.utils.other import TORCH_SAFE_GLOBALS
 
@@ -297,8 +292,6 @@ def load_checkpoint(accelerator, checkpoint: Path) -> None:
 def _rng_restored(saved: Any) -> bool:
     """Whether torch's generators now hold the saved states (accelerate sets Python's and numpy's before
     torch's CPU one, in one step that stops at the first failure)."""
-    import torch
-
     cpu = saved.get("torch_manual_seed") if isinstance(saved, dict) else None
     if not isinstance(cpu, torch.Tensor) or not torch.equal(torch.get_rng_state(), cpu):
         return False

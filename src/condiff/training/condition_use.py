@@ -58,10 +58,7 @@ class ConditionUseProbe:
                 # Each noisy image twice: once with the true conditions, once with the shuffled ones.
                 noisy = self.scheduler.add_noise(clean, noise, t).repeat(2, 1, 1, 1)
                 target = diffusion_target(self.scheduler, clean, noise, t).float()
-                model_input = self.denoiser.model_input(noisy, both)
-                estimate = self.denoiser.initial_estimate(noisy)
-                if estimate is not None:
-                    model_input = torch.cat([model_input, estimate], dim=1)
+                model_input = self.denoiser.model_input(noisy, both, self.denoiser.initial_estimate(noisy))
                 output = self.denoiser.output(unet, self.scheduler, model_input, t.repeat(2))
                 true, shuffled = (F.mse_loss(half, target).item() for half in output.chunk(2))
                 results.update({f"{name} true": true, f"{name} shuffled": shuffled, f"{name} gap": shuffled - true})
@@ -73,16 +70,10 @@ class ConditionUseProbe:
     def summary(self, values: dict[str, float]) -> dict:
         """`values` (from `measure`) as the model card shows them: which images, and per band its timesteps,
         the loss with true and with shuffled conditions, and the gap."""
-        bands = band_names(self.scheduler.config.num_train_timesteps)
-        rows = [[bands[name], values[f"{name} true"], values[f"{name} shuffled"], values[f"{name} gap"]]
-                for name, _, _ in BANDS]
+        total = self.scheduler.config.num_train_timesteps
+        rows = []
+        for name, low, high in BANDS:
+            first, end = int(low * total), int(high * total)  # as text: "t < 250", "250 <= t < 750", "t >= 750"
+            timesteps = f"t < {end}" if low == 0 else f"t >= {first}" if high == 1 else f"{first} <= t < {end}"
+            rows.append([timesteps, values[f"{name} true"], values[f"{name} shuffled"], values[f"{name} gap"]])
         return {"on": self.about, "bands": rows, "gap": values["gap"]}
-
-
-def band_names(total_timesteps: int) -> dict[str, str]:
-    """Each band's timesteps as text, e.g. {"low": "t < 250", "mid": "250 <= t < 750", "high": "t >= 750"}."""
-    names = {}
-    for name, low, high in BANDS:
-        first, end = int(low * total_timesteps), int(high * total_timesteps)
-        names[name] = f"t < {end}" if low == 0 else f"t >= {first}" if high == 1 else f"{first} <= t < {end}"
-    return names

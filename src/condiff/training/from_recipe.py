@@ -183,35 +183,30 @@ def data_palette(recipe: Recipe, dataset):
 
     from condiff.palette import SAMPLE_IMAGES, FoundPalette, find_palette, from_hex
 
+    items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
+        else islice(iter(dataset), SAMPLE_IMAGES)
+    images = (item["image"] for item in items)  # read only as far as they are used
     started = started_denoiser(recipe)
     if started is not None:
         colors, frequencies = started.config.palette, started.config.palette_frequencies
-        check_palette_fits(recipe, dataset, from_hex(colors))
+        check_palette_fits(recipe, np.stack(list(islice(images, 256))), from_hex(colors))
         return FoundPalette(from_hex(colors), f"palette: the {len(colors)} colours of {recipe.model.init_from}'s "
                             "palette head (model.init_from)", None if frequencies is None else np.asarray(frequencies))
     if recipe.data.palette == "off":
         return find_palette([], "off")
-    items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
-        else islice(iter(dataset), SAMPLE_IMAGES)
-    return find_palette((item["image"] for item in items), recipe.data.palette, recipe.data.palette_size)
+    return find_palette(images, recipe.data.palette, recipe.data.palette_size)
 
 
 PALETTE_FIT = 0.9  # the share of the data's pixels a warm-started palette head must be able to paint
 
 
-def check_palette_fits(recipe: Recipe, dataset, colors) -> None:
-    """A one-line error when the data's colours are mostly not in the palette of the palette head a recipe
-    starts from: that head can paint only those colours (a Nouns head on emoji paints Nouns colours)."""
-    from itertools import islice
-
-    import numpy as np
-
+def check_palette_fits(recipe: Recipe, images, colors) -> None:
+    """A one-line error when the data's colours (`images`, the first of the data) are mostly not in the palette
+    of the palette head a recipe starts from: that head can paint only those colours (a Nouns head on emoji
+    paints Nouns colours)."""
     from condiff.errors import RecipeError
     from condiff.palette import on_palette_share
 
-    items = (dataset[i] for i in range(min(len(dataset), 256))) if hasattr(dataset, "__len__") \
-        else islice(iter(dataset), 256)
-    images = np.stack([item["image"] for item in items])
     share = on_palette_share(images, colors)
     if share < PALETTE_FIT:
         raise RecipeError(

@@ -2,10 +2,8 @@
 
 Condition channels, when a task has them, arrive ready-made; the model's `Denoiser` lays out the UNet's
 input (with a self-conditioned model's own estimate) and reads its output, so nothing here knows which task
-it serves. A palette-head UNet (condiff.palette_head) has its colour odds turned into the usual output for
-the squared error, and their cross-entropy added. An optional consistency
-term is handed in as a function of the predicted clean image and the condition channels (the condition
-stack's `consistency`).
+it serves. An optional consistency term is handed in as a function of the predicted clean image and the
+condition channels (the condition stack's `consistency`).
 """
 
 from __future__ import annotations

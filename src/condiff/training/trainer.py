@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from condiff.config import Recipe, flatten, inert_keys, save_recipe
 from condiff.device import pick_device
 from condiff.errors import CondiffError, StorageError, is_write_failure, write_failure_reason
+from condiff.images import to_model_tensor
 from condiff.model import use_matmul_attention
 from condiff.training.checkpoints import (
     STATE_FILE,
@@ -96,20 +98,15 @@ def hyperparameters(recipe: Recipe) -> dict[str, Any]:
     return {key: value if isinstance(value, bool | int | float | str) else str(value) for key, value in flat.items()}
 
 
-def random_flip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror half the batch left-right (torch's RNG, which checkpoints save and restore)."""
-    flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-def images_from_batch(batch: dict[str, Any]) -> torch.Tensor:
-    """The collated uint8 (N, H, W, 3) images as float (N, 3, H, W) in [-1, 1]."""
-    from condiff.images import to_model_tensor
-
-    return to_model_tensor(batch["image"])
-
-
 # --- the loop's working parts -------------------------------------------------------------------
+
+
+def _on_any_process(accelerator, flag: bool) -> bool:
+    """Whether `flag` is true on some process: every rank must stop, or skip an update, at the same step."""
+    if accelerator.num_processes == 1:
+        return flag
+    flags = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(flags, reduction="max").item())
 
 
 @dataclass
@@ -140,11 +137,7 @@ class _Clock:
     def out_of_time(self) -> bool:
         if self.max_minutes is None:
             return False
-        over = self.seconds() >= 60 * self.max_minutes
-        if self.accelerator.num_processes > 1:  # every rank must stop at the same step
-            flag = torch.tensor([float(over)], device=self.accelerator.device)
-            over = bool(self.accelerator.reduce(flag, reduction="max").item())
-        return over
+        return _on_any_process(self.accelerator, self.seconds() >= 60 * self.max_minutes)
 
 
 class _LogWindow:
@@ -227,11 +220,7 @@ class _StopRequest:
               file=sys.stderr, flush=True)
 
     def requested(self) -> bool:
-        asked = self.signal_name is not None
-        if self.accelerator.num_processes > 1:  # every rank must stop at the same step
-            flag = torch.tensor([float(asked)], device=self.accelerator.device)
-            asked = bool(self.accelerator.reduce(flag, reduction="max").item())
-        return asked
+        return _on_any_process(self.accelerator, self.signal_name is not None)
 
 
 def _epochs(accelerator, dataloader, batches_done: int, iterable: bool) -> Iterator[Any]:
@@ -317,7 +306,7 @@ class Trainer:
             )
         if accelerator.is_main_process:
             try:  # the folder was found writable when it was locked; a part of it may still not be
-                for name in ("checkpoints", "unet", "scheduler", "conditions", "samples", "logs"):
+                for name in ("checkpoints", "unet", "scheduler", "conditions", "denoiser", "samples", "logs"):
                     if (self.output_dir / name).exists():
                         shutil.rmtree(self.output_dir / name)
                 (self.output_dir / "model_index.json").unlink(missing_ok=True)
@@ -457,9 +446,7 @@ class Trainer:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
                 save_recipe(self.recipe, self.output_dir / "recipe.yaml")
             except OSError as err:  # before any training: a read-only or full disk shows up here first
-                reason = write_failure_reason(err)
-                raise StorageError(f"train.output_dir {self.output_dir} is not writable ({reason}); free disk "
-                                   "space or choose a writable train.output_dir", reason) from None
+                raise not_writable(self.output_dir, err) from None
         if self.recipe.train.tensorboard:
             accelerator.init_trackers("condiff", config=hyperparameters(self.recipe))
 
@@ -485,15 +472,13 @@ class Trainer:
         """The condition-use gap's fixed batch, on the main process of a conditional model (None otherwise)."""
         if self.conditions is None or not accelerator.is_main_process:
             return None
-        import numpy as np
-
         from condiff.data.sources import unseen_images
 
         images, what = unseen_images(self.recipe.data, self.dataset, PROBE_IMAGES)
         if len(images) < 2:
             accelerator.print(f"condiff: no condition-use gap: it needs 2 {what}, there is {len(images)}")
             return None
-        clean = images_from_batch({"image": images})
+        clean = to_model_tensor(images)
         numpy_state = np.random.get_state()
         with torch.random.fork_rng(devices=[]):  # encoders may draw (a sketch's jitter): not from training's RNG
             torch.manual_seed(0)
@@ -564,10 +549,12 @@ class Trainer:
         return TrainResult(self.output_dir, state.step, final_loss, state.seconds)
 
     def _model_inputs(self, batch: dict[str, Any], device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Clean images in [-1, 1], maybe mirrored, and their condition channels (None without conditions)."""
-        clean = images_from_batch(batch).to(device)
+        """Clean images in [-1, 1], with data.random_flip half of them mirrored left-right (torch's RNG, which
+        checkpoints save and restore), and their condition channels (None without conditions)."""
+        clean = to_model_tensor(batch["image"]).to(device)
         if self.recipe.data.random_flip:
-            clean = random_flip(clean)
+            flip = torch.rand(clean.shape[0], device=clean.device) < 0.5
+            clean = torch.where(flip[:, None, None, None], clean.flip(-1), clean)
         return clean, self.conditions.encode_training(clean) if self.conditions else None
 
     def _update(self, run: _Run, clean: torch.Tensor, condition: torch.Tensor | None,
@@ -582,14 +569,14 @@ class Trainer:
             loss = diffusion_loss(self.denoiser, run.forward, self.scheduler, clean, condition, cfg.min_snr_gamma,
                                   self._consistency, ce_weight=cfg.palette_ce_weight,
                                   timestep_sampling=cfg.timestep_sampling)
-            if not self._all_finite(accelerator, loss):
+            if _on_any_process(accelerator, not torch.isfinite(loss).all()):
                 run.optimizer.zero_grad(set_to_none=True)
                 bad_updates.skip("loss")
                 return None
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                 norm = accelerator.clip_grad_norm_(run.unet.parameters(), cfg.max_grad_norm)
-                if not self._all_finite(accelerator, norm):
+                if _on_any_process(accelerator, not torch.isfinite(norm).all()):
                     run.optimizer.zero_grad(set_to_none=True)
                     if accelerator.scaler is not None:  # fp16: clipping unscaled these gradients; without an
                         accelerator.scaler.update()     # update the next step's unscale fails, and the scale drops
@@ -616,7 +603,7 @@ class Trainer:
                 self._condition_use = self._probe.measure(run.accelerator.unwrap_model(run.unet))
             window.write(run.accelerator, progress, run.lr_scheduler.get_last_lr()[0], state.step, self._condition_use)
         if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
-            self._preview(run.accelerator, run.unet, run.ema, state.step)
+            self._preview(run, state.step)
         last = state.step >= cfg.max_steps or clock.out_of_time()  # the same answer on every process
         interrupted = not last and self._stop.requested()
         if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last or interrupted:
@@ -634,14 +621,6 @@ class Trainer:
 
     # --- numerical trouble ---------------------------------------------------------------------
 
-    @staticmethod
-    def _all_finite(accelerator, value: torch.Tensor) -> bool:
-        """True when `value` is finite on every process (all ranks must skip an update together)."""
-        finite = torch.isfinite(value.detach().float()).all().float().reshape(1)
-        if accelerator.num_processes > 1:
-            finite = accelerator.reduce(finite.to(accelerator.device), reduction="sum") / accelerator.num_processes
-        return bool(finite.item() == 1.0)
-
     def _check_weights_finite(self, unet, step: int) -> None:
         """NaN weights must never reach a checkpoint or a saved model."""
         if not all(torch.isfinite(p).all() for p in unet.parameters()):
@@ -650,20 +629,23 @@ class Trainer:
 
     # --- what the user gets ---------------------------------------------------------------------
 
-    def _with_ema_weights(self, accelerator, unet, ema, action: Callable[[Any], Any]) -> Any:
-        """Run `action(model)` with the EMA weights swapped in, then put the trained weights back."""
-        model = accelerator.unwrap_model(unet)
-        if ema is None:
-            return action(model)
-        ema.store(model.parameters())
-        ema.copy_to(model.parameters())
-        try:
-            return action(model)
-        finally:
-            ema.restore(model.parameters())
+    def _with_ema_weights(self, run: _Run, action: Callable[[Any], Any]) -> Any:
+        """Run `action(model)` with the EMA weights swapped in, then put the trained weights back. What it
+        samples must not consume the training RNG, or previews would change what is trained."""
+        model = run.accelerator.unwrap_model(run.unet)
+        with torch.random.fork_rng(devices=[]):
+            if run.ema is None:
+                return action(model)
+            run.ema.store(model.parameters())
+            run.ema.copy_to(model.parameters())
+            try:
+                return action(model)
+            finally:
+                run.ema.restore(model.parameters())
 
-    def _preview_grid(self, model, path: Path):
-        """Samples through the pipeline the commands use; a conditional model gets the first images' conditions."""
+    def _samples(self, accelerator, model, name: str, step: int) -> None:
+        """Samples through the pipeline the commands use, saved as samples/`name` and shown in TensorBoard; a
+        conditional model gets the first images' conditions."""
         from condiff.conditions.stack import ConditionStack
         from condiff.pipeline import ConditionalDDPMPipeline
         from condiff.sampling import make_sampler
@@ -677,7 +659,7 @@ class Trainer:
         condition = None
         if self.conditions is not None:
             batch = next(iter(DataLoader(self.dataset, batch_size=cfg.sample_num)))
-            clean = images_from_batch(batch).to(next(model.parameters()).device)
+            clean = to_model_tensor(batch["image"]).to(next(model.parameters()).device)
             condition = self.conditions.encode_training(clean, apply_dropout=False)
         was_training = model.training
         model.eval()
@@ -685,26 +667,16 @@ class Trainer:
                           seed=cfg.seed, output_type="latent", palette="off").images  # the model's own colours
         model.train(was_training)
         grid = make_grid(images, scale=max(1, 128 // self.recipe.data.resolution))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(path)
-        return grid
-
-    def _preview(self, accelerator, unet, ema, step: int) -> None:
-        if not accelerator.is_main_process:
-            return
-        # Sampling must not consume the training RNG, or previews would change what is trained.
-        with torch.random.fork_rng(devices=[]):
-            grid = self._with_ema_weights(
-                accelerator, unet, ema,
-                lambda model: self._preview_grid(model, self.output_dir / "samples" / f"step-{step:08d}.png"))
-        self._log_image(accelerator, grid, step)
-
-    def _log_image(self, accelerator, grid, step: int) -> None:
-        if self.recipe.train.tensorboard:
-            import numpy as np
-
+        (self.output_dir / "samples").mkdir(parents=True, exist_ok=True)
+        grid.save(self.output_dir / "samples" / name)
+        if cfg.tensorboard:
             tracker = accelerator.get_tracker("tensorboard", unwrap=True)
             tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
+
+    def _preview(self, run: _Run, step: int) -> None:
+        if run.accelerator.is_main_process:
+            name = f"step-{step:08d}.png"
+            self._with_ema_weights(run, lambda model: self._samples(run.accelerator, model, name, step))
 
     def _save_final(self, run: _Run, state: TrainState) -> None:
         from condiff.model_card import write_model_card
@@ -717,8 +689,7 @@ class Trainer:
 
         def save(model) -> None:
             save_model(self.output_dir, model, self.scheduler, self.conditions, self.denoiser)
-            grid = self._preview_grid(model, self.output_dir / "samples" / "final.png")
-            self._log_image(accelerator, grid, state.step)
+            self._samples(accelerator, model, "final.png", state.step)
 
         summary = {"steps": state.step, "seconds": round(state.seconds, 1),
                    "final_loss": state.loss_history[-1] if state.loss_history else None,
@@ -727,8 +698,7 @@ class Trainer:
                    "max_steps": self.recipe.train.max_steps,
                    "condition_use": self._probe.summary(self._condition_use) if self._condition_use else None}
         try:
-            with torch.random.fork_rng(devices=[]):
-                self._with_ema_weights(accelerator, run.unet, run.ema, save)
+            self._with_ema_weights(run, save)
             (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
             write_model_card(self.output_dir, self.recipe.to_dict(), summary, self.conditions, self.denoiser)
         except Exception as err:
