@@ -220,6 +220,21 @@ def test_inception_is_skipped_with_a_reason_when_unavailable(monkeypatch):
         inception_features(torch.zeros(1, 3, 8, 8))
 
 
+def test_inception_distance_goes_to_the_sampled_row_and_the_real_row(monkeypatch):
+    """A sketch2img report's first rows are one model row per style and its samples are the last style's: the
+    Inception FD of the samples belongs on that row, real vs real's on the real image row (it went on the
+    first two rows whatever they were)."""
+    from condiff.evaluation import inception
+    from condiff.evaluation.evaluators import EvalSettings
+    from condiff.evaluation.report import Report, Row
+
+    monkeypatch.setattr(inception, "inception_features", lambda images: torch.randn(12, 4))
+    rows = [Row(name, {}) for name in ("model, outlines", "model, simple", "real image", "other Noun")]
+    report = Report("sketch2img", rows, {}, [], samples=torch.zeros(12, 3, 32, 32))
+    inception.add_inception_distance(report, "m", EvalSettings(num=12))
+    assert [("Inception FD" in row.metrics) for row in report.rows] == [False, True, True, False]
+
+
 # --- shipped models -----------------------------------------------------------------------------
 
 

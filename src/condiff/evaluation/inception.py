@@ -36,14 +36,21 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
         return torch.cat([extractor(batch)[0] for batch in as_uint8.split(batch_size)])
 
 
+# The reference row of each task's report whose images are other held-out Nouns, as real vs real is.
+REAL_ROWS = ("real vs real", "true colour", "real image")
+
+
 def add_inception_distance(report: Report, model: str, settings) -> None:
-    """Adds an 'Inception FD' column to the model and real-vs-real rows, or a note why it could not."""
+    """Adds an 'Inception FD' column to the row of the report's samples (the last model row: sketch2img's
+    last drawing style) and to its real-vs-real row, or a note why it could not."""
     try:
         reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))
         other_real = inception_features(held_out_nouns(settings.num, INPUT_SEED))
     except InceptionUnavailable as why:
         report.notes.append(f"Inception FD skipped: {why}")
         return
-    report.rows[0].metrics["Inception FD"] = metrics.frechet_distance(
-        inception_features(report.samples), reference)
-    report.rows[1].metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)
+    sampled = [row for row in report.rows if row.name.startswith("model")][-1]
+    sampled.metrics["Inception FD"] = metrics.frechet_distance(inception_features(report.samples), reference)
+    for row in report.rows:
+        if row.name in REAL_ROWS:
+            row.metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)
