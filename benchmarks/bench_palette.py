@@ -49,7 +49,7 @@ def main() -> None:
         for mode, fraction, spread in variants:
             steering.PROJECT_FRACTION, palette.COLOR_SPREAD = fraction or defaults[0], spread or defaults[1]
             start = time.perf_counter()
-            settings = EvalSettings(num=args.num, palette=mode, styles=("outlines",))
+            settings = EvalSettings(num=args.num, steering={"palette": mode}, styles=("outlines",))
             report = task.evaluate(str(task.shipped_folder), settings, net)
             references = [row for row in report.rows if not row.name.startswith("model")]
             model_row = report.rows[0]

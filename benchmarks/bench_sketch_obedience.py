@@ -40,7 +40,8 @@ def main() -> None:
     for model in args.models:
         for mode in args.silhouette:
             start = time.perf_counter()
-            settings = EvalSettings(num=args.num, guidance=args.guidance, styles=tuple(args.styles), silhouette=mode)
+            settings = EvalSettings(num=args.num, guidance=args.guidance, styles=tuple(args.styles),
+                                    steering={"silhouette": mode})
             report = SKETCH2IMG.evaluate(model, settings, net)
             for row in report.rows:
                 if row.name.startswith("model, "):
