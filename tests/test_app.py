@@ -112,7 +112,7 @@ def test_models_go_to_their_tabs_and_missing_ones_are_explained(tab_models, tmp_
 
     folders = [str(tab_models[key]) for key in ("generate", "sketch", "any")]
     catalog = find_models(folders, shipped=False)
-    tabs = {tab.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
+    tabs = {tab.app.key: [model.label for model in catalog.for_tab(tab)] for tab in TABS}
     assert tabs == {"generate": [folders[0]], "colorize": [], "sketch": [folders[1]], "any": folders[1:]}
     assert list(catalog.notes) == ["colorize"] and "'grayscale' condition" in catalog.notes["colorize"]
     assert catalog.by_label(folders[2]).conditions == ("canny", "lowres")
@@ -139,7 +139,7 @@ def test_the_any_model_button_runs_the_generate_task(tab_models, tmp_path):
     from condiff.app.ui import generate_any, user_errors
     from condiff.tasks import GENERATE
 
-    tab = next(tab for tab in TABS if tab.key == "any")
+    tab = next(tab for tab in TABS if tab.app.key == "any")
     catalog = find_models([str(tab_models["any"]), str(tab_models["sketch"])], shipped=False)
     label = str(tab_models["any"])
     output = generate_any(catalog, tab, label, [str(GRAY_INPUT), str(PHOTO_INPUT)], [1.0, 2.0], 3, "ddim", 5)

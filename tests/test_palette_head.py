@@ -75,7 +75,7 @@ def test_a_sure_head_gives_exact_palette_colours_and_outputs_that_imply_them():
     for prediction_type in ("epsilon", "v_prediction", "sample"):
         scheduler = DDPMScheduler(prediction_type=prediction_type, beta_schedule="squaredcos_cap_v2")
         for t in (5, 500, 990):
-            output = head.model_output(scheduler, sure_logits(indices, 4), x_t, t)
+            output = head.output_from_logits(scheduler, sure_logits(indices, 4), x_t, t)
             assert torch.allclose(predict_x0(scheduler, output, x_t, t), clean, atol=1e-4)
 
 

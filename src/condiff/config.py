@@ -4,9 +4,8 @@ A recipe is a YAML file with the sections `data`, `model`, `scheduler` and `trai
 list of `conditions`. It lists only what differs from the defaults, which live here and nowhere else
 (an encoder's defaults live in its class). `--set section.key=value` overrides are applied on top.
 Unknown keys, wrong types and bad values raise `RecipeError` naming the file and the key (with a
-"did you mean" where a key is misspelt). Every number has a range (`RANGES`, checked before anything is
-built or written); YAML anchors, aliases and duplicate keys are refused; messages show values cut short
-(`condiff.errors.shown`), so a huge or self-sharing value is never expanded into one.
+"did you mean" where a key is misspelt). Every number has a range (`RANGES`), checked before anything is
+built or written.
 
 A recipe's conditions are checked here for their form (a name, a dropout, settings of plain values); their
 names and settings are checked against the encoders by the `check_condition` that the caller hands
@@ -41,9 +40,8 @@ SAMPLERS = ("ddpm", "ddim", "dpm", "dpm-logsnr")
 # The default sampler and steps were chosen by benchmarks/bench_sampling.py (docs/benchmarks.md, "Samplers").
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_SAMPLER_STEPS = 20
-# The number types the UNet may sample in (--precision): bfloat16 sampled 1.6 to 1.7 times the images per
-# second of float32 on a 2-core CPU with native bfloat16 arithmetic (avx512_bf16), with the same FD; its
-# samples are not bit-identical to float32's (docs/benchmarks.md, "Sampling throughput").
+# The number types the UNet may sample in (--precision); bfloat16's speed, and its samples that are not
+# bit-identical to float32's: docs/benchmarks.md, "Sampling throughput".
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_PRECISION = "float32"
 
@@ -154,9 +152,8 @@ class TrainConfig:
     # at each timestep min(SNR, min_snr_gamma) / min_snr_gamma of it (condiff.training.loss).
     palette_ce_weight: float = 1.0
     mixed_precision: str = "no"
-    # torch.compile the UNet's training step (inductor; a C++ compiler on the CPU). With bf16 the 2-core CPU
-    # loop ran 1.75x the plain diffusers loop at batch 64 and 1.48x at 32 (bf16 alone 1.58x, 1.33x), after
-    # a cold compile of 87 to 102 s (docs/benchmarks.md); off by default.
+    # torch.compile the UNet's training step (inductor; a C++ compiler on the CPU): off by default, as its
+    # speed-up (with bf16: docs/benchmarks.md) comes after a cold compile of one to two minutes.
     compile: bool = False
     ema: bool = True
     ema_decay: float = 0.999
@@ -320,20 +317,14 @@ class Range:
         above = value > self.low if self.low_open else value >= self.low
         return above and (value < self.high if self.high_open else value <= self.high)
 
-    def __str__(self) -> str:
-        low, high = _number_text(self.low), _number_text(self.high)
+    def __str__(self) -> str:  # "from 0 to 1 (why)"
+        low, high = (str(n) if isinstance(n, int) else f"{n:g}" for n in (self.low, self.high))
         if not self.low_open and not self.high_open:
-            return f"from {low} to {high}"
-        return (f"{'greater than' if self.low_open else 'at least'} {low} and "
-                f"{'below' if self.high_open else 'at most'} {high}")
-
-    @property
-    def reason(self) -> str:
-        return f" ({self.why})" if self.why else ""
-
-
-def _number_text(number: float) -> str:
-    return str(number) if isinstance(number, int) else f"{number:g}"
+            text = f"from {low} to {high}"
+        else:
+            text = (f"{'greater than' if self.low_open else 'at least'} {low} and "
+                    f"{'below' if self.high_open else 'at most'} {high}")
+        return f"{text} ({self.why})" if self.why else text
 
 
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit (accelerate's set_seed seeds numpy too); also every --seed
@@ -440,7 +431,7 @@ def _check_ranges(flat: dict[str, Any], origin: str) -> None:
         for name, item in ([(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list)
                            else [(key, value)]):
             if item is not None and item not in bounds:
-                raise RecipeError(f"{origin}: {name} = {shown(item)} must be {bounds}{bounds.reason}")
+                raise RecipeError(f"{origin}: {name} = {shown(item)} must be {bounds}")
     for key, example in _NAMES.items():
         if not flat[key].strip():
             raise RecipeError(f"{origin}: {key} is empty; give a name such as {example}")
@@ -671,21 +662,11 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_recipe_loader())  # noqa: S506  (a SafeLoader)
 
 
-def _parse_scalar(text: str, item: str) -> Any:
-    """Interpret a --set value the way YAML would (numbers, true/false, null, lists); text that YAML
-    cannot read stays text. `item` is the whole override, for messages."""
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings to a recipe dict (validation happens afterwards). Each value is read
+    the way YAML would (numbers, true/false, null, lists); text that YAML cannot read stays text."""
     import yaml
 
-    try:
-        return _load_yaml(text)
-    except _RefusedYAML as err:
-        raise RecipeError(f"--set {shown(item)}: {err}") from None
-    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: a date such as 2024-13-45
-        return text
-
-
-def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `section.key=value` strings to a recipe dict (validation happens afterwards)."""
     for item in overrides:
         path, sep, text = item.partition("=")
         parts = path.strip().split(".")
@@ -695,7 +676,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         current = values.setdefault(section, {})
         if not isinstance(current, dict):
             raise RecipeError(f"--set {shown(item)}: section '{_key_text(section)}' is not a mapping")
-        current[key] = _parse_scalar(text, item)
+        try:
+            current[key] = _load_yaml(text)
+        except _RefusedYAML as err:
+            raise RecipeError(f"--set {shown(item)}: {err}") from None
+        except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: a date such as 2024-13-45
+            current[key] = text
     return values
 
 

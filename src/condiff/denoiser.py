@@ -28,7 +28,7 @@ from condiff.config import RANGES
 from condiff.errors import CondiffError
 from condiff.images import chroma, from_luma_chroma
 from condiff.model import IMAGE_CHANNELS, predict_x0
-from condiff.palette import MAX_PALETTE
+from condiff.palette import MAX_PALETTE, from_hex, palette_tensor
 from condiff.palette_head import PaletteHead
 from condiff.rules import first_problem, hex_color, list_of, number, one_of, optional, whole
 from condiff.steering.base import Step
@@ -65,10 +65,8 @@ class Denoiser(ModelMixin, ConfigMixin):
         `pixel_likelihood` (it is recorded as None without it); `luma_channel` counts the condition channels
         from 0."""
         super().__init__()
-        values = {"condition_channels": list(condition_channels), "self_condition": self_condition,
-                  "palette": palette, "palette_frequencies": palette_frequencies, "palette_head": palette_head,
-                  "pixel_likelihood": pixel_likelihood, "pixel_likelihood_until": pixel_likelihood_until,
-                  "luma_channel": luma_channel}
+        # @register_to_config has recorded every argument, defaults included, before this body runs.
+        values = {**self.config, "condition_channels": list(condition_channels)}
         problem = first_problem(values, RULES)
         if problem is None and palette_frequencies is not None and len(palette_frequencies) != len(palette or ()):
             problem = "palette_frequencies needs one share per palette colour"
@@ -122,11 +120,6 @@ class Denoiser(ModelMixin, ConfigMixin):
         channel = self.config.luma_channel
         return from_luma_chroma(condition[:, channel:channel + 1].to(diffused), diffused)
 
-    @property
-    def condition_slices(self) -> list[slice]:
-        """Each condition's channels among the condition channels, in order."""
-        return slices_for(self.config.condition_channels)
-
     def model_input(self, noisy: torch.Tensor, condition: torch.Tensor | None = None,
                     estimate: torch.Tensor | None = None) -> torch.Tensor:
         """The UNet's input: the noisy image, then the condition channels, then the self-conditioning estimate."""
@@ -155,20 +148,14 @@ class Denoiser(ModelMixin, ConfigMixin):
     @property
     def palette(self) -> torch.Tensor | None:
         """The data's palette as (P, 3) floats in [-1, 1], or None."""
-        from condiff.palette import from_hex, palette_tensor
-
         colors = self.config.palette
         return None if colors is None else palette_tensor(from_hex(colors))
 
-    @property
-    def palette_frequencies(self) -> torch.Tensor | None:
-        """Each palette colour's share of the training pixels (P,), or None."""
-        shares = self.config.palette_frequencies
-        return None if shares is None else torch.tensor(shares, dtype=torch.float32)
-
     def steering(self, modes: Mapping[str, str]) -> list[Step]:
         """The steps of a call's steering `modes` that the model's palette gives (condiff.steering.palette)."""
-        return palette_steps(modes["palette"], self.palette, self.palette_frequencies)
+        shares = self.config.palette_frequencies  # each palette colour's share of the training pixels
+        frequencies = None if shares is None else torch.tensor(shares, dtype=torch.float32)
+        return palette_steps(modes["palette"], self.palette, frequencies)
 
     # --- the output -----------------------------------------------------------------------------
 
@@ -178,14 +165,16 @@ class Denoiser(ModelMixin, ConfigMixin):
         output = unet(model_input, t).sample
         if self.head is None:
             return output.float()
-        return self.head.model_output(scheduler, output, model_input[:, :self.image_channels].float(), t)
+        noisy = model_input[:, :self.image_channels].float()
+        return self.head.output_from_logits(scheduler, self.head.logits(scheduler, output, noisy, t), noisy, t)
 
     def guided_output(self, unet, scheduler, model_input: torch.Tensor, t, guidance: list[float]) -> torch.Tensor:
         """Classifier-free guidance with one scale per condition (Ho & Salimans 2022, arxiv 2207.12598): for
         each condition with a scale s != 1 the output is pushed away from the one made without that condition
         (its channels zeroed, "no condition"): out = full + sum_i (s_i - 1) * (full - without_i). With one
         condition this is the usual uncond + s * (cond - uncond)."""
-        guided = [(s, sl) for s, sl in zip(guidance, self.condition_slices, strict=True) if s != 1.0]
+        slices = slices_for(self.config.condition_channels)
+        guided = [(s, sl) for s, sl in zip(guidance, slices, strict=True) if s != 1.0]
         if not guided:
             return self.output(unet, scheduler, model_input, t)
         variants = [model_input]

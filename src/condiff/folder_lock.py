@@ -90,14 +90,11 @@ class FolderLock:
             raise CondiffError(f"{self.name} is in use by {self.holder}{pid}; wait for it to finish or stop it, "
                                f"or {self.fix}") from None
         # A run that just finished removes its lock file: a lock on that unlinked file holds nothing.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-        except FileNotFoundError:
-            same = False
-        if not same:
-            os.close(fd)
-            return None
-        return fd
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                return fd
+        os.close(fd)
+        return None
 
     def release(self) -> None:
         """Remove the lock file while still holding it, then unlock; remove folders created for nothing."""

@@ -1,21 +1,14 @@
 """Images: reading users' files safely, converting between pictures and model tensors, writing atomically.
 
-Reading: `open_image` turns every way a user's file can be wrong (missing, empty, not an image,
-truncated, absurdly large) into a one-line `DataError` naming the file, and `to_rgb` converts any
-Pillow mode to 8-bit RGB without the silent clipping that `Image.convert` does for 16-bit images.
-
-Converting: the model works on float tensors (N, 3, H, W) in [-1, 1]; `to_model_tensor` and `to_uint8`
-are the only places that map them to and from 8-bit pixels, and `to_pil_images` gives PIL images.
-
-Writing: `write_bytes_atomic` writes to a temporary file next to the target and renames it into
-place, so an interrupted or failed write never leaves a half-written file and never destroys an
-existing one. The rename is atomic against crashes of this process, not against power loss (no fsync).
-`StagedFiles` does the same for all of a command's outputs at once: all moved into place at the end,
-or none.
+Reading turns every way a user's file can be wrong into a one-line `DataError` naming the file (`open_image`).
+The model works on float tensors (N, 3, H, W) in [-1, 1]; `to_model_tensor` and `to_uint8` are the only places
+that map them to and from 8-bit pixels. Writing never leaves a half-written file nor destroys an existing one
+(`write_bytes_atomic`, `StagedFiles`): atomic against crashes of this process, not against power loss (no fsync).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -263,31 +256,6 @@ def write_bytes_atomic(
         staged.commit()
 
 
-def _reserve_temp_file(path: str, suffix: str | None, record: Callable[[str], None]) -> str:
-    """A new empty temporary file beside `path` (see `write_bytes_atomic`), named as `is_temp_file` knows;
-    parent directories are created. `record(name)` is told each name before the file is made, so an
-    interrupt at any moment (a signal can reach any of torch's threads, so it cannot be held back) never
-    leaves a file its caller does not know of; a name already taken by someone else is told again as ""."""
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is an existing directory; choose a file name for the output")
-    if suffix is None:
-        suffix = os.path.splitext(path)[1]
-    directory, name = os.path.split(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        while True:
-            # Created with mode 0o666 so the umask applies as for any normal file (mkstemp would give 0o600).
-            tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
-            record(tmp_path)
-            try:
-                os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                return tmp_path
-            except FileExistsError:
-                record("")  # not ours to remove
-    except OSError as err:
-        raise _write_error(path, err) from None
-
-
 def _write_error(path: str, err: BaseException) -> StorageError:
     reason = write_failure_reason(err)
     return StorageError(f"{path}: could not write it ({reason}); free disk space or choose a writable folder", reason)
@@ -313,7 +281,7 @@ def check_writable(path: str | os.PathLike) -> None:
         raise _write_error(path, err) from None
 
 
-_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.\w+)?")  # _reserve_temp_file's names
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.\w+)?")  # the names StagedFiles.write gives
 
 
 def is_temp_file(name: str) -> bool:
@@ -347,14 +315,29 @@ class StagedFiles:
         self.discard()
 
     def write(self, path: str | os.PathLike, write: Callable[[str], None], suffix: str | None = None) -> None:
-        """`write(tmp_path)` fills the temporary file that `commit` moves to `path`."""
+        """`write(tmp_path)` fills a temporary file (see `write_bytes_atomic`) that `commit` moves to `path`."""
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise DataError(f"{path}: is an existing directory; choose a file name for the output")
+        if suffix is None:
+            suffix = os.path.splitext(path)[1]
+        directory, name = os.path.split(os.path.abspath(path))
         self.staged.append(("", path))
-
-        def record(name: str) -> None:  # the temporary file's name is listed before the file exists
-            self.staged[-1] = (name, path)
-
-        tmp_path = _reserve_temp_file(path, suffix, record)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            while True:
+                tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp{suffix}")
+                # Listed before the file exists: an interrupt at any moment (a signal can reach any of torch's
+                # threads, so it cannot be held back) never leaves a file that `discard` does not know of.
+                self.staged[-1] = (tmp_path, path)
+                try:
+                    # Mode 0o666, so the umask applies as for any normal file (mkstemp would give 0o600).
+                    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    break
+                except FileExistsError:
+                    self.staged[-1] = ("", path)  # someone else's: not ours to remove
+        except OSError as err:
+            raise _write_error(path, err) from None
         try:
             write(tmp_path)
         except Exception as err:  # the file itself is removed on leaving the `with` block, as any staged one
@@ -383,9 +366,7 @@ class StagedFiles:
     def discard(self) -> None:
         """Remove the temporary files not yet moved into place."""
         for tmp_path, _ in self.staged:
-            try:
-                if tmp_path:
+            if tmp_path:
+                with contextlib.suppress(FileNotFoundError):  # recorded, but interrupted before it was made
                     os.remove(tmp_path)
-            except FileNotFoundError:  # recorded, but interrupted before it was made
-                pass
         self.staged = []

@@ -7,6 +7,7 @@ What the network's output means is `condiff.denoiser`; reading and writing model
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from condiff.config import ModelConfig, SchedulerConfig
@@ -63,10 +64,9 @@ def widen_unet_input(unet: UNet2DModel, extra_channels: int) -> UNet2DModel:
 def use_matmul_attention(unet: UNet2DModel) -> None:
     """Give the UNet's attention layers diffusers' plain matmul processor (`AttnProcessor`) for training.
 
-    On a CPU, torch's fused attention (`scaled_dot_product_attention`, diffusers' default) is slow to
-    differentiate: its backward took 11 ms a call in float32 and 48 ms in bfloat16 on 2 cores, a quarter
-    of a bf16 training step, where the matmuls take a few. Same arithmetic up to rounding; the saved
-    model does not record processors, so sampling is unchanged (docs/benchmarks.md, training levers).
+    On a CPU, torch's fused attention (diffusers' default) is slow to differentiate (docs/benchmarks.md,
+    training levers). Same arithmetic up to rounding; the saved model does not record processors, so
+    sampling is unchanged.
     """
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
@@ -78,14 +78,7 @@ def use_matmul_attention(unet: UNet2DModel) -> None:
 def build_scheduler(config: SchedulerConfig) -> DDPMScheduler:
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(
-        num_train_timesteps=config.num_train_timesteps,
-        beta_schedule=config.beta_schedule,
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        prediction_type=config.prediction_type,
-        clip_sample=True,
-    )
+    return DDPMScheduler(**asdict(config), clip_sample=True)  # the recipe's scheduler keys are DDPMScheduler's
 
 
 # --- the schedule's arithmetic ------------------------------------------------------------------

@@ -1,10 +1,7 @@
 """Model folders: what kind a folder holds, loading it as a pipeline, and writing one.
 
-A model folder is diffusers' own pipeline format (`model_index.json`, `unet/`, `scheduler/`, and for a
-conditional model `conditions/`). An unconditional model is written as a plain `DDPMPipeline`, so
-`diffusers.DDPMPipeline.from_pretrained(folder)` loads it; a conditional one as a
-`ConditionalDDPMPipeline`. `load_pipeline` reads either kind as a `ConditionalDDPMPipeline` (with no
-conditions for an unconditional model), so every command samples through the same pipeline.
+A model folder is diffusers' own pipeline format (`model_index.json`, `unet/`, `scheduler/`, `denoiser/`,
+and for a conditional model `conditions/`); `save_model` writes one and `load_pipeline` reads either kind.
 
 A local folder is checked before diffusers builds anything from it: its configs are read here first
 (regular files of a config's size holding JSON objects); every key that sizes an allocation or chooses
@@ -37,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from condiff.conditions.registry import list_conditions
 from condiff.conditions.stack import ConditionStack
 from condiff.config import BETA_SCHEDULES, MAX_LEVELS, PREDICTION_TYPES, RANGES
-from condiff.denoiser import CHROMA_CHANNELS, MAX_CONDITIONS, Denoiser
+from condiff.denoiser import CHROMA_CHANNELS, MAX_CONDITIONS, MAX_TIMESTEPS, Denoiser
 from condiff.denoiser import RULES as DENOISER_RULES
 from condiff.errors import CondiffError, StorageError, first_line, is_write_failure, shown, write_failure_reason
 from condiff.images import write_bytes_atomic
@@ -65,7 +62,6 @@ PLUGIN_FIX = "install the condition plugin this model was trained with (condiff 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything larger (or /dev/zero) is not one
 # The model's own sizes are bounded as recipes bound them (config.RANGES), so a folder loads exactly when
 # a recipe could have trained it: 1e9 timesteps would be 5 GB of betas, a million layers never finish.
-MAX_TIMESTEPS = int(RANGES["scheduler.num_train_timesteps"].high)
 MAX_SIDE = int(RANGES["data.resolution"].high)  # sampled images are side x side
 MAX_WIDTH = int(RANGES["model.channels"].high)  # channels of a UNet level
 MAX_LAYERS = int(RANGES["model.layers_per_block"].high)
@@ -167,7 +163,22 @@ def load_pipeline(source: str | Path) -> ConditionalDDPMPipeline:
     if not conditional:
         unet = _load_local_unet(path, timesteps=timesteps, denoiser=denoiser)
         return ConditionalDDPMPipeline(unet=unet, scheduler=scheduler, conditions=conditions, denoiser=denoiser)
-    return _load_conditional(path, index, timesteps, conditions, denoiser)
+    steps = index.get("sampler_steps")
+    if isinstance(steps, int) and steps > timesteps:
+        raise _damaged(path, path / "model_index.json", f"sampler_steps = {steps} is more than the schedule's "
+                       f"{timesteps} timesteps")
+    stored_in = _check_unet(path, path / "unet", denoiser, timesteps)
+    _weight_files(path, path / "conditions")
+    try:
+        with quiet_diffusers():  # the conditions and the denoiser are built already (checked)
+            pipeline = ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True, conditions=conditions,
+                                                               denoiser=denoiser)
+    except CondiffError as err:
+        raise CondiffError(f"{path}: {err}") from None
+    except LOAD_ERRORS as err:
+        raise CondiffError(f"{path}: could not load the model ({first_line(err)}); {FIX}") from None
+    _check_loaded(path, pipeline.unet, stored_in)
+    return as_float32(pipeline)
 
 
 def load_unet(source: str) -> UNet2DModel:
@@ -193,28 +204,6 @@ def load_scheduler(source: str) -> DDPMScheduler:
         return DDPMScheduler.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise CondiffError(f"{source}: could not read the scheduler config ({first_line(err)})") from None
-
-
-def _load_conditional(path: Path, index: dict, timesteps: int, conditions: ConditionStack,
-                      denoiser: Denoiser) -> ConditionalDDPMPipeline:
-    from condiff.pipeline import ConditionalDDPMPipeline
-
-    steps = index.get("sampler_steps")
-    if isinstance(steps, int) and steps > timesteps:
-        raise _damaged(path, path / "model_index.json", f"sampler_steps = {steps} is more than the schedule's "
-                       f"{timesteps} timesteps")
-    stored_in = _check_unet(path, path / "unet", denoiser, timesteps)
-    _weight_files(path, path / "conditions")
-    try:
-        with quiet_diffusers():  # the conditions and the denoiser are built already (checked)
-            pipeline = ConditionalDDPMPipeline.from_pretrained(path, use_safetensors=True, conditions=conditions,
-                                                               denoiser=denoiser)
-    except CondiffError as err:
-        raise CondiffError(f"{path}: {err}") from None
-    except LOAD_ERRORS as err:
-        raise CondiffError(f"{path}: could not load the model ({first_line(err)}); {FIX}") from None
-    _check_loaded(path, pipeline.unet, stored_in)
-    return as_float32(pipeline)
 
 
 def _conditions_and_denoiser(path: Path, index: dict) -> tuple[ConditionStack, Denoiser]:
@@ -344,7 +333,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def _kind(index: dict[str, Any]) -> str:
-    return PIPELINES.get(index.get("_class_name"), UNCONDITIONAL) if index else UNCONDITIONAL
+    return PIPELINES.get(index.get("_class_name"), UNCONDITIONAL)
 
 
 def _read_index(folder: Path) -> dict[str, Any]:

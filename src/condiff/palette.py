@@ -127,9 +127,7 @@ def palette_tensor(colors: np.ndarray, device=None) -> torch.Tensor:
 def gray_levels(values: torch.Tensor) -> torch.Tensor:
     """Lightness in [-1, 1] as 8-bit gray levels (0..255, rounded half up): a gray file's own levels
     exactly, and the nearest level of an exact luma."""
-    import torch
-
-    return torch.floor((values + 1) * 127.5 + 0.5)
+    return ((values + 1) * 127.5 + 0.5).floor()
 
 
 def color_gray_levels(colors: torch.Tensor) -> torch.Tensor:
@@ -174,12 +172,10 @@ def snap_to_palette(images: torch.Tensor, palette: torch.Tensor, luma_target: to
     """The finished images snapped exactly (nearest_colors). With `luma_target`, a pixel whose gray level
     no palette colour has is left as the model made it: no palette colour can keep its lightness, and
     the task (colorize) gives it that lightness itself."""
-    import torch
-
     snapped = nearest_colors(images, palette, luma_target, frequencies=frequencies)
     if luma_target is None:
         return snapped
-    return torch.where(on_gray_level(snapped, luma_target), snapped, images)
+    return snapped.where(on_gray_level(snapped, luma_target), images)
 
 
 def on_gray_level(images: torch.Tensor, luma_target: torch.Tensor) -> torch.Tensor:

@@ -80,11 +80,7 @@ class PaletteHead:
         per_pixel = F.cross_entropy(logits.float(), self.colour_indices(clean), reduction="none")
         return per_pixel.mean(dim=(1, 2))
 
-    def model_output(self, scheduler, output: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
-        """What a UNet of the scheduler's `prediction_type` would output, given the clean image this head
-        makes of the UNet's `output` at x_t (`noisy`)."""
-        return self.output_from_logits(scheduler, self.logits(scheduler, output, noisy, timesteps), noisy, timesteps)
-
     def output_from_logits(self, scheduler, logits: torch.Tensor, noisy: torch.Tensor, timesteps) -> torch.Tensor:
-        """`model_output` from odds already computed (`logits`): the loss uses them for its cross-entropy too."""
+        """What a UNet of the scheduler's `prediction_type` would output, given the clean image the odds
+        `logits` make at x_t (`noisy`)."""
         return output_for_x0(scheduler, self.clean_image(logits), noisy, timesteps)

@@ -36,10 +36,8 @@ def make_sampler(train_scheduler, kind: str, steps: int | None = None):
     with `steps`, also check the sampler can take that many."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-    classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler,
-               "dpm-logsnr": DPMSolverMultistepScheduler}
-    if kind not in classes:
-        raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
+    if kind not in SAMPLERS:
+        raise CondiffError(f"unknown scheduler {kind!r}; choose one of {', '.join(SAMPLERS)}")
     if steps is not None:
         most = sampler_step_limit(kind, train_scheduler.config.num_train_timesteps)
         if not 1 <= steps <= most:
@@ -54,7 +52,7 @@ def make_sampler(train_scheduler, kind: str, steps: int | None = None):
             spacing["use_lu_lambdas"] = True
         return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
                                                        **spacing, **_clip_like_ddpm(train_scheduler.config))
-    return classes[kind].from_config(train_scheduler.config, **spacing)
+    return {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[kind].from_config(train_scheduler.config, **spacing)
 
 
 def _clip_like_ddpm(config) -> dict:
@@ -77,14 +75,6 @@ class Samples:
     timesteps: list[int] = field(default_factory=list)
 
 
-def seeded_generators(seed: int, num: int) -> list[torch.Generator]:
-    """One CPU generator per image, image i seeded with `seed + i`: the same seed gives the same images
-    on every device, and a batch equals the same images drawn one by one."""
-    import torch
-
-    return [torch.Generator().manual_seed(seed + i) for i in range(num)]
-
-
 def generate(
     denoiser: Denoiser,
     unet,
@@ -104,9 +94,9 @@ def generate(
     `network(unet, scheduler, model_input, t)` is what the sampler reads as the model's output at each step
     (default `denoiser.output`; the pipeline hands in its guided output).
 
-    The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from
-    `seeded_generators(seed, num)`, else (seed None) from torch's global RNG. `progress` wraps the
-    timesteps (a progress bar). Each step of `steering` may replace each step's predicted clean image, in
+    The noise comes from `generator` (one, or one per image, as in diffusers) when given, else from `seed`
+    (image i from a generator seeded with seed + i), else (seed None) from torch's global RNG. `progress` wraps
+    the timesteps (a progress bar). Each step of `steering` may replace each step's predicted clean image, in
     order (`Step.on_prediction`, sharing `context`); the sampler is given the output that implies it.
     """
     import torch
@@ -119,7 +109,9 @@ def generate(
     size = unet.config.sample_size
     shape = (num, denoiser.image_channels, size, size)
     if generator is None and seed is not None:
-        generator = seeded_generators(seed, num)
+        # CPU generators, one per image: the same seed gives the same images on every device, and a batch
+        # equals the same images drawn one by one.
+        generator = [torch.Generator().manual_seed(seed + i) for i in range(num)]
     x = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device)
     if condition is not None:
         condition = condition.to(device=device, dtype=torch.float32)

@@ -1,8 +1,7 @@
 """Pictures of what diffusion does: image grids, denoising GIFs, the forward-noising strip, schedules.
 
-Images come in as uint8 arrays, (N, H, W, 3) or (H, W, 3), or as torch tensors in the model's range
-[-1, 1], (N, 3, H, W) or (3, H, W); `condiff.images.to_uint8` accepts both. Upscaling is nearest-neighbour so pixel
-art stays crisp. torch, diffusers and matplotlib are imported inside the functions that need them, so
+Images come in as anything `condiff.images.to_uint8` takes. Upscaling is nearest-neighbour so pixel art
+stays crisp. torch, diffusers and matplotlib are imported inside the functions that need them, so
 importing this module stays cheap.
 """
 

@@ -17,31 +17,14 @@ from typing import Any
 
 from condiff.errors import CondiffError, DataError
 from condiff.images import open_image, pixel_limit
-from condiff.tasks import ANY_CONDITION, UNCONDITIONAL, AppTab, Task, list_tasks
+from condiff.tasks import ANY_CONDITION, UNCONDITIONAL, Task, list_tasks
 
 # Upload limits: the command line's pixel limit (16 MP unless $CONDIFF_MAX_PIXELS says otherwise), read at start-up.
 MAX_UPLOAD_PIXELS = pixel_limit()
 MAX_FILE_SIZE = "20mb"
 
 
-@dataclass(frozen=True)
-class Tab:
-    task: Task
-
-    @property
-    def app(self) -> AppTab:
-        return self.task.app
-
-    @property
-    def key(self) -> str:
-        return self.task.app.key
-
-    @property
-    def title(self) -> str:
-        return self.task.app.title
-
-
-TABS = tuple(Tab(task) for task in list_tasks() if task.app)  # in the tasks' registration order
+TABS = tuple(task for task in list_tasks() if task.app)  # the tasks with a tab, in their registration order
 
 
 @dataclass
@@ -55,9 +38,6 @@ class AppModel:
     def conditions(self) -> tuple[str, ...]:
         return tuple(self.pipeline.conditions.names)
 
-    def fits(self, tab: Tab) -> bool:
-        return tab.task.accepts(self.conditions)
-
 
 @dataclass
 class Catalog:
@@ -66,8 +46,8 @@ class Catalog:
     models: list[AppModel]
     notes: dict[str, str]
 
-    def for_tab(self, tab: Tab) -> list[AppModel]:
-        return [model for model in self.models if model.fits(tab)]
+    def for_tab(self, tab: Task) -> list[AppModel]:
+        return [model for model in self.models if tab.accepts(model.conditions)]
 
     def by_label(self, label: str) -> AppModel:
         for model in self.models:
@@ -98,7 +78,7 @@ def find_models(extra: Sequence[str] = (), device: str = "cpu", shipped: bool = 
     catalog = Catalog([load_model(folder, label, device) for folder, label in by_folder.values()], {})
     for tab in TABS:
         if not catalog.for_tab(tab):
-            catalog.notes[tab.key] = missing_note(tab.task, shipped and tab.task.name not in installed)
+            catalog.notes[tab.app.key] = missing_note(tab, shipped and tab.name not in installed)
     return catalog
 
 
@@ -161,7 +141,7 @@ def generate_grid(model: AppModel, steps: int, seed: int, num: int, scheduler: s
     return make_grid(result.images, scale=scale), trajectory_frames(result.trajectory, scale=scale)
 
 
-def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str,
+def apply_condition(model: AppModel, tab: Task, image, steps: int, scheduler: str,
                     guidance: float | Sequence[float], seed: int, full_res: bool = False,
                     steering: dict[str, str] | None = None):
     """(output at the model's resolution, full-resolution output or None), as `condiff colorize` /
@@ -170,8 +150,8 @@ def apply_condition(model: AppModel, tab: Tab, image, steps: int, scheduler: str
     `steering` as in generate_grid."""
     steps, seed, _ = request_numbers(steps, seed)
     pipeline = with_sampler(model, scheduler, steps)
-    output = tab.task.run(pipeline, image, 1, steps, seed, guidance=guidance, **(steering or {})).images[0]
-    return output, tab.task.full_resolution(image, output) if full_res else None
+    output = tab.run(pipeline, image, 1, steps, seed, guidance=guidance, **(steering or {})).images[0]
+    return output, tab.full_resolution(image, output) if full_res else None
 
 
 def open_upload(path: str | os.PathLike):

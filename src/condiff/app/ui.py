@@ -22,7 +22,6 @@ from condiff.app.models import (
     TABS,
     AppModel,
     Catalog,
-    Tab,
     apply_condition,
     generate_grid,
     open_upload,
@@ -30,6 +29,7 @@ from condiff.app.models import (
 from condiff.errors import CondiffError
 from condiff.sampling import DEFAULT_SAMPLER, DEFAULT_SAMPLER_STEPS, SAMPLERS
 from condiff.steering.palette import DEFAULT_PALETTE_MODE, PALETTE_MODES
+from condiff.tasks import Task
 
 CANVAS = 256  # pixels of the drawing canvas; the sketch condition shrinks it to the model's size
 VIEW = 256  # pixels: the height of image views; small images are enlarged, pixel-sharp
@@ -54,8 +54,8 @@ def pick_brush(selector: str) -> str:
 
 
 # By tab key: a "canvas" tab has one canvas, a "conditions" tab one per drawn condition of each model.
-PICK_BRUSH = {tab.key: pick_brush(f"#{tab.key}-canvas" if tab.app.form == "canvas"
-                                  else f"#tab-{tab.key} .{CANVAS_CLASS}")
+PICK_BRUSH = {tab.app.key: pick_brush(f"#{tab.app.key}-canvas" if tab.app.form == "canvas"
+                                      else f"#tab-{tab.app.key} .{CANVAS_CLASS}")
               for tab in TABS if tab.app.form in ("canvas", "conditions")}
 RUN = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time, in any tab
 KEEP_FILES = 3600  # seconds that result files are kept on disk for the page to fetch
@@ -78,7 +78,7 @@ def user_errors(function):
 def model_listing(catalog: Catalog) -> str:
     lines = ["**Models found**"]
     for model in catalog.models:
-        tabs = [tab.title for tab in TABS if model.fits(tab)] or ["no tab of this app"]
+        tabs = [tab.app.title for tab in TABS if tab.accepts(model.conditions)] or ["no tab of this app"]
         about = [f"conditions: {', '.join(model.conditions)}" if model.conditions else "unconditional"]
         if model.label != str(model.path):
             about.append(f"folder `{model.path}`")
@@ -88,9 +88,9 @@ def model_listing(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-def model_choice(catalog: Catalog, tab: Tab) -> gr.Dropdown:
+def model_choice(catalog: Catalog, tab: Task) -> gr.Dropdown:
     labels = [model.label for model in catalog.for_tab(tab)]
-    return gr.Dropdown(labels, value=labels[0], label="Model", elem_id=f"{tab.key}-model")
+    return gr.Dropdown(labels, value=labels[0], label="Model", elem_id=f"{tab.app.key}-model")
 
 
 def guidance_slider(label: str = "Guidance scale (1 = none)", elem_id: str | None = None) -> gr.Slider:
@@ -123,22 +123,23 @@ def drawn_image(drawing, what: str = "the canvas"):
     return image
 
 
-def sampling_options(tab: Tab) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
-    steps = gr.Slider(1, 200, value=DEFAULT_SAMPLER_STEPS, step=1, label="Denoising steps", elem_id=f"{tab.key}-steps")
+def sampling_options(tab: Task) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio]:
+    steps = gr.Slider(1, 200, value=DEFAULT_SAMPLER_STEPS, step=1, label="Denoising steps",
+                      elem_id=f"{tab.app.key}-steps")
     scheduler = gr.Radio(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Scheduler (dpm = DPM-Solver++)",
-                         elem_id=f"{tab.key}-scheduler")
-    seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.key}-seed")
-    palette = gr.Radio(list(PALETTE_MODES), value="auto", elem_id=f"{tab.key}-palette",
+                         elem_id=f"{tab.app.key}-scheduler")
+    seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id=f"{tab.app.key}-seed")
+    palette = gr.Radio(list(PALETTE_MODES), value="auto", elem_id=f"{tab.app.key}-palette",
                        label=f"Palette (auto = {DEFAULT_PALETTE_MODE} when the model has one; "
                              "off = the model's own colours)")
     return steps, scheduler, seed, palette
 
 
-def sampling_and_button(tab: Tab) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio, gr.Button]:
+def sampling_and_button(tab: Task) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Radio, gr.Button]:
     """The sampling options, folded away, and the run button: the end of every conditional tab's inputs."""
     with gr.Accordion("Sampling", open=False):
         options = sampling_options(tab)
-    return *options, gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
+    return *options, gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.app.key}-run")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -146,17 +147,17 @@ def sampling_and_button(tab: Tab) -> tuple[gr.Slider, gr.Radio, gr.Number, gr.Ra
 # ---------------------------------------------------------------------------------------------------
 
 
-def samples_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
+def samples_tab(catalog: Catalog, tab: Task, gif_folder: Path) -> None:
     """A grid of samples from nothing, and its denoising animation."""
     with gr.Row():
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
             steps, scheduler, seed, palette = sampling_options(tab)
             num = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Number of images")
-            button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.key}-run")
+            button = gr.Button(tab.app.button, variant="primary", elem_id=f"{tab.app.key}-run")
         with gr.Column(scale=2):
-            grid = output_image("Samples", f"{tab.key}-grid", height=VIEW + 64)
-            gif = output_image("Denoising (x_t beside the predicted x_0)", f"{tab.key}-gif", height=VIEW + 64)
+            grid = output_image("Samples", f"{tab.app.key}-grid", height=VIEW + 64)
+            gif = output_image("Denoising (x_t beside the predicted x_0)", f"{tab.app.key}-gif", height=VIEW + 64)
 
     @user_errors
     def run(label, steps, scheduler, seed, num, palette):
@@ -174,22 +175,22 @@ def samples_tab(catalog: Catalog, tab: Tab, gif_folder: Path) -> None:
     button.click(run, [model, steps, scheduler, seed, num, palette], [grid, gif], **RUN)
 
 
-def upload_tab(catalog: Catalog, tab: Tab) -> None:
+def upload_tab(catalog: Catalog, tab: Task) -> None:
     """An uploaded image in, the task's output out (and at the input's size, where the task offers it)."""
     app = tab.app
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label=f"{app.input_label} (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
-                             file_types=["image"], type="filepath", elem_id=f"{tab.key}-input")
-            preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id=f"{tab.key}-preview",
+                             file_types=["image"], type="filepath", elem_id=f"{app.key}-input")
+            preview = gr.Image(label="Input", type="pil", interactive=False, height=VIEW, elem_id=f"{app.key}-preview",
                                elem_classes="pixelated")
             model = model_choice(catalog, tab)
             guidance = guidance_slider()
             full_res = gr.Checkbox(label=app.full_res_label, visible=bool(app.full_res_label))
             steps, scheduler, seed, palette, button = sampling_and_button(tab)
         with gr.Column(scale=1):
-            result = output_image(f"{app.output} (the model's resolution)", f"{tab.key}-output")
-            full = output_image(f"{app.output}, full resolution", f"{tab.key}-fullres", visible=False)
+            result = output_image(f"{app.output} (the model's resolution)", f"{app.key}-output")
+            full = output_image(f"{app.output}, full resolution", f"{app.key}-fullres", visible=False)
 
     @user_errors
     def show(path):
@@ -213,19 +214,19 @@ def upload_tab(catalog: Catalog, tab: Tab) -> None:
     button.click(run, [upload, model, guidance, full_res, steps, scheduler, seed, palette], [result, full], **RUN)
 
 
-def canvas_tab(catalog: Catalog, tab: Tab) -> None:
+def canvas_tab(catalog: Catalog, tab: Task) -> None:
     """A drawing in, the task's output out."""
     with gr.Row():
         with gr.Column(scale=1):
-            canvas = drawing_canvas("Draw here (black on white)", f"{tab.key}-canvas")
+            canvas = drawing_canvas("Draw here (black on white)", f"{tab.app.key}-canvas")
             with gr.Row():
-                size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id=f"{tab.key}-brush")
-                clear = gr.Button("Clear", elem_id=f"{tab.key}-clear")
+                size = gr.Slider(1, 20, value=4, step=1, label="Brush size", elem_id=f"{tab.app.key}-brush")
+                clear = gr.Button("Clear", elem_id=f"{tab.app.key}-clear")
         with gr.Column(scale=1):
             model = model_choice(catalog, tab)
             guidance = guidance_slider()
             steps, scheduler, seed, palette, button = sampling_and_button(tab)
-            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.key}-output")
+            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.app.key}-output")
 
     @user_errors
     def run(drawing, label, guidance, steps, scheduler, seed, palette):
@@ -233,37 +234,38 @@ def canvas_tab(catalog: Catalog, tab: Tab) -> None:
                                     float(guidance), seed, steering={"palette": palette})
         return output
 
-    pick = PICK_BRUSH[tab.key]
+    pick = PICK_BRUSH[tab.app.key]
     size.release(lambda value: gr.Sketchpad(brush=sketch_brush(value)), size, canvas).then(None, js=pick)
     clear.click(lambda: (None, None), None, [canvas, result]).then(None, js=pick)
     button.click(run, [canvas, model, guidance, steps, scheduler, seed, palette], result, **RUN)
 
 
-def condition_form(tab: Tab, index: int, model: AppModel) -> tuple[gr.Column, list[gr.File | gr.Sketchpad | gr.Slider]]:
+def condition_form(tab: Task, index: int,
+                   model: AppModel) -> tuple[gr.Column, list[gr.File | gr.Sketchpad | gr.Slider]]:
     """One model's inputs in the Any-model tab (only the first model's shown): per condition an upload or a
     canvas, then per condition a guidance scale."""
-    with gr.Column(visible=index == 0, elem_id=f"{tab.key}-form-{index}") as column:
+    with gr.Column(visible=index == 0, elem_id=f"{tab.app.key}-form-{index}") as column:
         inputs = []
         for encoder in model.pipeline.conditions.encoders:
             name, channels = encoder.name, encoder.num_channels
             label = f"{name} ({channels} channel{'' if channels == 1 else 's'})"
-            elem_id = f"{tab.key}-{index}-input-{name}"
+            elem_id = f"{tab.app.key}-{index}-input-{name}"
             if encoder.drawn:
                 inputs.append(drawing_canvas(f"{label}: draw here (black on white)", elem_id))
             else:
                 inputs.append(gr.File(label=f"{label}: an image (any size up to {MAX_UPLOAD_PIXELS // 1_000_000} MP)",
                                       file_types=["image"], type="filepath", elem_id=elem_id))
-        scales = [guidance_slider(f"Guidance for {name} (1 = none)", f"{tab.key}-{index}-guidance-{name}")
+        scales = [guidance_slider(f"Guidance for {name} (1 = none)", f"{tab.app.key}-{index}-guidance-{name}")
                   for name in model.conditions]
     return column, inputs + scales
 
 
-def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scales: Sequence[float], steps: int,
+def generate_any(catalog: Catalog, tab: Task, label: str, inputs: Sequence, scales: Sequence[float], steps: int,
                  scheduler: str, seed: int, palette: str = "auto"):
     """The Any-model tab's Generate: `inputs` has, per condition of the model, an upload's path or a
     canvas value (None where nothing was given) and `scales` its guidance scale. The output image."""
     model = catalog.by_label(label)
-    tab.task.check(model.pipeline, label)
+    tab.check(model.pipeline, label)
     names = model.conditions
     if len(set(names)) < len(names):
         raise CondiffError(f"{label}: this model has a condition twice, so inputs by name cannot tell them "
@@ -282,7 +284,7 @@ def generate_any(catalog: Catalog, tab: Tab, label: str, inputs: Sequence, scale
     return output
 
 
-def any_model_tab(catalog: Catalog, tab: Tab) -> None:
+def any_model_tab(catalog: Catalog, tab: Task) -> None:
     """Every conditional model, one input per condition. The models are known when the app starts, so
     each gets its form then and the model menu only shows one: no rendering per choice, fixed element
     ids, any number of conditions, and each model keeps its inputs while another one is chosen."""
@@ -294,7 +296,7 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
                                   strict=True)
             steps, scheduler, seed, palette, button = sampling_and_button(tab)
         with gr.Column(scale=1):
-            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.key}-output")
+            result = output_image(f"{tab.app.output} (the model's resolution)", f"{tab.app.key}-output")
 
     @user_errors
     def run(label, steps, scheduler, seed, palette, *values):  # `values`: every form's fields, in order
@@ -307,7 +309,7 @@ def any_model_tab(catalog: Catalog, tab: Tab) -> None:
     def show(label):  # the chosen model's form, and no output of another model
         return *(gr.Column(visible=chosen.label == label) for chosen in models), None
 
-    model.change(show, model, [*columns, result]).then(None, js=PICK_BRUSH[tab.key])
+    model.change(show, model, [*columns, result]).then(None, js=PICK_BRUSH[tab.app.key])
     inputs = [model, steps, scheduler, seed, palette, *(field for own in fields for field in own)]
     button.click(run, inputs, result, **RUN)
 
@@ -321,13 +323,13 @@ def build_app(catalog: Catalog, gif_folder: Path) -> gr.Blocks:
         gr.Markdown(model_listing(catalog), elem_id="model-listing")
         with gr.Tabs():
             for tab in TABS:
-                with gr.Tab(tab.title, id=tab.key, elem_id=f"tab-{tab.key}") as block:
-                    if tab.key in catalog.notes:
-                        gr.Markdown(catalog.notes[tab.key], elem_id=f"{tab.key}-missing")
+                with gr.Tab(tab.app.title, id=tab.app.key, elem_id=f"tab-{tab.app.key}") as block:
+                    if tab.app.key in catalog.notes:
+                        gr.Markdown(catalog.notes[tab.app.key], elem_id=f"{tab.app.key}-missing")
                         continue
                     builders[tab.app.form](catalog, tab)
-                if tab.key in PICK_BRUSH:
-                    block.select(None, js=PICK_BRUSH[tab.key])
+                if tab.app.key in PICK_BRUSH:
+                    block.select(None, js=PICK_BRUSH[tab.app.key])
     return app
 
 

@@ -26,7 +26,6 @@ def add_parsers(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     import os
-    import shutil
     import tempfile
     from pathlib import Path
 
@@ -36,12 +35,9 @@ def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app: nothing sent anywhere
     # Everything the app writes (its GIFs, Gradio's copies of uploads and results) goes into one folder
     # that is removed on every exit: Ctrl-C, SIGTERM (which condiff.cli.main turns into Ctrl-C), an error.
-    work = Path(tempfile.mkdtemp(prefix="condiff-app-"))
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(work / "gradio"))  # read when gradio is imported
-    try:
-        serve_models(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="condiff-app-", ignore_cleanup_errors=True) as work:
+        os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(work, "gradio"))  # read when gradio is imported
+        serve_models(args, Path(work))
 
 
 def serve_models(args: argparse.Namespace, work) -> None:

@@ -146,6 +146,4 @@ def check_distinct(outputs: Iterable[tuple[Path, str]], inputs: Iterable[str | P
 def printable(text: str) -> str:
     """`text` on one line, for a message: control characters (a newline in a file name) written as repr
     writes them, so no name can add a line that reads like another message."""
-    if text.isprintable():
-        return text
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -190,24 +190,19 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job]) -> None:
                    fix="choose another --out" if args.task.takes_any_model else "give them separate --out-dir")
 
 
-def check_nothing_replaced(args: argparse.Namespace, jobs: list[Job]) -> None:
-    """Files already in an output folder are never replaced (as `sample --out-dir` never does): checked while
-    the folders are held, before any work."""
-    fix = "choose another --out-dir" if args.out_dir else "write into another folder with --out-dir"
-    for job in jobs:
-        for path in planned_files(args, job) if job.folder is not None else ():
-            if os.path.lexists(path):
-                raise CondiffError(f"{path}: already exists; remove it or {fix}")
-
-
 def hold_folders(args: argparse.Namespace, jobs: list[Job], held: contextlib.ExitStack) -> None:
-    """Hold each output folder (condiff.folder_lock) until `held` closes: another run writing there is refused."""
+    """Hold each output folder (condiff.folder_lock) until `held` closes: another run writing there is refused.
+    Then, before any work, check that no file already in one would be replaced (as `sample --out-dir` never does)."""
     from condiff.folder_lock import hold_folder
 
     folders = {job.folder.resolve(): job.folder for job in jobs if job.folder is not None}  # each locked once
     fix = "choose another --out-dir" if args.out_dir else "write into another folder with --out-dir"
     for folder in folders.values():
         held.enter_context(hold_folder(folder, f"--out-dir {folder}" if args.out_dir else str(folder), fix=fix))
+    for job in jobs:
+        for path in planned_files(args, job) if job.folder is not None else ():
+            if os.path.lexists(path):
+                raise CondiffError(f"{path}: already exists; remove it or {fix}")
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -230,7 +225,6 @@ def run(args: argparse.Namespace) -> None:
             open_image(path).close()
     with contextlib.ExitStack() as held:
         hold_folders(args, jobs, held)
-        check_nothing_replaced(args, jobs)
         written = run_jobs(args, jobs, options)
     for line in written:
         print(f"condiff: wrote {printable(line)}")

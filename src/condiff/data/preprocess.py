@@ -44,7 +44,4 @@ def resize_array(images: np.ndarray, resolution: int, resize: str = "nearest") -
     """Resize a (N, H, W, 3) uint8 batch of square images to `resolution`."""
     if images.shape[1] == resolution:
         return images
-    resample = Image.Resampling[resize.upper()]
-    return np.stack(
-        [np.asarray(Image.fromarray(img).resize((resolution, resolution), resample=resample)) for img in images]
-    )
+    return np.stack([prepare_image(Image.fromarray(image), resolution, resize) for image in images])

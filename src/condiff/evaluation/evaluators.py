@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from condiff.config import DEFAULT_PRECISION
 from condiff.data.nouns import PART_KINDS
@@ -60,11 +61,10 @@ STEERING_OFF = {option.name: "off" for option in OPTIONS}
 AS_RUN, NETWORK_ALONE = "as the commands run it", "on the network alone (every sampling-time step off)"
 
 
-def as_run_and_alone(task, model: str, settings: EvalSettings, net: NounsFeatureNet | None = None) -> list:
+def as_run_and_alone(task, model: str, settings: EvalSettings) -> list:
     """`task.evaluate` of `model` twice: every steering step at its default, as the commands run it, then
     every one off. Each report's settings say which."""
-    if net is None and not settings.data:
-        net = load_feature_net()  # once for both
+    net = None if settings.data else load_feature_net()  # loaded once for both
     reports = []
     for label, steering in ((AS_RUN, {}), (NETWORK_ALONE, STEERING_OFF)):
         report = task.evaluate(model, replace(settings, steering=steering), net)
@@ -93,8 +93,7 @@ class FeatureSpace:
                   "on palette": on_palette_share(to_uint8(images), self.palette),
                   "flat-area noise": metrics.flat_area_noise(images)}
         if labels is not None:
-            for kind in ("body", "accessory", "head", "glasses"):
-                column = PART_KINDS.index(kind)
+            for column, kind in enumerate(PART_KINDS[1:], start=1):  # body, accessory, head, glasses
                 result[f"{kind} right"] = float((predicted[:, column] == labels[:, column]).float().mean())
         if parts:
             sure = confidence >= CONFIDENT
@@ -180,8 +179,6 @@ def task_outputs(task, pipeline, channels: torch.Tensor, settings: EvalSettings)
 def gray_files(truth: torch.Tensor) -> list:
     """Each Noun as a user's gray file holds it: an 8-bit "L" image (PIL's conversion). Its gray is
     the luma rounded to a whole level, which is all a gray Noun tells a colorizer."""
-    from PIL import Image
-
     return [Image.fromarray(image).convert("L") for image in to_uint8(truth)]
 
 
@@ -202,9 +199,7 @@ def visible_parts(num: int, seed: int, kinds: tuple[str, ...]) -> dict[str, torc
     masks = held_out_masks(num, seed, layers)
     visible = {}
     for kind in kinds:
-        above = np.zeros_like(masks[kind])
-        for later in layers[layers.index(kind) + 1:]:
-            above |= masks[later]
+        above = np.any([masks[later] for later in layers[layers.index(kind) + 1:]], axis=0)  # False for the top one
         visible[kind] = torch.from_numpy(masks[kind] & ~above)
     return visible
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from condiff.config import DataConfig, load_recipe
 from condiff.data.sources import build_dataset, describe_source
@@ -84,8 +85,6 @@ def same_source(a: str, b: str) -> bool:
 
 def check_sizes(folder: Path, resolution: int) -> None:
     """Images smaller than the model would be enlarged into a truth they never had: one line naming the first."""
-    from PIL import Image, UnidentifiedImageError
-
     files = list_image_files(folder)
     if not files:
         raise DataError(f"--data {folder}: no image files in this folder; give a folder of images")

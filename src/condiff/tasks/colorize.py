@@ -129,17 +129,10 @@ def recombine_luminance(source: Image.Image, colour: Image.Image) -> Image.Image
         warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
         for top in range(0, height, rows):
             band = slice(top, top + rows)
-            lab = rgb2lab(_unit_float(colour_big[band]))
-            lab[..., 0] = rgb2lab(_unit_float(source_rgb[band]))[..., 0]
+            lab = rgb2lab(colour_big[band] / np.float32(255))  # uint8 / float32: float32 in [0, 1]
+            lab[..., 0] = rgb2lab(source_rgb[band] / np.float32(255))[..., 0]
             output[band] = np.clip(lab2rgb(lab), 0.0, 1.0) * 255.0 + 0.5  # rounded, as the cast truncates
     return Image.fromarray(output)
-
-
-def _unit_float(rgb):
-    """uint8 (..., 3) -> float32 in [0, 1]."""
-    import numpy as np
-
-    return rgb.astype(np.float32) / np.float32(255.0)
 
 
 COLORIZE = register_task(ColorizeTask(

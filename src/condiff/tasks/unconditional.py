@@ -27,10 +27,8 @@ class UnconditionalTask(Task):
         return unconditional_report(pipeline, settings, net or load_feature_net(), name=model)
 
 
-def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet, name: str = "",
-                         references: bool = True) -> Report:
-    """Samples from an unconditional pipeline against held-out Nouns; `references=False` leaves out the
-    reference rows (for benchmarks that score many models against one set of references)."""
+def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet, name: str = "") -> Report:
+    """Samples from an unconditional pipeline against held-out Nouns, beside the reference rows."""
     from condiff.evaluation import evaluators as ev
     from condiff.evaluation.report import Report, Row
 
@@ -38,8 +36,7 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
     samples = UNCONDITIONAL.run(pipeline, num=settings.num, steps=settings.steps, seed=settings.seed,
                                 output_type="latent", **settings.steering).images
     rows = [Row("model", space.scores(samples, parts=True), name)]
-    if references:
-        rows += ev.reference_rows(space, settings)
+    rows += ev.reference_rows(space, settings)
     notes = [ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE, ev.FLAT_NOTE]
     return Report("unconditional", rows, settings.describe(), notes, samples=samples)
 

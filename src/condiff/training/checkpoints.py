@@ -22,8 +22,8 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,6 @@ class TrainState:
     seconds: float = 0.0  # training time, earlier runs of a resumed run included
     batches_done: int = 0  # batches this process drew: a resumed run goes on at the same batch and epoch
     skipped_updates: int = 0  # updates dropped for a NaN/Inf loss or gradient
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any], where: str = STATE_FILE) -> TrainState:
@@ -125,11 +122,10 @@ def resolve_resume(output_dir: str | Path, resume: str, say: Callable[[str], Any
             f"use 'latest' or one of the folders in {checkpoints_root(output_dir)}"
         )
     try:
-        verified = verify_checkpoint(path)
+        verify_checkpoint(path, say)
     except DamagedCheckpoint as err:
         raise CondiffError(f"train.resume: {err}; resume from another checkpoint in {root}, or use 'latest' "
                            "for the newest intact one") from None
-    _say_if_unverified(path, verified, say)
     return path
 
 
@@ -143,21 +139,13 @@ def _latest_intact(output_dir: str | Path, say: Callable[[str], Any]) -> Path:
     while True:
         checkpoint = found.pop()
         try:
-            verified = verify_checkpoint(checkpoint)
-            break
+            verify_checkpoint(checkpoint, say)
+            return checkpoint
         except DamagedCheckpoint as err:
             if not found:
                 raise CondiffError(f"train.resume: latest: {err}, and no earlier checkpoint is intact; start a "
                                    "fresh run with --overwrite (without train.resume)") from None
             say(f"condiff: {err}; resuming from the previous checkpoint {found[-1]} instead")
-    _say_if_unverified(checkpoint, verified, say)
-    return checkpoint
-
-
-def _say_if_unverified(checkpoint: Path, verified: bool, say: Callable[[str], Any]) -> None:
-    if not verified:
-        say(f"condiff: {checkpoint} has no {CHECKSUMS_FILE} (saved by an older condiff), so its files cannot be "
-            "verified; resuming from it as it is")
 
 
 # --- checking a checkpoint before anything of it is loaded ----------------------------------------
@@ -220,11 +208,11 @@ def read_checked(path: Path) -> Any:
         raise DamagedCheckpoint(f"{path} is damaged: it does not load ({type(err).__name__})") from None
 
 
-def verify_checkpoint(checkpoint: Path) -> bool:
+def verify_checkpoint(checkpoint: Path, say: Callable[[str], Any]) -> None:
     """Check a whole checkpoint before any of it is used; raise DamagedCheckpoint naming the first bad file.
 
-    Returns False for a checkpoint without checksums (an older condiff's): its files load safely, but
-    a changed byte inside one would go unnoticed.
+    A checkpoint without checksums (an older condiff's) passes with a notice to `say`: its files load
+    safely, but a changed byte inside one would go unnoticed.
     """
     foreign = _not_own(checkpoint)
     if foreign:
@@ -234,25 +222,18 @@ def verify_checkpoint(checkpoint: Path) -> bool:
     for path in sorted(checkpoint.iterdir()):
         if path.is_file() and path.name != CHECKSUMS_FILE:
             read_checked(path)
-    return verified
+    if not verified:
+        say(f"condiff: {checkpoint} has no {CHECKSUMS_FILE} (saved by an older condiff), so its files cannot be "
+            "verified; resuming from it as it is")
 
 
-@contextlib.contextmanager
-def weights_only_loads() -> Iterator[None]:
+def weights_only_loads() -> contextlib.AbstractContextManager:
     """Every torch.load inside loads tensors and plain data only, also where the caller asks for full
     unpickling, as accelerate does for registered objects (the EMA): torch's documented
-    TORCH_FORCE_WEIGHTS_ONLY_LOAD overrides the argument."""
-    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    saved = {name: os.environ.pop(name, None) for name in names}
-    os.environ[names[0]] = "1"
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    TORCH_FORCE_WEIGHTS_ONLY_LOAD overrides the argument (and its opposite is switched off)."""
+    from accelerate.utils import patch_environment
+
+    return patch_environment(TORCH_FORCE_WEIGHTS_ONLY_LOAD="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="0")
 
 
 def _saved_processes(checkpoint: Path) -> int:
@@ -302,7 +283,7 @@ def _rng_restored(saved: Any) -> bool:
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint's `trainer_state.json` as saved: `TrainState.to_dict()` and "recipe"."""
+    """The checkpoint's `trainer_state.json` as saved: the fields of `TrainState` and "recipe"."""
     return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+
+from condiff.conditions.stack import ConditionStack
 from condiff.config import Recipe
+from condiff.denoiser import CHROMA_CHANNELS, Denoiser
+from condiff.errors import CondiffError, RecipeError
+from condiff.model import IMAGE_CHANNELS, build_scheduler, build_unet, widen_unet_input
+from condiff.model_folder import load_unet, saved_conditions, saved_denoiser
 from condiff.training.trainer import Trainer, TrainResult
-
-if TYPE_CHECKING:
-    from condiff.denoiser import Denoiser
 
 SHIPPED_PREFIX = "shipped:"  # model.init_from: shipped:unconditional names a model that ships with condiff
 
@@ -18,7 +26,6 @@ def resolve_init_from(init_from: str | None) -> str | None:
     """`model.init_from` as a folder or Hub id: `shipped:NAME` is the shipped model of task NAME."""
     if not init_from or not init_from.startswith(SHIPPED_PREFIX):
         return init_from
-    from condiff.errors import RecipeError
     from condiff.tasks import TASKS
 
     name = init_from[len(SHIPPED_PREFIX):]
@@ -32,8 +39,6 @@ def build_denoiser(recipe: Recipe, conditions, palette) -> Denoiser:
     """What the recipe's UNet reads and outputs (condiff.denoiser): its conditions' channels and the settings of
     the recipe's model section that the Denoiser records, with the data's palette (`palette`, a FoundPalette
     or None) and its colours' shares; a palette head without a palette is a one-line error."""
-    from condiff.denoiser import Denoiser
-    from condiff.errors import RecipeError
     from condiff.palette import palette_config
 
     colors = palette.colors if palette is not None else None
@@ -56,11 +61,6 @@ def build_denoiser(recipe: Recipe, conditions, palette) -> Denoiser:
 def _initial_unet(recipe: Recipe, conditions, denoiser: Denoiser):
     """A fresh UNet shaped for the `denoiser`, or a pretrained one (widened with zero weights for new
     condition channels and for self-conditioning), whose outputs must already be the denoiser's."""
-    from condiff.denoiser import CHROMA_CHANNELS
-    from condiff.errors import CondiffError
-    from condiff.model import IMAGE_CHANNELS, build_unet, widen_unet_input
-    from condiff.model_folder import load_unet, saved_denoiser
-
     init_from = resolve_init_from(recipe.model.init_from)
     if init_from and not recipe.model.init_required and not Path(init_from).expanduser().exists():
         print(f"condiff: {init_from} does not exist (model.init_required: false); training from scratch")
@@ -101,8 +101,6 @@ def _channels_extend(init_from: str, conditions) -> bool:
     """Whether the recipe's condition channels begin with those of the model in `init_from`, so that new
     channels can be added after them: the same conditions in the same order, then new ones, the last of
     the old ones perhaps with more channels (a setting that adds one, such as sketch `fill`)."""
-    from condiff.model_folder import saved_conditions
-
     old = saved_conditions(init_from)
     if old is None or old.names != conditions.names[: len(old.names)]:
         return False
@@ -123,12 +121,7 @@ class Parts(NamedTuple):
 def build_parts(recipe: Recipe, dataset=None, palette=None) -> Parts:
     """The parts of a recipe; a palette head's outputs follow the data's palette. `dataset` and `palette`
     (`data_palette`'s) are built and found here unless given."""
-    import torch
-    from accelerate.utils import set_seed
-
-    from condiff.conditions.stack import ConditionStack
     from condiff.data.sources import build_dataset
-    from condiff.model import build_scheduler
 
     conditions = ConditionStack(conditions=[spec.to_dict() for spec in recipe.conditions])
     set_seed(recipe.train.seed)  # the UNet's initial weights come from the global RNG
@@ -146,8 +139,6 @@ def started_denoiser(recipe: Recipe) -> Denoiser | None:
     """The Denoiser of the palette-head model a palette-head recipe starts from (model.init_from), or None: a
     warm start goes on with that model's palette (its outputs are those colours, in that order), and the
     recipe must match how its head reads them (`check_warm_start`)."""
-    from condiff.model_folder import saved_denoiser
-
     if not recipe.model.palette_head or not recipe.model.init_from:
         return None
     started = saved_denoiser(resolve_init_from(recipe.model.init_from))
@@ -158,10 +149,6 @@ def check_warm_start(recipe: Recipe, denoiser: Denoiser) -> None:
     """A one-line error when a palette-head recipe starts from a head trained with another pixel likelihood:
     its UNet learnt the rest of the odds beside that likelihood, so adding it where the model did not (or not
     adding it) counts each pixel's evidence twice (or not at all)."""
-    import json
-
-    from condiff.errors import RecipeError
-
     started = started_denoiser(recipe)
     if started is None:
         return
@@ -177,10 +164,6 @@ def check_warm_start(recipe: Recipe, denoiser: Denoiser) -> None:
 def data_palette(recipe: Recipe, dataset):
     """The palette of the first images of the data, as data.palette and data.palette_size ask; a palette head
     warm-started from another keeps that one's palette (`started_denoiser`)."""
-    from itertools import islice
-
-    import numpy as np
-
     from condiff.palette import SAMPLE_IMAGES, FoundPalette, find_palette, from_hex
 
     items = (dataset[i] for i in range(min(len(dataset), SAMPLE_IMAGES))) if hasattr(dataset, "__len__") \
@@ -192,8 +175,6 @@ def data_palette(recipe: Recipe, dataset):
         check_palette_fits(recipe, np.stack(list(islice(images, 256))), from_hex(colors))
         return FoundPalette(from_hex(colors), f"palette: the {len(colors)} colours of {recipe.model.init_from}'s "
                             "palette head (model.init_from)", None if frequencies is None else np.asarray(frequencies))
-    if recipe.data.palette == "off":
-        return find_palette([], "off")
     return find_palette(images, recipe.data.palette, recipe.data.palette_size)
 
 
@@ -204,7 +185,6 @@ def check_palette_fits(recipe: Recipe, images, colors) -> None:
     """A one-line error when the data's colours (`images`, the first of the data) are mostly not in the palette
     of the palette head a recipe starts from: that head can paint only those colours (a Nouns head on emoji
     paints Nouns colours)."""
-    from condiff.errors import RecipeError
     from condiff.palette import on_palette_share
 
     share = on_palette_share(images, colors)

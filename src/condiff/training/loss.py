@@ -82,8 +82,7 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at random timesteps (Ho et al. 2020, arxiv 2006.11239),
     drawn as `timestep_sampling` says (`draw_timesteps`), optionally Min-SNR weighted, plus the consistency
-    term when one is given with a condition. The `denoiser` lays out the UNet's input and reads its output
-    (condiff.denoiser); with `luma_channel` it diffuses only the chroma of `clean`.
+    term when one is given with a condition.
 
     A palette head's prediction is the output its expected colours imply, and `ce_weight` times the
     cross-entropy of its odds is added. With Min-SNR that term is weighted by min(SNR, gamma) / gamma too:

@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,9 +229,7 @@ def _epochs(accelerator, dataloader, batches_done: int, iterable: bool) -> Itera
     The seedable sampler shuffles by epoch number, so a resumed run sees the batches an
     uninterrupted one would have.
     """
-    batches_per_epoch = math.inf if iterable else len(dataloader)
-    epoch = 0 if iterable else batches_done // batches_per_epoch
-    skip = batches_done if iterable else batches_done % batches_per_epoch
+    epoch, skip = (0, batches_done) if iterable else divmod(batches_done, len(dataloader))
     while True:
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(epoch)
@@ -602,15 +600,17 @@ class Trainer:
             if self._probe is not None:
                 self._condition_use = self._probe.measure(run.accelerator.unwrap_model(run.unet))
             window.write(run.accelerator, progress, run.lr_scheduler.get_last_lr()[0], state.step, self._condition_use)
-        if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
-            self._preview(run, state.step)
+        preview = cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps
+        if preview and run.accelerator.is_main_process:
+            name = f"step-{state.step:08d}.png"
+            self._with_ema_weights(run, lambda model: self._samples(run.accelerator, model, name, state.step))
         last = state.step >= cfg.max_steps or clock.out_of_time()  # the same answer on every process
         interrupted = not last and self._stop.requested()
         if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last or interrupted:
             self._check_weights_finite(run.unet, state.step)
             state.seconds = clock.seconds()
             saved = save_checkpoint(run.accelerator, self.output_dir, state.step,
-                                    {**state.to_dict(), "recipe": self.recipe.to_dict(), **self._palette_state()},
+                                    {**asdict(state), "recipe": self.recipe.to_dict(), **self._palette_state()},
                                     cfg.keep_checkpoints)
         if interrupted:
             progress.close()
@@ -672,11 +672,6 @@ class Trainer:
         if cfg.tensorboard:
             tracker = accelerator.get_tracker("tensorboard", unwrap=True)
             tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
-
-    def _preview(self, run: _Run, step: int) -> None:
-        if run.accelerator.is_main_process:
-            name = f"step-{step:08d}.png"
-            self._with_ema_weights(run, lambda model: self._samples(run.accelerator, model, name, step))
 
     def _save_final(self, run: _Run, state: TrainState) -> None:
         from condiff.model_card import write_model_card
