@@ -313,6 +313,14 @@ def screenshot(page, real: bool, tmp_path: Path, name: str) -> None:
     assert Image.open(path).size[0] > 0
 
 
+def app_tracebacks(log_path: Path) -> list[str]:
+    """The tracebacks in the app's log, but for a browser that left before an upload ended
+    (starlette.requests.ClientDisconnect, which gradio's upload route logs on a loaded machine): that is
+    the client's doing, not an error of the app."""
+    blocks = log_path.read_text().split("Traceback (most recent call last):")[1:]
+    return [block for block in blocks if "starlette.requests.ClientDisconnect" not in block.split("ERROR:")[0]]
+
+
 def open_app(browser, url: str):
     """(page, the page's JavaScript errors), once the model listing is shown."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -385,7 +393,7 @@ def test_app_in_a_browser(app_server, browser, tmp_path):
     page.locator("#colorize-run").click()
     assert fetch_image(page, "#colorize-output")[1].size in sizes
     assert not errors, errors
-    assert "Traceback" not in log_path.read_text()
+    assert app_tracebacks(log_path) == []
     page.close()
 
 
@@ -441,7 +449,7 @@ def test_any_model_tab_in_a_browser(app_server, browser, tmp_path):
         page.locator("#any-run").click()
         assert fetch_image(page, "#any-output")[1].size in model_sizes([sketch_model])
     assert not errors, errors
-    assert "Traceback" not in log_path.read_text()
+    assert app_tracebacks(log_path) == []
     page.close()
 
 
