@@ -230,7 +230,7 @@ def test_inception_distance_goes_to_the_sampled_row_and_the_real_row(monkeypatch
 
     monkeypatch.setattr(inception, "inception_features", lambda images: torch.randn(12, 4))
     rows = [Row(name, {}) for name in ("model, outlines", "model, simple", "real image", "other Noun")]
-    report = Report("sketch2img", rows, {}, [], samples=torch.zeros(12, 3, 32, 32))
+    report = Report("sketch2img", rows, {}, [], samples=torch.zeros(12, 3, 32, 32), real_row="real image")
     inception.add_inception_distance(report, "m", EvalSettings(num=12))
     assert [("Inception FD" in row.metrics) for row in report.rows] == [False, True, True, False]
 

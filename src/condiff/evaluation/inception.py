@@ -36,13 +36,9 @@ def inception_features(images: torch.Tensor, batch_size: int = 100) -> torch.Ten
         return torch.cat([extractor(batch)[0] for batch in as_uint8.split(batch_size)])
 
 
-# The reference row of each task's report whose images are other held-out Nouns, as real vs real is.
-REAL_ROWS = ("real vs real", "true colour", "real image")
-
-
 def add_inception_distance(report: Report, model: str, settings) -> None:
     """Adds an 'Inception FD' column to the row of the report's samples (the last model row: sketch2img's
-    last drawing style) and to its real-vs-real row, or a note why it could not."""
+    last drawing style) and to its real-vs-real row (`report.real_row`), or a note why it could not."""
     try:
         reference = inception_features(held_out_nouns(settings.num, REFERENCE_SEED))
         other_real = inception_features(held_out_nouns(settings.num, INPUT_SEED))
@@ -52,5 +48,5 @@ def add_inception_distance(report: Report, model: str, settings) -> None:
     sampled = [row for row in report.rows if row.name.startswith("model")][-1]
     sampled.metrics["Inception FD"] = metrics.frechet_distance(inception_features(report.samples), reference)
     for row in report.rows:
-        if row.name in REAL_ROWS:
+        if row.name == report.real_row:
             row.metrics["Inception FD"] = metrics.frechet_distance(other_real, reference)

@@ -22,6 +22,7 @@ class Report:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     samples: Any = field(default=None, repr=False)  # the model's images, for extra metrics; not in to_dict
+    real_row: str | None = None  # the row of other real held-out Nouns (real vs real), for extra metrics
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "settings": self.settings, "notes": self.notes,

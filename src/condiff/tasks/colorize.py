@@ -60,7 +60,7 @@ class ColorizeTask(Task):
         ]
         return Report("colorize", rows, settings.describe(conditional=True),
                       [LUMA_NOTE, ev.EXACT_NOTE, ev.KID_NOTE, ev.RIGHT_NOTE, ev.PALETTE_NOTE, ev.FLAT_NOTE],
-                      samples=outputs)
+                      samples=outputs, real_row="true colour")
 
 
     def evaluate_own(self, model: str, settings: EvalSettings) -> Report:

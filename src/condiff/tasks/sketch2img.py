@@ -53,7 +53,7 @@ class Sketch2ImgTask(Task):
         return Report("sketch2img", rows, {**settings.describe(conditional=True),
                                            "silhouette": settings.mode("silhouette")},
                       [DRAWINGS_NOTE, SILHOUETTE_NOTE, EDGE_NOTE, ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE,
-                       ev.FLAT_NOTE], samples=outputs)
+                       ev.FLAT_NOTE], samples=outputs, real_row="real image")
 
     def evaluate_own(self, model: str, settings: EvalSettings) -> Report:
         """On drawings of a user's own images (settings.data) that the model never trained on, in each style of

@@ -38,7 +38,7 @@ def unconditional_report(pipeline, settings: EvalSettings, net: NounsFeatureNet,
     rows = [Row("model", space.scores(samples, parts=True), name)]
     rows += ev.reference_rows(space, settings)
     notes = [ev.KID_NOTE, ev.PARTS_NOTE, ev.PALETTE_NOTE, ev.FLAT_NOTE]
-    return Report("unconditional", rows, settings.describe(), notes, samples=samples)
+    return Report("unconditional", rows, settings.describe(), notes, samples=samples, real_row="real vs real")
 
 
 def own_images_report(pipeline, settings: EvalSettings, name: str = "") -> Report:
