@@ -16,7 +16,8 @@ NON_DEFAULT_SETTINGS = {
     "grayscale": {"resize": "lanczos", "level_features": 3},
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
     "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
-               "interior_dropout": 0.5, "fill": True, "fill_gap": 3.0, "fill_background": "corners"},
+               "interior_dropout": 0.5, "fill": True, "fill_gap": 3.0, "fill_background": "corners",
+               "figure_consistency": 0.5},
     "lowres": {"factor": 2},
     "inpaint": {"min_size": 0.1, "max_size": 0.3},
 }
@@ -321,6 +322,30 @@ def test_consistency_is_zero_for_the_true_image_and_grows_when_the_prediction_di
     assert flat.grad.abs().sum() > 0  # the trainer can learn from it
 
 
+def test_the_figure_term_asks_for_the_drawn_shapes_unlike_the_background_inside_and_like_it_outside(nouns):
+    settings = {"stroke_dropout": 0.0, "max_shift": 0.0, "fill": True}
+    edges_only, both = encoder("sketch", **settings), encoder("sketch", **settings, figure_consistency=1.0)
+    channels = both.encode_training(nouns)
+    shapes = channels[:, 1:] > 0
+    background = nouns[:, :, :1, :1].expand_as(nouns)
+    painted = torch.where(shapes, -1.0, background)  # a black figure exactly where the shapes are
+    assert torch.allclose(both.consistency(painted, channels), edges_only.consistency(painted, channels))
+    inside = shapes & (channels[:, :1] <= 0)  # the same lines, but the shapes' insides nearly background:
+    torch.manual_seed(0)
+    nearly = background + 0.01 * torch.randn_like(background)
+    hollow = torch.where(inside, nearly, painted).requires_grad_()
+    extra = both.consistency(hollow, channels) - edges_only.consistency(hollow, channels)
+    share_inside = inside.float().mean(dim=(1, 2, 3))
+    assert (extra > 0.9 * share_inside).all() and (extra <= share_inside).all()  # each inner pixel nearly misses
+    extra.sum().backward()
+    assert hollow.grad.abs().sum() > 0
+    nothing = channels.clone()
+    nothing[0] = 0  # a drawing that encloses nothing asks for no figure
+    assert both.consistency(hollow, nothing)[0] == edges_only.consistency(hollow, nothing)[0]
+    with pytest.raises(ValueError, match="figure_consistency must be from 0 to"):
+        encoder("sketch", figure_consistency=-1.0)
+
+
 def test_a_stack_sums_its_encoders_consistency_and_skips_dropped_conditions(nouns):
     from condiff.conditions.stack import ConditionStack
 
@@ -442,7 +467,8 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # ---------------------------------------------------------------------------------------------------
 
 # Settings newer than a shipped model, at their defaults.
-ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides"}}
+ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides",
+                                                                      "figure_consistency": 0.0}}
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic", "level_features": 7}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
@@ -464,10 +490,11 @@ def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monke
         @register_to_config
         def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
                      threshold: float = 0.05, interior_dropout: float = 0.0, fill: bool = False,
-                     fill_gap: float = 2.0, fill_background: str = "sides") -> None:
+                     fill_gap: float = 2.0, fill_background: str = "sides", figure_consistency: float = 0.0) -> None:
             super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
                              max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout,
-                             fill=fill, fill_gap=fill_gap, fill_background=fill_background)
+                             fill=fill, fill_gap=fill_gap, fill_background=fill_background,
+                             figure_consistency=figure_consistency)
 
     monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
     saved = ConditionStack.from_pretrained(tmp_path)
@@ -504,7 +531,8 @@ def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     stack = ConditionStack.from_pretrained(tmp_path)
     defaults = {"thickness_jitter": 0.0, "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05,
-                "interior_dropout": 0.0, "fill": False, "fill_gap": 2, "fill_background": "sides"}
+                "interior_dropout": 0.0, "fill": False, "fill_gap": 2, "fill_background": "sides",
+                "figure_consistency": 0.0}
     assert stack.config.conditions == [{"name": "sketch", "dropout": 0.1, "package": "condiff", **defaults}]
     assert stack.dropouts == [0.1]
 

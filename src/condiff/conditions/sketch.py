@@ -29,7 +29,7 @@ from PIL import Image
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
 from condiff.images import has_transparency, luma, to_rgb
-from condiff.steering.silhouette import KeepSilhouette, reads_as_background
+from condiff.steering.silhouette import FIGURE_CONTRAST, KeepSilhouette, reads_as_background
 
 REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
@@ -38,6 +38,7 @@ MIN_CONTRAST = 16  # grey levels; a drawing flatter than this has no lines
 FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still enclose a shape (the default)
 FILL_BACKGROUNDS = ("sides", "corners")  # what `fill` counts as background (`fill_shapes`)
 FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
+MAX_FIGURE_CONSISTENCY = 100.0  # the figure term's weight beside the edge term (consistency)
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -117,9 +118,13 @@ def foreground(images: torch.Tensor, threshold: float) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W) bool: pixels unlike the image's background, taken as the
     median colour of its border (Nouns, icons and sprites stand on a flat background), by more than
     `threshold` (a fraction of the full range) in some channel."""
+    return ~reads_as_background(images - border_background(images), threshold, dim=1)
+
+
+def border_background(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, 1, 1): each image's background colour, the median colour of its border."""
     border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
-    background = border.median(dim=-1).values[..., None, None]
-    return ~reads_as_background(images - background, threshold, dim=1)
+    return border.median(dim=-1).values[..., None, None]
 
 
 def interior(lines: torch.Tensor, images: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -146,6 +151,14 @@ def edge_strength(images: torch.Tensor, threshold: float) -> torch.Tensor:
         for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))
     ]
     return (torch.stack(differences).amax(dim=0) / (2.0 * threshold)).clamp(max=1.0)
+
+
+def figure_strength(images: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) in [0, 1]: how unlike its image's background (`border_background`, held
+    fixed) each pixel is, in units of the difference that makes it figure (`foreground`), capped at 1.
+    Differentiable."""
+    offset = images - border_background(images.detach())
+    return (offset.abs().amax(dim=1, keepdim=True) / (2.0 * contrast)).clamp(max=1.0)
 
 
 def jitter_thickness(lines: torch.Tensor, max_extra: int) -> torch.Tensor:
@@ -267,7 +280,9 @@ class SketchCondition(ConditionEncoder):
       sides of the frame or a corner; "corners": only what reaches a corner, so a figure that the frame
       cuts on several sides (an emoji's face drawn edge to edge) is still filled.
 
-    `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line.
+    `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line;
+    with `fill` and `figure_consistency` > 0, also (that many times as much) a figure that is the drawn
+    shapes: unlike the background inside them, like it outside.
     """
 
     channels = 1
@@ -284,6 +299,7 @@ class SketchCondition(ConditionEncoder):
         fill: bool = False,
         fill_gap: float = FILL_GAP,
         fill_background: str = FILL_BACKGROUND,
+        figure_consistency: float = 0.0,
     ) -> None:
         for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift), ("fill_gap", fill_gap)):
             if not 0 <= pixels <= REFERENCE_SIZE:
@@ -294,6 +310,9 @@ class SketchCondition(ConditionEncoder):
                 raise ValueError(f"sketch {key} must be in [0, 1), got {share}")
         if not 0.0 <= interior_dropout <= 1.0:
             raise ValueError(f"sketch interior_dropout must be in [0, 1], got {interior_dropout}")
+        if not 0.0 <= figure_consistency <= MAX_FIGURE_CONSISTENCY:
+            raise ValueError(f"sketch figure_consistency must be from 0 to {MAX_FIGURE_CONSISTENCY} (its weight beside "
+                             f"the edge term of the consistency loss), got {figure_consistency}")
         if not isinstance(fill, bool):
             raise ValueError(f"sketch fill must be true or false, got {fill!r}")
         if fill_background not in FILL_BACKGROUNDS:
@@ -334,7 +353,13 @@ class SketchCondition(ConditionEncoder):
         Lines drawn nowhere near an edge count; edges left undrawn do not (a drawing leaves details out)."""
         drawn = (channels[:, :1] > 0).to(predicted)
         shortfall = (1.0 - edge_strength(predicted, self.config.threshold)) * drawn
-        return shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
+        loss = shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
+        figure = self.figure(channels)
+        if figure is None or not self.config.figure_consistency:
+            return loss
+        # The mean mismatch of the predicted figure and the drawn shapes; none where the lines enclose nothing.
+        mismatch = (figure_strength(predicted) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
+        return loss + self.config.figure_consistency * mismatch * figure.flatten(1).any(dim=1).to(predicted)
 
     def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
         """With `fill`, the output keeps the drawn silhouette (condiff.steering.silhouette), unless `silhouette`
