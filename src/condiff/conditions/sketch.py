@@ -282,7 +282,8 @@ class SketchCondition(ConditionEncoder):
 
     `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line;
     with `fill` and `figure_consistency` > 0, also (that many times as much) a figure that is the drawn
-    shapes: unlike the background inside them, like it outside.
+    shapes: unlike the background (the border's colour) inside them, like it outside. It helped on Nouns and
+    broke a Twemoji model, whose figures reach the border (docs/sketch2img.md).
     """
 
     channels = 1
