@@ -343,7 +343,9 @@ def test_the_figure_term_asks_for_the_drawn_shapes_unlike_the_background_inside_
     nothing[0] = 0  # a drawing that encloses nothing asks for no figure
     assert both.consistency(hollow, nothing)[0] == edges_only.consistency(hollow, nothing)[0]
     with pytest.raises(ValueError, match="figure_consistency must be from 0 to"):
-        encoder("sketch", figure_consistency=-1.0)
+        encoder("sketch", fill=True, figure_consistency=-1.0)
+    with pytest.raises(ValueError, match="figure_consistency needs fill: true"):
+        encoder("sketch", figure_consistency=1.0)
 
 
 def test_a_stack_sums_its_encoders_consistency_and_skips_dropped_conditions(nouns):

@@ -316,6 +316,8 @@ class SketchCondition(ConditionEncoder):
                              f"the edge term of the consistency loss), got {figure_consistency}")
         if not isinstance(fill, bool):
             raise ValueError(f"sketch fill must be true or false, got {fill!r}")
+        if figure_consistency and not fill:
+            raise ValueError("sketch figure_consistency needs fill: true (the drawn shapes it asks the figure to be)")
         if fill_background not in FILL_BACKGROUNDS:
             raise ValueError(f"sketch fill_background must be one of {', '.join(FILL_BACKGROUNDS)}, "
                              f"got {fill_background!r}")
