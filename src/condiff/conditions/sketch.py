@@ -357,9 +357,9 @@ class SketchCondition(ConditionEncoder):
         drawn = (channels[:, :1] > 0).to(predicted)
         shortfall = (1.0 - edge_strength(predicted, self.config.threshold)) * drawn
         loss = shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
-        figure = self.figure(channels)
-        if figure is None or not self.config.figure_consistency:
+        if not self.config.figure_consistency:  # off, or without fill (the settings refuse it there)
             return loss
+        figure = self.figure(channels)
         # The mean mismatch of the predicted figure and the drawn shapes; none where the lines enclose nothing.
         mismatch = (figure_strength(predicted) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
         return loss + self.config.figure_consistency * mismatch * figure.flatten(1).any(dim=1).to(predicted)
