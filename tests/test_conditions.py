@@ -322,6 +322,21 @@ def test_consistency_is_zero_for_the_true_image_and_grows_when_the_prediction_di
     assert flat.grad.abs().sum() > 0  # the trainer can learn from it
 
 
+def test_the_figure_term_takes_the_background_from_outside_the_drawn_shapes_not_from_the_border():
+    # A red disk cut by the frame on every side, on white (an emoji drawn edge to edge): its border is mostly red.
+    settings = {"stroke_dropout": 0.0, "max_shift": 0.0, "fill": True, "fill_background": "corners"}
+    edges_only, both = encoder("sketch", **settings), encoder("sketch", **settings, figure_consistency=1.0)
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disk = (y - 15.5) ** 2 + (x - 15.5) ** 2 < 19**2
+    red = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+    image = torch.where(disk, red, torch.ones(3, 32, 32))[None]
+    channels = both.encode_training(image)
+    assert torch.equal(channels[0, 1] > 0, disk)
+    assert torch.allclose(both.consistency(image, channels), edges_only.consistency(image, channels))
+    hollow = torch.where(disk & ~(channels[0, :1] > 0), torch.ones(3, 32, 32), image)  # the outline only
+    assert (both.consistency(hollow, channels) - edges_only.consistency(hollow, channels)).item() > 0.5
+
+
 def test_the_figure_term_asks_for_the_drawn_shapes_unlike_the_background_inside_and_like_it_outside(nouns):
     settings = {"stroke_dropout": 0.0, "max_shift": 0.0, "fill": True}
     edges_only, both = encoder("sketch", **settings), encoder("sketch", **settings, figure_consistency=1.0)

@@ -39,6 +39,7 @@ FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still encl
 FILL_BACKGROUNDS = ("sides", "corners")  # what `fill` counts as background (`fill_shapes`)
 FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
 MAX_FIGURE_CONSISTENCY = 100.0  # the figure term's weight beside the edge term (consistency)
+MIN_OUTSIDE = 1 / 64  # the share of an image outside its drawn shapes that shows its background colour
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -153,12 +154,21 @@ def edge_strength(images: torch.Tensor, threshold: float) -> torch.Tensor:
     return (torch.stack(differences).amax(dim=0) / (2.0 * threshold)).clamp(max=1.0)
 
 
-def figure_strength(images: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W) in [0, 1]: how unlike its image's background (`border_background`, held
-    fixed) each pixel is, in units of the difference that makes it figure (`foreground`), capped at 1.
-    Differentiable."""
-    offset = images - border_background(images.detach())
+def figure_strength(images: torch.Tensor, background: torch.Tensor, contrast: float = FIGURE_CONTRAST) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) in [0, 1]: how unlike its image's `background` colour (N, 3, 1, 1) each
+    pixel is, in units of the difference that makes it figure (`foreground`), capped at 1. Differentiable."""
+    offset = images - background
     return (offset.abs().amax(dim=1, keepdim=True) / (2.0 * contrast)).clamp(max=1.0)
+
+
+def background_outside(images: torch.Tensor, figure: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) images and (N, 1, H, W) bool figures -> each image's background colour (N, 3, 1, 1), the
+    median colour outside its figure, and whether it has one (N,): at least MIN_OUTSIDE of its pixels lie
+    outside. Not the border's colour: a figure drawn edge to edge (an emoji's face) owns most of the border."""
+    outside = ~figure.expand_as(images)
+    pixels = images.masked_fill(~outside, float("nan")).flatten(2)
+    has_background = outside[:, 0].flatten(1).float().mean(dim=1) >= MIN_OUTSIDE
+    return pixels.nanmedian(dim=2).values.nan_to_num()[..., None, None], has_background
 
 
 def jitter_thickness(lines: torch.Tensor, max_extra: int) -> torch.Tensor:
@@ -282,8 +292,9 @@ class SketchCondition(ConditionEncoder):
 
     `consistency` (train.consistency_weight) asks the predicted image to have an edge under each drawn line;
     with `fill` and `figure_consistency` > 0, also (that many times as much) a figure that is the drawn
-    shapes: unlike the background (the border's colour) inside them, like it outside. It helped on Nouns and
-    broke a Twemoji model, whose figures reach the border (docs/sketch2img.md).
+    shapes: unlike the background (the prediction's colour outside them) inside them, like it outside. It
+    helps where the drawn shapes are close to the true figures (Nouns), not where they are not (Twemoji;
+    docs/sketch2img.md).
     """
 
     channels = 1
@@ -360,9 +371,12 @@ class SketchCondition(ConditionEncoder):
         if not self.config.figure_consistency:  # off, or without fill (the settings refuse it there)
             return loss
         figure = self.figure(channels)
-        # The mean mismatch of the predicted figure and the drawn shapes; none where the lines enclose nothing.
-        mismatch = (figure_strength(predicted) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
-        return loss + self.config.figure_consistency * mismatch * figure.flatten(1).any(dim=1).to(predicted)
+        # The mean mismatch of the predicted figure and the drawn shapes, against the colour the prediction
+        # has outside them (held fixed); none where the lines enclose nothing or nearly everything.
+        background, has_background = background_outside(predicted.detach(), figure)
+        mismatch = (figure_strength(predicted, background) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
+        applies = figure.flatten(1).any(dim=1) & has_background
+        return loss + self.config.figure_consistency * mismatch * applies.to(predicted)
 
     def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:
         """With `fill`, the output keeps the drawn silhouette (condiff.steering.silhouette), unless `silhouette`
