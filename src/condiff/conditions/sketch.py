@@ -29,7 +29,7 @@ from PIL import Image
 from condiff.conditions.base import ConditionEncoder
 from condiff.conditions.registry import register_condition
 from condiff.images import has_transparency, luma, to_rgb
-from condiff.steering.silhouette import FIGURE_CONTRAST, KeepSilhouette, reads_as_background
+from condiff.steering.silhouette import FIGURE_CONTRAST, KeepSilhouette, figure_backgrounds, reads_as_background
 
 REFERENCE_SIZE = 32  # the resolution at which the pixel settings below are given
 DROPOUT_SEGMENT = 2  # pixels (at 32 px) per side of a square of stroke dropped at once
@@ -39,7 +39,7 @@ FILL_GAP = 2  # pixels (at 32 px): gaps in an outline up to this wide still encl
 FILL_BACKGROUNDS = ("sides", "corners")  # what `fill` counts as background (`fill_shapes`)
 FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
 MAX_FIGURE_CONSISTENCY = 100.0  # the figure term's weight beside the edge term (consistency)
-MIN_OUTSIDE = 1 / 64  # the share of an image outside its drawn shapes that shows its background colour
+MIN_OUTSIDE = 1 / 64  # the least share of an image outside its drawn shapes that tells its background colour
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -159,16 +159,6 @@ def figure_strength(images: torch.Tensor, background: torch.Tensor, contrast: fl
     pixel is, in units of the difference that makes it figure (`foreground`), capped at 1. Differentiable."""
     offset = images - background
     return (offset.abs().amax(dim=1, keepdim=True) / (2.0 * contrast)).clamp(max=1.0)
-
-
-def background_outside(images: torch.Tensor, figure: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 3, H, W) images and (N, 1, H, W) bool figures -> each image's background colour (N, 3, 1, 1), the
-    median colour outside its figure, and whether it has one (N,): at least MIN_OUTSIDE of its pixels lie
-    outside. Not the border's colour: a figure drawn edge to edge (an emoji's face) owns most of the border."""
-    outside = ~figure.expand_as(images)
-    pixels = images.masked_fill(~outside, float("nan")).flatten(2)
-    has_background = outside[:, 0].flatten(1).float().mean(dim=1) >= MIN_OUTSIDE
-    return pixels.nanmedian(dim=2).values.nan_to_num()[..., None, None], has_background
 
 
 def jitter_thickness(lines: torch.Tensor, max_extra: int) -> torch.Tensor:
@@ -372,10 +362,12 @@ class SketchCondition(ConditionEncoder):
             return loss
         figure = self.figure(channels)
         # The mean mismatch of the predicted figure and the drawn shapes, against the colour the prediction
-        # has outside them (held fixed); none where the lines enclose nothing or nearly everything.
-        background, has_background = background_outside(predicted.detach(), figure)
+        # has outside them (held fixed; not the border's: a figure drawn edge to edge, as an emoji's face, owns
+        # most of the border); none where the lines enclose nothing, or so much that too little is outside.
+        background = figure_backgrounds(predicted.detach(), figure).nan_to_num()[..., None, None]
         mismatch = (figure_strength(predicted, background) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
-        applies = figure.flatten(1).any(dim=1) & has_background
+        outside = (~figure).flatten(1).float().mean(dim=1)
+        applies = figure.flatten(1).any(dim=1) & (outside >= MIN_OUTSIDE)
         return loss + self.config.figure_consistency * mismatch * applies.to(predicted)
 
     def steering(self, channels: torch.Tensor, modes: Mapping[str, str]) -> list:

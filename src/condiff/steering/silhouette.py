@@ -24,9 +24,15 @@ FIGURE_CONTRAST = 0.1  # a fraction of the range: how unlike the background a pi
 PUSH = 2.0  # a figure pixel too like the background moves this many times FIGURE_CONTRAST away from it
 
 
+def figure_backgrounds(images: torch.Tensor, figure: torch.Tensor) -> torch.Tensor:
+    """The background colours (N, 3) of images (N, 3, H, W): each one's median colour outside its figure
+    (N, 1, H, W) bool; NaN for an image whose figure is everything."""
+    return images.masked_fill(figure, float("nan")).flatten(2).nanmedian(dim=2).values
+
+
 def figure_background(image: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     """The background colour (3,) of one image (3, H, W): its median colour outside the figure `inside`."""
-    return image[:, ~inside].median(dim=1).values
+    return figure_backgrounds(image[None], inside[None, None])[0]
 
 
 def reads_as_background(offset: torch.Tensor, contrast: float = FIGURE_CONTRAST, dim: int = 0) -> torch.Tensor:
