@@ -17,7 +17,7 @@ NON_DEFAULT_SETTINGS = {
     "canny": {"low_threshold": 50, "high_threshold": 120, "resize": "nearest"},
     "sketch": {"thickness_jitter": 1.0, "stroke_dropout": 0.3, "max_shift": 2.0, "threshold": 0.2,
                "interior_dropout": 0.5, "fill": True, "fill_gap": 3.0, "fill_background": "corners",
-               "figure_consistency": 0.5},
+               "figure_consistency": 0.5, "figure_where": "agreed", "edge_where": "agreed"},
     "lowres": {"factor": 2},
     "inpaint": {"min_size": 0.1, "max_size": 0.3},
 }
@@ -363,6 +363,40 @@ def test_the_figure_term_asks_for_the_drawn_shapes_unlike_the_background_inside_
         encoder("sketch", figure_consistency=1.0)
 
 
+def test_the_agreed_figure_term_asks_only_what_the_truth_itself_has(nouns):
+    # Nouns have background-coloured pixels inside their drawn shapes (eyes, stripes): the truth misses the
+    # drawn figure term there, and meets the agreed one exactly.
+    settings = {"stroke_dropout": 0.0, "max_shift": 0.0, "fill": True, "figure_consistency": 1.0}
+    edges_only = encoder("sketch", stroke_dropout=0.0, max_shift=0.0, fill=True)
+    drawn, agreed = encoder("sketch", **settings), encoder("sketch", **settings, figure_where="agreed")
+    channels = drawn.encode_training(nouns)
+    edge_term = edges_only.consistency(nouns, channels)
+    assert (drawn.consistency(nouns, channels, truth=nouns) > edge_term).any()
+    assert torch.equal(agreed.consistency(nouns, channels, truth=nouns), edge_term)
+    # A figure painted as background where drawing and truth agree it is figure still costs.
+    shapes = channels[:, 1:] > 0
+    background = nouns[:, :, :1, :1].expand_as(nouns)
+    hollow = torch.where(shapes & (channels[:, :1] <= 0), background, nouns)
+    assert (agreed.consistency(hollow, channels, truth=nouns) - edges_only.consistency(hollow, channels) > 0.05).all()
+    assert torch.equal(agreed.consistency(hollow, channels), drawn.consistency(hollow, channels))  # no truth: drawn
+    with pytest.raises(ValueError, match="figure_where must be one of drawn, agreed"):
+        encoder("sketch", fill=True, figure_where="truth")
+
+
+def test_the_agreed_edge_term_asks_for_no_more_edge_than_the_truth_has_under_a_line(nouns):
+    # Training drawings are shifted and widened off the true edges: the truth misses the drawn edge term.
+    drawn = encoder("sketch", thickness_jitter=1.0)
+    agreed = encoder("sketch", thickness_jitter=1.0, edge_where="agreed")
+    torch.manual_seed(0)
+    channels = drawn.encode_training(nouns)
+    assert (drawn.consistency(nouns, channels, truth=nouns) > 0.02).all()
+    assert torch.equal(agreed.consistency(nouns, channels, truth=nouns), torch.zeros(len(nouns)))
+    flat = nouns.mean(dim=(2, 3), keepdim=True).expand_as(nouns)  # no edges at all
+    assert (agreed.consistency(flat, channels, truth=nouns) > 0.3).all()
+    with pytest.raises(ValueError, match="edge_where must be one of drawn, agreed"):
+        encoder("sketch", edge_where="truth")
+
+
 def test_a_stack_sums_its_encoders_consistency_and_skips_dropped_conditions(nouns):
     from condiff.conditions.stack import ConditionStack
 
@@ -377,6 +411,28 @@ def test_a_stack_sums_its_encoders_consistency_and_skips_dropped_conditions(noun
     assert torch.equal(stack.consistency(nouns, channels), torch.zeros(len(nouns)))
     channels[0] = 0  # the first sample's conditions were all dropped: nothing to obey
     assert stack.consistency(flat, channels)[0] == 0 and stack.consistency(flat, channels)[1] > 0
+
+
+def test_a_stack_hands_the_truth_to_losses_that_take_it_and_not_to_older_two_argument_ones(nouns, monkeypatch):
+    from condiff.conditions.registry import _REGISTRY
+    from condiff.conditions.stack import ConditionStack
+
+    class OldStyle(ConditionEncoder):  # a plugin written before consistency took the truth
+        channels = 1
+
+        def encode_training(self, images):
+            return images[:, :1]
+
+        def consistency(self, predicted, channels):
+            return (predicted[:, :1] - channels).pow(2).mean(dim=(1, 2, 3))
+
+    monkeypatch.setitem(_REGISTRY, "old-style-test", OldStyle)
+    stack = ConditionStack(conditions=[{"name": "old-style-test"}, {"name": "sketch", "stroke_dropout": 0.0,
+                                        "max_shift": 0.0, "fill": True, "figure_consistency": 1.0,
+                                        "figure_where": "agreed"}])
+    channels = stack.encode_training(nouns, apply_dropout=False)
+    assert torch.equal(stack.consistency(nouns, channels, truth=nouns), torch.zeros(len(nouns)))
+    assert (stack.consistency(nouns, channels) > 0).any()  # without the truth the figure term asks the drawn shapes
 
 
 def test_encoders_without_a_consistency_loss_offer_none(nouns):
@@ -484,8 +540,9 @@ def test_inpaint_input_without_transparency_has_no_hole():
 # ---------------------------------------------------------------------------------------------------
 
 # Settings newer than a shipped model, at their defaults.
-ADDED_LATER = {"grayscale": {"level_features": 0}, "sketch": {"fill_gap": 2, "fill_background": "sides",
-                                                                      "figure_consistency": 0.0}}
+ADDED_LATER = {"grayscale": {"level_features": 0},
+               "sketch": {"fill_gap": 2, "fill_background": "sides", "figure_consistency": 0.0,
+                          "figure_where": "drawn", "edge_where": "drawn"}}
 SHIPPED_CONDITIONS = {
     "colorize": [{"name": "grayscale", "dropout": 0.1, "package": "condiff", "resize": "bicubic", "level_features": 7}],
     "sketch2img": [{"name": "sketch", "dropout": 0.1, "package": "condiff", "thickness_jitter": 0.0,
@@ -507,11 +564,13 @@ def test_a_saved_stack_keeps_its_settings_when_a_default_changes(tmp_path, monke
         @register_to_config
         def __init__(self, thickness_jitter: float = 2.0, stroke_dropout: float = 0.1, max_shift: float = 1.0,
                      threshold: float = 0.05, interior_dropout: float = 0.0, fill: bool = False,
-                     fill_gap: float = 2.0, fill_background: str = "sides", figure_consistency: float = 0.0) -> None:
+                     fill_gap: float = 2.0, fill_background: str = "sides", figure_consistency: float = 0.0,
+                     figure_where: str = "drawn", edge_where: str = "drawn") -> None:
             super().__init__(thickness_jitter=thickness_jitter, stroke_dropout=stroke_dropout,
                              max_shift=max_shift, threshold=threshold, interior_dropout=interior_dropout,
                              fill=fill, fill_gap=fill_gap, fill_background=fill_background,
-                             figure_consistency=figure_consistency)
+                             figure_consistency=figure_consistency, figure_where=figure_where,
+                             edge_where=edge_where)
 
     monkeypatch.setitem(_REGISTRY, "sketch", ThickerByDefault)
     saved = ConditionStack.from_pretrained(tmp_path)
@@ -549,7 +608,7 @@ def test_a_folder_saved_with_only_names_and_dropouts_still_loads(tmp_path):
     stack = ConditionStack.from_pretrained(tmp_path)
     defaults = {"thickness_jitter": 0.0, "stroke_dropout": 0.1, "max_shift": 1.0, "threshold": 0.05,
                 "interior_dropout": 0.0, "fill": False, "fill_gap": 2, "fill_background": "sides",
-                "figure_consistency": 0.0}
+                "figure_consistency": 0.0, "figure_where": "drawn", "edge_where": "drawn"}
     assert stack.config.conditions == [{"name": "sketch", "dropout": 0.1, "package": "condiff", **defaults}]
     assert stack.dropouts == [0.1]
 

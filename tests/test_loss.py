@@ -74,8 +74,9 @@ def test_the_consistency_term_applies_only_at_low_noise_and_adds_its_weighted_lo
     unet, clean, condition = tiny_unet(4), torch.rand(4, 3, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1
     seen = []
 
-    def disobedience(predicted, channels):
+    def disobedience(predicted, channels, truth):
         seen.append(len(predicted))
+        assert torch.equal(truth, clean)  # the training images the condition came from
         return torch.ones(len(predicted))
 
     torch.manual_seed(0)

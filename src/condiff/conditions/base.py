@@ -66,11 +66,14 @@ class ConditionEncoder(ConfigMixin):
         `fill` its silhouette. None by default."""
         return []
 
-    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor | None:
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor,
+                    truth: torch.Tensor | None = None) -> torch.Tensor | None:
         """How far predicted clean images (N, 3, H, W) in [-1, 1] disobey these condition channels: (N,)
         losses, 0 where the prediction agrees, differentiable in `predicted`. The trainer adds it at
-        low-noise timesteps when train.consistency_weight > 0 (the ControlNet++ idea, arxiv 2404.07987).
-        None by default: the encoder offers no such loss."""
+        low-noise timesteps when train.consistency_weight > 0 (the ControlNet++ idea, arxiv 2404.07987),
+        and hands in `truth`, the training images the channels were made from, so that an encoder may leave
+        out what the truth itself disobeys (an override may also leave the argument out). None by default:
+        the encoder offers no such loss."""
         return None
 
     def panels(self, channels: torch.Tensor) -> list[torch.Tensor]:

@@ -72,6 +72,7 @@ class GrayscaleCondition(ConditionEncoder):
         """The output keeps the gray input's lightness (condiff.steering.lightness), unless `lightness` is off."""
         return [KeepLuma(channels[:, :1])] if modes["lightness"] == "auto" else []
 
-    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-        """The squared error of the prediction's luma against the gray input."""
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor,
+                    truth: torch.Tensor | None = None) -> torch.Tensor:
+        """The squared error of the prediction's luma against the gray input (which the truth meets)."""
         return (luma(predicted) - channels[:, :1]).pow(2).mean(dim=(1, 2, 3))

@@ -40,6 +40,7 @@ FILL_BACKGROUNDS = ("sides", "corners")  # what `fill` counts as background (`fi
 FILL_BACKGROUND = "sides"  # the default, as the first fill models were trained
 MAX_FIGURE_CONSISTENCY = 100.0  # the figure term's weight beside the edge term (consistency)
 MIN_OUTSIDE = 1 / 64  # the least share of an image outside its drawn shapes that tells its background colour
+WHERE = ("drawn", "agreed")  # where the consistency terms ask for the drawing (`edge_where`, `figure_where`)
 
 
 def scaled(pixels: float, size: int) -> int:
@@ -285,6 +286,13 @@ class SketchCondition(ConditionEncoder):
     shapes: unlike the background (the prediction's colour outside them) inside them, like it outside. It
     helps where the drawn shapes are close to the true figures (Nouns), not where they are not (Twemoji;
     docs/sketch2img.md).
+    - `edge_where`: "drawn" (as the models before it were trained) asks for a full edge under every drawn
+      line; "agreed" for as strong an edge as the training image itself has there, so that a line the
+      augmentations widened or shifted off the true edge asks for nothing the truth does not have.
+    - `figure_where`: "drawn" (as the first figure models were trained) asks for the drawn shapes at every
+      pixel; "agreed" only at the pixels where the training image itself is figure inside them or
+      background outside them, so the term never asks for other colours than the truth's (a Noun's
+      background-coloured eyes or stripes lie inside its drawn shapes).
     """
 
     channels = 1
@@ -302,6 +310,8 @@ class SketchCondition(ConditionEncoder):
         fill_gap: float = FILL_GAP,
         fill_background: str = FILL_BACKGROUND,
         figure_consistency: float = 0.0,
+        figure_where: str = "drawn",
+        edge_where: str = "drawn",
     ) -> None:
         for key, pixels in (("thickness_jitter", thickness_jitter), ("max_shift", max_shift), ("fill_gap", fill_gap)):
             if not 0 <= pixels <= REFERENCE_SIZE:
@@ -319,6 +329,9 @@ class SketchCondition(ConditionEncoder):
             raise ValueError(f"sketch fill must be true or false, got {fill!r}")
         if figure_consistency and not fill:
             raise ValueError("sketch figure_consistency needs fill: true (the drawn shapes it asks the figure to be)")
+        for key, where in (("figure_where", figure_where), ("edge_where", edge_where)):
+            if where not in WHERE:
+                raise ValueError(f"sketch {key} must be one of {', '.join(WHERE)}, got {where!r}")
         if fill_background not in FILL_BACKGROUNDS:
             raise ValueError(f"sketch fill_background must be one of {', '.join(FILL_BACKGROUNDS)}, "
                              f"got {fill_background!r}")
@@ -351,12 +364,19 @@ class SketchCondition(ConditionEncoder):
         lines = shift(lines, scaled(config.max_shift, size))
         return self.to_channels(lines, images.dtype)
 
-    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor,
+                    truth: torch.Tensor | None = None) -> torch.Tensor:
         """The mean shortfall of edge strength under the drawn lines: 0 when the predicted image has a
         full-strength colour edge wherever a line is drawn (as the image the sketch was made from has).
-        Lines drawn nowhere near an edge count; edges left undrawn do not (a drawing leaves details out)."""
+        Lines drawn nowhere near an edge count; edges left undrawn do not (a drawing leaves details out).
+        With `figure_consistency`, plus the figure term; `truth` (the training images) tells where the
+        drawing and the truth agree, for `edge_where` and `figure_where: agreed` (without it, every pixel
+        counts as drawn)."""
         drawn = (channels[:, :1] > 0).to(predicted)
-        shortfall = (1.0 - edge_strength(predicted, self.config.threshold)) * drawn
+        asked = 1.0
+        if self.config.edge_where == "agreed" and truth is not None:
+            asked = edge_strength(truth, self.config.threshold)
+        shortfall = (asked - edge_strength(predicted, self.config.threshold)).clamp(min=0.0) * drawn
         loss = shortfall.sum(dim=(1, 2, 3)) / drawn.sum(dim=(1, 2, 3)).clamp(min=1.0)
         if not self.config.figure_consistency:  # off, or without fill (the settings refuse it there)
             return loss
@@ -365,7 +385,15 @@ class SketchCondition(ConditionEncoder):
         # has outside them (held fixed; not the border's: a figure drawn edge to edge, as an emoji's face, owns
         # most of the border); none where the lines enclose nothing, or so much that too little is outside.
         background = figure_backgrounds(predicted.detach(), figure).nan_to_num()[..., None, None]
-        mismatch = (figure_strength(predicted, background) - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
+        strength = figure_strength(predicted, background)
+        if self.config.figure_where == "agreed" and truth is not None:
+            # Where the truth is figure inside the drawn shapes or background outside them, as strongly as
+            # the truth is (a faint colour outside stays faint); elsewhere nothing is asked.
+            true_strength = figure_strength(truth, figure_backgrounds(truth, figure).nan_to_num()[..., None, None])
+            agrees = (true_strength >= 1.0) == figure
+            mismatch = ((strength - true_strength).abs() * agrees.to(predicted)).mean(dim=(1, 2, 3))
+        else:
+            mismatch = (strength - figure.to(predicted)).abs().mean(dim=(1, 2, 3))
         outside = (~figure).flatten(1).float().mean(dim=1)
         applies = figure.flatten(1).any(dim=1) & (outside >= MIN_OUTSIDE)
         return loss + self.config.figure_consistency * mismatch * applies.to(predicted)

@@ -13,6 +13,7 @@ This module path is public API: it is recorded in saved `model_index.json` files
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -84,14 +85,19 @@ class ConditionStack(ModelMixin, ConfigMixin):
         """Whether some encoder offers a consistency loss (overrides ConditionEncoder.consistency)."""
         return any(type(encoder).consistency is not ConditionEncoder.consistency for encoder in self.encoders)
 
-    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    def consistency(self, predicted: torch.Tensor, channels: torch.Tensor,
+                    truth: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) how far predicted clean images disobey their condition `channels`: the sum over the
         encoders that offer a consistency loss, each counted only for samples whose condition was not
-        dropped (all-zero channels carry no condition)."""
+        dropped (all-zero channels carry no condition). `truth`, the training images, goes to the encoders
+        whose loss takes it (a plugin written before it was offered takes two arguments)."""
         total = predicted.new_zeros(predicted.shape[0])
         for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
             given = channels[:, part]
-            losses = encoder.consistency(predicted, given)
+            if truth is not None and "truth" in inspect.signature(encoder.consistency).parameters:
+                losses = encoder.consistency(predicted, given, truth=truth)
+            else:
+                losses = encoder.consistency(predicted, given)
             if losses is not None:
                 present = given.flatten(1).abs().amax(dim=1) > 0
                 total = total + losses * present.to(losses)

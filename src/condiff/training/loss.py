@@ -62,9 +62,10 @@ def draw_timesteps(scheduler, count: int, device, sampling: str = "uniform") -> 
 class Consistency:
     """A condition-consistency term (ControlNet++, arxiv 2404.07987): at the lowest-noise `timesteps`
     share of timesteps, where the predicted clean image is sharp, `weight` times how far it disobeys the
-    condition (`loss`: predicted images and condition channels -> (N,) losses) joins the loss."""
+    condition (`loss`: predicted images, condition channels and the training images -> (N,) losses) joins
+    the loss."""
 
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     weight: float
     timesteps: float
 
@@ -107,15 +108,18 @@ def diffusion_loss(
         loss = loss + ce_weight * cross_entropy.mean()
     if consistency is not None and condition is not None:
         loss = loss + consistency.weight * consistency_term(
-            denoiser, scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float())
+            denoiser, scheduler, consistency, prediction.float(), noisy.float(), timesteps, condition.float(),
+            images.float())
     return loss
 
 
 def consistency_term(denoiser: Denoiser, scheduler, consistency: Consistency, prediction: torch.Tensor,
-                     noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-    """The mean consistency loss of the batch's low-noise samples (0, keeping the graph, when none is)."""
+                     noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor,
+                     images: torch.Tensor) -> torch.Tensor:
+    """The mean consistency loss of the batch's low-noise samples (0, keeping the graph, when none is);
+    `images` are the training images (pixel space) the condition was made from."""
     low = timesteps < consistency.timesteps * scheduler.config.num_train_timesteps
     if not bool(low.any()):
         return prediction.sum() * 0.0
     predicted = denoiser.image(predict_x0(scheduler, prediction[low], noisy[low], timesteps[low]), condition[low])
-    return consistency.loss(predicted, condition[low]).mean()
+    return consistency.loss(predicted, condition[low], images[low]).mean()
