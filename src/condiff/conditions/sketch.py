@@ -162,6 +162,12 @@ def figure_strength(images: torch.Tensor, background: torch.Tensor, contrast: fl
     return (offset.abs().amax(dim=1, keepdim=True) / (2.0 * contrast)).clamp(max=1.0)
 
 
+def background_outside(images: torch.Tensor, figure: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 1, 1): each image's median colour outside its figure (N, 1, H, W) bool, as `figure_strength`
+    takes it; 0 for an image whose figure is everything (the figure term leaves those out)."""
+    return figure_backgrounds(images, figure).nan_to_num()[..., None, None]
+
+
 def jitter_thickness(lines: torch.Tensor, max_extra: int) -> torch.Tensor:
     """Each sample's strokes widened by a uniform 0..max_extra pixels."""
     extras = torch.randint(0, max_extra + 1, (lines.shape[0],)).tolist()
@@ -384,12 +390,11 @@ class SketchCondition(ConditionEncoder):
         # The mean mismatch of the predicted figure and the drawn shapes, against the colour the prediction
         # has outside them (held fixed; not the border's: a figure drawn edge to edge, as an emoji's face, owns
         # most of the border); none where the lines enclose nothing, or so much that too little is outside.
-        background = figure_backgrounds(predicted.detach(), figure).nan_to_num()[..., None, None]
-        strength = figure_strength(predicted, background)
+        strength = figure_strength(predicted, background_outside(predicted.detach(), figure))
         if self.config.figure_where == "agreed" and truth is not None:
             # Where the truth is figure inside the drawn shapes or background outside them, as strongly as
             # the truth is (a faint colour outside stays faint); elsewhere nothing is asked.
-            true_strength = figure_strength(truth, figure_backgrounds(truth, figure).nan_to_num()[..., None, None])
+            true_strength = figure_strength(truth, background_outside(truth, figure))
             agrees = (true_strength >= 1.0) == figure
             mismatch = ((strength - true_strength).abs() * agrees.to(predicted)).mean(dim=(1, 2, 3))
         else:

@@ -44,6 +44,9 @@ class ConditionStack(ModelMixin, ConfigMixin):
         specs = [ConditionSpec.from_dict(values, f"conditions[{i}]") for i, values in enumerate(conditions)]
         self.encoders = [build_encoder(spec, f"conditions[{i}]") for i, spec in enumerate(specs)]
         self.dropouts = [spec.dropout for spec in specs]
+        # Which consistency losses take the training images (a plugin written before they were offered does not):
+        # read once here, not at every training step.
+        self.takes_truth = ["truth" in inspect.signature(e.consistency).parameters for e in self.encoders]
         # Recorded by hand rather than by @register_to_config, which would record only what was given.
         resolved = [ConditionSpec(e.name, s.dropout, e.settings, provider(type(e)))
                     for e, s in zip(self.encoders, specs, strict=True)]
@@ -92,9 +95,9 @@ class ConditionStack(ModelMixin, ConfigMixin):
         dropped (all-zero channels carry no condition). `truth`, the training images, goes to the encoders
         whose loss takes it (a plugin written before it was offered takes two arguments)."""
         total = predicted.new_zeros(predicted.shape[0])
-        for encoder, part in zip(self.encoders, self.channel_slices, strict=True):
+        for encoder, part, takes_truth in zip(self.encoders, self.channel_slices, self.takes_truth, strict=True):
             given = channels[:, part]
-            if truth is not None and "truth" in inspect.signature(encoder.consistency).parameters:
+            if truth is not None and takes_truth:
                 losses = encoder.consistency(predicted, given, truth=truth)
             else:
                 losses = encoder.consistency(predicted, given)
